@@ -1,0 +1,457 @@
+"""One market's order book: price-time priority matching on integer ticks and lots.
+
+Invariants (`check_invariants` verifies them; tests call it after every scenario):
+- the book is never crossed: best bid < best ask whenever both sides have orders;
+- a level's `total` is the sum of its live orders' remaining lots and its `live` count is their number;
+  an empty level is removed at once;
+- every live order is in the id index exactly once, on the level of its side and price, and every
+  order in the index is live with a positive remainder.
+
+Orders at one price keep arrival order in a deque. A cancel marks the order dead and fixes the level's
+totals at once (O(1) after the index lookup, O(log n) if the level empties); matching skips dead orders
+at the head, and a level compacts its deque when dead entries pile up. Bids are keyed by the negated
+price so that the best level of either side is the first key.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from openbell.core.commands import PlaceOrder
+from openbell.core.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    TradeExecuted,
+)
+from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, MarketSpec
+from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
+from sortedcontainers import SortedDict
+
+BUY = Side.BUY
+SELL = Side.SELL
+EXPIRE_MAKER = SelfTradePrevention.EXPIRE_MAKER
+EXPIRE_TAKER = SelfTradePrevention.EXPIRE_TAKER
+EXPIRE_BOTH = SelfTradePrevention.EXPIRE_BOTH
+
+
+class RestingOrder:
+    """An order on the book. Mutable, and owned by the book alone."""
+
+    __slots__ = (
+        "client_order_id",
+        "filled",
+        "live",
+        "order_id",
+        "price",
+        "quantity",
+        "remaining",
+        "side",
+        "ts",
+        "user_id",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        user_id: str,
+        side: Side,
+        price: int,
+        quantity: int,
+        filled: int,
+        ts: int,
+        client_order_id: str | None,
+    ) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.remaining = quantity - filled
+        self.filled = filled
+        self.ts = ts
+        self.client_order_id = client_order_id
+        self.live = True
+
+
+class PriceLevel:
+    __slots__ = ("dead", "live", "orders", "price", "total")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[RestingOrder] = deque()
+        self.total = 0
+        """Sum of live orders' remaining lots."""
+        self.live = 0
+        """Number of live orders."""
+        self.dead = 0
+        """Canceled orders still in the deque, skipped by matching."""
+
+
+def validate_order(cmd: PlaceOrder) -> tuple[ResultCode, str] | None:
+    """Shape checks that need no book state. None when the order is well formed."""
+    if cmd.order_type is OrderType.LIMIT:
+        if cmd.price is None or not 0 < cmd.price <= MAX_PRICE_TICKS:
+            return ResultCode.INVALID_PRICE, "a limit order needs a positive price"
+        if cmd.quantity is None or not 0 < cmd.quantity <= MAX_QUANTITY_LOTS:
+            return ResultCode.INVALID_QUANTITY, "a limit order needs a positive quantity"
+        if cmd.quote_quantity is not None:
+            return ResultCode.INVALID_ORDER, "quoteQuantity is only for market buys"
+        if cmd.post_only and cmd.time_in_force is not TimeInForce.GTC:
+            return ResultCode.INVALID_ORDER, "postOnly needs timeInForce GTC"
+        return None
+    if cmd.price is not None:
+        return ResultCode.INVALID_PRICE, "a market order takes no price"
+    if cmd.post_only:
+        return ResultCode.INVALID_ORDER, "a market order cannot be postOnly"
+    if cmd.quantity is not None and not 0 < cmd.quantity <= MAX_QUANTITY_LOTS:
+        return ResultCode.INVALID_QUANTITY, "quantity must be positive"
+    if cmd.side is SELL:
+        if cmd.quantity is None:
+            return ResultCode.INVALID_QUANTITY, "a market sell needs a quantity"
+        if cmd.quote_quantity is not None:
+            return ResultCode.INVALID_ORDER, "quoteQuantity is only for market buys"
+        return None
+    if cmd.quantity is None and cmd.quote_quantity is None:
+        return ResultCode.INVALID_QUANTITY, "a market buy needs a quantity or a quoteQuantity"
+    if cmd.quote_quantity is not None and cmd.quote_quantity <= 0:
+        return ResultCode.INVALID_AMOUNT, "quoteQuantity must be positive"
+    if cmd.time_in_force is TimeInForce.FOK and cmd.quantity is None:
+        return ResultCode.INVALID_ORDER, "a FOK market buy needs a quantity"
+    return None
+
+
+class OrderBook:
+    """The book of one market. `place` and `cancel` return the events they caused."""
+
+    def __init__(self, spec: MarketSpec) -> None:
+        self.spec = spec
+        self.symbol = spec.symbol
+        self._quote_per_tick_lot = spec.quote_units_per_tick_lot
+        self._bids: SortedDict = SortedDict()  # -price -> PriceLevel
+        self._asks: SortedDict = SortedDict()  # price -> PriceLevel
+        self._orders: dict[int, RestingOrder] = {}
+        self.update_id = 0
+        """Increases by one for every operation that changed a level."""
+        self.next_trade_id = 1
+        self._changed_bids: set[int] = set()
+        self._changed_asks: set[int] = set()
+        self._first_unpublished_update = 1
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def best_bid(self) -> int | None:
+        return -self._bids.peekitem(0)[0] if self._bids else None
+
+    @property
+    def best_ask(self) -> int | None:
+        return self._asks.peekitem(0)[0] if self._asks else None
+
+    def order(self, order_id: int) -> RestingOrder | None:
+        return self._orders.get(order_id)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    def orders(self) -> Iterator[RestingOrder]:
+        """Live orders, in no particular order."""
+        return iter(self._orders.values())
+
+    def depth(self, limit: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Top `limit` levels per side as (price, total lots), best first."""
+        bids = [(level.price, level.total) for level in self._bids.values()[:limit]]
+        asks = [(level.price, level.total) for level in self._asks.values()[:limit]]
+        return bids, asks
+
+    def level_total(self, side: Side, price: int) -> int:
+        level = self._bids.get(-price) if side is BUY else self._asks.get(price)
+        return level.total if level is not None else 0
+
+    def drain_depth_changes(self) -> tuple[int, int, list[tuple[int, int]], list[tuple[int, int]]] | None:
+        """Levels changed since the last drain, with their totals now, and the update ids they span.
+
+        None when nothing changed. Bids best (highest) first, asks best (lowest) first.
+        """
+        if self._first_unpublished_update > self.update_id:
+            return None
+        bids = [(price, self.level_total(BUY, price)) for price in sorted(self._changed_bids, reverse=True)]
+        asks = [(price, self.level_total(SELL, price)) for price in sorted(self._changed_asks)]
+        first = self._first_unpublished_update
+        self._first_unpublished_update = self.update_id + 1
+        self._changed_bids.clear()
+        self._changed_asks.clear()
+        return first, self.update_id, bids, asks
+
+    # ----------------------------------------------------------------- commands
+    def place(self, cmd: PlaceOrder) -> list[object]:
+        """Match `cmd` against the book, rest what a GTC limit leaves, and return the events."""
+        problem = validate_order(cmd)
+        if problem is None and cmd.seq in self._orders:
+            problem = (ResultCode.INVALID_ORDER, "order id already on the book")
+        if problem is not None:
+            return [
+                OrderRejected(self.symbol, cmd.seq, cmd.user_id, problem[0], problem[1], cmd.ts, cmd.client_order_id)
+            ]
+        side = cmd.side
+        limit = cmd.price
+        if cmd.post_only:
+            best = self.best_ask if side is BUY else self.best_bid
+            if best is not None and (best <= limit if side is BUY else best >= limit):  # type: ignore[operator]
+                return [
+                    OrderRejected(
+                        self.symbol,
+                        cmd.seq,
+                        cmd.user_id,
+                        ResultCode.POST_ONLY_WOULD_TAKE,
+                        "post-only order would take liquidity",
+                        cmd.ts,
+                        cmd.client_order_id,
+                    )
+                ]
+        events: list[object] = [
+            OrderAccepted(
+                self.symbol,
+                cmd.seq,
+                cmd.user_id,
+                side,
+                cmd.order_type,
+                cmd.time_in_force,
+                limit,
+                cmd.quantity,
+                cmd.quote_quantity,
+                cmd.client_order_id,
+                cmd.ts,
+            )
+        ]
+        quantity = cmd.quantity if cmd.quantity is not None else MAX_QUANTITY_LOTS
+        budget = cmd.quote_quantity
+        if cmd.time_in_force is TimeInForce.FOK and not self._can_fill_completely(cmd, quantity, budget):
+            events.append(
+                OrderExpired(self.symbol, cmd.seq, cmd.user_id, 0, quantity, ResultCode.FOK_NOT_FILLED, cmd.ts)
+            )
+            return events
+        filled, taker_stopped, budget_left = self._match(cmd, quantity, budget, events)
+        remaining = quantity - filled
+        changed = bool(filled) or len(events) > 1
+        if remaining and cmd.quantity is None and taker_stopped is None and filled:
+            # A market buy by quote is done when its budget cannot buy one more lot at the best ask.
+            best = self.best_ask
+            if best is not None and budget_left is not None and budget_left < best * self._quote_per_tick_lot:
+                remaining = 0
+        if remaining == 0:
+            events.append(OrderFilled(self.symbol, cmd.seq, cmd.user_id, filled, cmd.ts))
+        elif cmd.order_type is OrderType.LIMIT and cmd.time_in_force is TimeInForce.GTC and taker_stopped is None:
+            self._rest(cmd, quantity, filled)
+            changed = True
+            if filled:
+                events.append(OrderPartiallyFilled(self.symbol, cmd.seq, cmd.user_id, filled, remaining, cmd.ts))
+        else:
+            if cmd.quantity is None:  # market buy by quote: nothing was asked in lots
+                remaining = 0
+            reason = taker_stopped or ResultCode.NO_LIQUIDITY
+            events.append(OrderExpired(self.symbol, cmd.seq, cmd.user_id, filled, remaining, reason, cmd.ts))
+        if changed:
+            self.update_id += 1
+        return events
+
+    def cancel(self, order_id: int, user_id: str, ts: int) -> list[object]:
+        """Cancel a resting order of `user_id`. Another user's order is reported as unknown."""
+        order = self._orders.get(order_id)
+        if order is None or order.user_id != user_id:
+            return [OrderRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
+        self._remove(order)
+        self.update_id += 1
+        return [OrderCanceled(self.symbol, order_id, user_id, order.filled, order.remaining, ts)]
+
+    # ----------------------------------------------------------------- internals
+    def _opposite(self, side: Side) -> SortedDict:
+        return self._asks if side is BUY else self._bids
+
+    def _crosses(self, side: Side, limit: int | None, price: int) -> bool:
+        if limit is None:
+            return True
+        return price <= limit if side is BUY else price >= limit
+
+    def _can_fill_completely(self, cmd: PlaceOrder, quantity: int, budget: int | None) -> bool:
+        """Whether matching `cmd` now would fill all of `quantity` (FOK pre-check, changes nothing)."""
+        needed = quantity
+        user_id = cmd.user_id
+        per_lot = self._quote_per_tick_lot
+        for level in self._opposite(cmd.side).values():
+            if not self._crosses(cmd.side, cmd.price, level.price):
+                return False
+            for maker in level.orders:
+                if not maker.live:
+                    continue
+                if maker.user_id == user_id:
+                    if cmd.stp is EXPIRE_MAKER:
+                        continue
+                    return False
+                take = min(needed, maker.remaining)
+                if budget is not None:
+                    affordable = budget // (level.price * per_lot)
+                    take = min(take, affordable)
+                    budget -= take * level.price * per_lot
+                needed -= take
+                if needed == 0:
+                    return True
+                if budget is not None and take < maker.remaining:
+                    return False
+        return False
+
+    def _match(
+        self, cmd: PlaceOrder, quantity: int, budget: int | None, events: list[object]
+    ) -> tuple[int, ResultCode | None, int | None]:
+        """Fill `cmd` against the opposite side.
+
+        Returns (lots filled, why self-trade prevention stopped the taker or None, quote budget left).
+        """
+        side = cmd.side
+        book = self._asks if side is BUY else self._bids
+        changed = self._changed_asks if side is BUY else self._changed_bids
+        limit = cmd.price
+        taker_id = cmd.seq
+        taker_user = cmd.user_id
+        ts = cmd.ts
+        symbol = self.symbol
+        per_lot = self._quote_per_tick_lot
+        index = self._orders
+        remaining = quantity
+        while remaining and book:
+            key, level = book.peekitem(0)
+            price = level.price
+            if limit is not None and (price > limit if side is BUY else price < limit):
+                break
+            if budget is not None:
+                affordable = budget // (price * per_lot)
+                if affordable == 0:
+                    break
+            orders = level.orders
+            changed.add(price)
+            while remaining and orders:
+                maker = orders[0]
+                if not maker.live:
+                    orders.popleft()
+                    level.dead -= 1
+                    continue
+                if maker.user_id == taker_user:
+                    stp = cmd.stp
+                    if stp is not EXPIRE_TAKER:
+                        orders.popleft()
+                        maker.live = False
+                        del index[maker.order_id]
+                        level.live -= 1
+                        level.total -= maker.remaining
+                        events.append(
+                            OrderExpired(
+                                symbol,
+                                maker.order_id,
+                                maker.user_id,
+                                maker.filled,
+                                maker.remaining,
+                                ResultCode.SELF_TRADE_PREVENTED,
+                                ts,
+                            )
+                        )
+                    if stp is not EXPIRE_MAKER:
+                        if not level.live:
+                            del book[key]
+                        return quantity - remaining, ResultCode.SELF_TRADE_PREVENTED, budget
+                    continue
+                take = remaining if remaining < maker.remaining else maker.remaining
+                if budget is not None:
+                    affordable = budget // (price * per_lot)
+                    if affordable < take:
+                        take = affordable
+                        if take == 0:
+                            break
+                    budget -= take * price * per_lot
+                remaining -= take
+                maker.remaining -= take
+                maker.filled += take
+                level.total -= take
+                trade_id = self.next_trade_id
+                self.next_trade_id = trade_id + 1
+                events.append(
+                    TradeExecuted(
+                        symbol, trade_id, price, take, side, maker.order_id, maker.user_id, taker_id, taker_user, ts
+                    )
+                )
+                if maker.remaining == 0:
+                    orders.popleft()
+                    maker.live = False
+                    del index[maker.order_id]
+                    level.live -= 1
+                    events.append(OrderFilled(symbol, maker.order_id, maker.user_id, maker.filled, ts))
+                else:
+                    events.append(
+                        OrderPartiallyFilled(symbol, maker.order_id, maker.user_id, maker.filled, maker.remaining, ts)
+                    )
+            if not level.live:
+                del book[key]
+            elif remaining:
+                break  # stopped inside the level: budget ran out
+        return quantity - remaining, None, budget
+
+    def _rest(self, cmd: PlaceOrder, quantity: int, filled: int) -> None:
+        price = cmd.price
+        assert price is not None
+        order = RestingOrder(cmd.seq, cmd.user_id, cmd.side, price, quantity, filled, cmd.ts, cmd.client_order_id)
+        if cmd.side is BUY:
+            book, key, changed = self._bids, -price, self._changed_bids
+        else:
+            book, key, changed = self._asks, price, self._changed_asks
+        level = book.get(key)
+        if level is None:
+            level = book[key] = PriceLevel(price)
+        level.orders.append(order)
+        level.total += order.remaining
+        level.live += 1
+        self._orders[cmd.seq] = order
+        changed.add(price)
+
+    def _remove(self, order: RestingOrder) -> None:
+        if order.side is BUY:
+            book, key, changed = self._bids, -order.price, self._changed_bids
+        else:
+            book, key, changed = self._asks, order.price, self._changed_asks
+        level = book[key]
+        order.live = False
+        del self._orders[order.order_id]
+        level.total -= order.remaining
+        level.live -= 1
+        changed.add(order.price)
+        if level.live == 0:
+            del book[key]
+            return
+        level.dead += 1
+        if level.dead > 32 and level.dead > level.live:
+            level.orders = deque(o for o in level.orders if o.live)
+            level.dead = 0
+
+    # ----------------------------------------------------------------- checks
+    def check_invariants(self) -> None:
+        """Raise AssertionError if the book's internal state is inconsistent."""
+        seen: set[int] = set()
+        for book, side in ((self._bids, BUY), (self._asks, SELL)):
+            for key, level in book.items():
+                assert key == (-level.price if side is BUY else level.price), "level keyed at the wrong price"
+                live = [o for o in level.orders if o.live]
+                assert live, f"empty level {level.price} left on the book"
+                assert level.live == len(live), f"level {level.price} live count {level.live} != {len(live)}"
+                assert level.dead == len(level.orders) - len(live), f"level {level.price} dead count is wrong"
+                assert level.total == sum(o.remaining for o in live), f"level {level.price} total is wrong"
+                for o in live:
+                    assert o.remaining > 0, f"order {o.order_id} rests with nothing left"
+                    assert o.filled + o.remaining == o.quantity, f"order {o.order_id} quantities disagree"
+                    assert o.side is side and o.price == level.price, f"order {o.order_id} on the wrong level"
+                    assert o is self._orders.get(o.order_id), f"order {o.order_id} missing from the index"
+                    assert o.order_id not in seen, f"order {o.order_id} rests twice"
+                    seen.add(o.order_id)
+        assert seen == set(self._orders), "index holds orders that are not on any level"
+        bid, ask = self.best_bid, self.best_ask
+        assert bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}"

@@ -1,0 +1,297 @@
+"""The funds ledger: every user's `available` and `locked` balance per asset, and the hold per open order.
+
+Two-phase funds, as in exchange-core: placing an order first holds what it may spend (`hold_for`),
+then the ledger settles from the book's events (`settle`): trades move held funds between buyer and
+seller, a buy that fills below its limit gets the difference back to available at once, and an order
+that ends (filled, canceled, expired, rejected) releases exactly what is still held for it.
+
+Invariants (`check_invariants` verifies them):
+- no `available` or `locked` amount is ever negative;
+- each user's `locked` in an asset equals the sum of the holds of that user's open orders in it;
+- a resting limit buy holds exactly price x remaining, a resting sell exactly its remaining base;
+- per asset, the sum over all accounts (the fee account included) of available + locked changes only
+  by deposits: trades and fees only move funds between accounts.
+"""
+
+from __future__ import annotations
+
+from openbell.core.commands import PlaceOrder
+from openbell.core.events import BalanceChanged, OrderCanceled, OrderExpired, OrderFilled, OrderRejected, TradeExecuted
+from openbell.core.grid import Asset, MarketSpec
+from openbell.core.types import OrderType, ResultCode, Side
+
+FEE_ACCOUNT = "#fees"
+"""The account fees are paid into. No user id can look like it (user ids have no '#')."""
+
+BUY = Side.BUY
+
+
+class Balance:
+    __slots__ = ("available", "locked")
+
+    def __init__(self) -> None:
+        self.available = 0
+        self.locked = 0
+
+
+class Hold:
+    """Funds held for one open order, and what the ledger knows of that order."""
+
+    __slots__ = (
+        "amount",
+        "asset",
+        "client_order_id",
+        "filled",
+        "market",
+        "order_id",
+        "order_type",
+        "price",
+        "quantity",
+        "side",
+        "ts",
+        "user_id",
+    )
+
+    def __init__(self, cmd: PlaceOrder, asset: str, amount: int) -> None:
+        self.order_id = cmd.seq
+        self.user_id = cmd.user_id
+        self.market = cmd.market
+        self.side = cmd.side
+        self.order_type = cmd.order_type
+        self.price = cmd.price
+        self.quantity = cmd.quantity
+        self.filled = 0
+        self.asset = asset
+        self.amount = amount
+        """What is still held, in `asset` minor units."""
+        self.ts = cmd.ts
+        self.client_order_id = cmd.client_order_id
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.assets: dict[str, Asset] = {}
+        self.markets: dict[str, MarketSpec] = {}
+        self._accounts: dict[str, dict[str, Balance]] = {}
+        self.holds: dict[int, Hold] = {}
+        """Open orders by id."""
+        self._deposits: dict[str, tuple[str, str, int]] = {}
+        self._changed: set[tuple[str, str]] = set()
+
+    # ----------------------------------------------------------------- set-up
+    def add_market(self, spec: MarketSpec) -> None:
+        self.markets[spec.symbol] = spec
+        self.assets.setdefault(spec.base.symbol, spec.base)
+        self.assets.setdefault(spec.quote.symbol, spec.quote)
+
+    def _balance(self, user_id: str, asset: str) -> Balance:
+        account = self._accounts.get(user_id)
+        if account is None:
+            account = self._accounts[user_id] = {}
+        balance = account.get(asset)
+        if balance is None:
+            balance = account[asset] = Balance()
+        return balance
+
+    # ----------------------------------------------------------------- reads
+    def balance(self, user_id: str, asset: str) -> tuple[int, int]:
+        """(available, locked) in minor units."""
+        balance = self._accounts.get(user_id, {}).get(asset)
+        return (balance.available, balance.locked) if balance else (0, 0)
+
+    def balances(self, user_id: str) -> dict[str, tuple[int, int]]:
+        return {asset: (b.available, b.locked) for asset, b in self._accounts.get(user_id, {}).items()}
+
+    def users(self) -> list[str]:
+        return list(self._accounts)
+
+    def totals(self) -> dict[str, int]:
+        """Per asset, available + locked summed over every account."""
+        totals: dict[str, int] = {}
+        for account in self._accounts.values():
+            for asset, balance in account.items():
+                totals[asset] = totals.get(asset, 0) + balance.available + balance.locked
+        return totals
+
+    def deposited(self) -> dict[str, int]:
+        """Per asset, the sum of all deposits credited."""
+        totals: dict[str, int] = {}
+        for _, asset, amount in self._deposits.values():
+            totals[asset] = totals.get(asset, 0) + amount
+        return totals
+
+    # ----------------------------------------------------------------- commands
+    def deposit(self, user_id: str, asset: str, amount: int, txn_id: str) -> tuple[ResultCode, bool]:
+        """Credit `amount` once per `txn_id`. Returns (code, whether this call credited anything)."""
+        if asset not in self.assets:
+            return ResultCode.UNKNOWN_ASSET, False
+        if amount <= 0:
+            return ResultCode.INVALID_AMOUNT, False
+        previous = self._deposits.get(txn_id)
+        if previous is not None:
+            if previous == (user_id, asset, amount):
+                return ResultCode.OK, False
+            return ResultCode.DEPOSIT_CONFLICT, False
+        self._deposits[txn_id] = (user_id, asset, amount)
+        self._balance(user_id, asset).available += amount
+        self._changed.add((user_id, asset))
+        return ResultCode.OK, True
+
+    def hold_for(self, cmd: PlaceOrder) -> tuple[ResultCode, PlaceOrder]:
+        """Hold what `cmd` may spend. Returns the result and the order to match.
+
+        A market buy sized only in base gets as budget everything available in quote; the order sent
+        on to the book then carries that budget as its `quote_quantity`.
+        """
+        spec = self.markets.get(cmd.market)
+        if spec is None:
+            return ResultCode.UNKNOWN_MARKET, cmd
+        if cmd.seq in self.holds:
+            return ResultCode.INVALID_ORDER, cmd
+        if cmd.side is BUY:
+            asset = spec.quote.symbol
+            balance = self._balance(cmd.user_id, asset)
+            if cmd.order_type is OrderType.LIMIT:
+                if cmd.price is None or cmd.quantity is None:
+                    return ResultCode.INVALID_ORDER, cmd
+                amount = cmd.price * cmd.quantity * spec.quote_units_per_tick_lot
+            elif cmd.quote_quantity is not None:
+                amount = cmd.quote_quantity
+            else:
+                amount = balance.available
+                if amount > 0:
+                    cmd = _with_budget(cmd, amount)
+        else:
+            if cmd.quantity is None:
+                return ResultCode.INVALID_QUANTITY, cmd
+            asset = spec.base.symbol
+            balance = self._balance(cmd.user_id, asset)
+            amount = cmd.quantity * spec.base_units_per_lot
+        if amount <= 0 or balance.available < amount:
+            return ResultCode.INSUFFICIENT_FUNDS, cmd
+        balance.available -= amount
+        balance.locked += amount
+        self.holds[cmd.seq] = Hold(cmd, asset, amount)
+        self._changed.add((cmd.user_id, asset))
+        return ResultCode.OK, cmd
+
+    def release(self, order_id: int) -> None:
+        """Give back all that is still held for `order_id` and forget the order."""
+        hold = self.holds.pop(order_id, None)
+        if hold is None or hold.amount == 0:
+            return
+        balance = self._balance(hold.user_id, hold.asset)
+        balance.locked -= hold.amount
+        balance.available += hold.amount
+        self._changed.add((hold.user_id, hold.asset))
+
+    def settle(self, events: list[object]) -> None:
+        """Apply the book's events: move funds for trades, release what ended orders still hold."""
+        for event in events:
+            kind = type(event)
+            if kind is TradeExecuted:
+                self._settle_trade(event)  # type: ignore[arg-type]
+            elif kind in _RELEASING:
+                self.release(event.order_id)  # type: ignore[attr-defined]
+
+    def _settle_trade(self, trade: TradeExecuted) -> None:
+        spec = self.markets[trade.market]
+        quote_asset = spec.quote.symbol
+        base_asset = spec.base.symbol
+        quote = trade.price * trade.quantity * spec.quote_units_per_tick_lot
+        base = trade.quantity * spec.base_units_per_lot
+        if trade.taker_side is BUY:
+            buyer_id, buyer_order, buyer_bps = trade.taker_user_id, trade.taker_order_id, spec.taker_fee_bps
+            seller_id, seller_order, seller_bps = trade.maker_user_id, trade.maker_order_id, spec.maker_fee_bps
+        else:
+            buyer_id, buyer_order, buyer_bps = trade.maker_user_id, trade.maker_order_id, spec.maker_fee_bps
+            seller_id, seller_order, seller_bps = trade.taker_user_id, trade.taker_order_id, spec.taker_fee_bps
+        changed = self._changed
+
+        # Buyer pays quote from its hold and receives base less its fee.
+        hold = self.holds[buyer_order]
+        hold.amount -= quote
+        hold.filled += trade.quantity
+        balance = self._balance(buyer_id, quote_asset)
+        balance.locked -= quote
+        if hold.order_type is OrderType.LIMIT:
+            assert hold.price is not None and hold.quantity is not None
+            excess = hold.amount - hold.price * (hold.quantity - hold.filled) * spec.quote_units_per_tick_lot
+            if excess:
+                hold.amount -= excess
+                balance.locked -= excess
+                balance.available += excess
+        fee = base * buyer_bps // 10_000
+        self._balance(buyer_id, base_asset).available += base - fee
+        changed.add((buyer_id, quote_asset))
+        changed.add((buyer_id, base_asset))
+
+        # Seller gives base from its hold and receives quote less its fee.
+        hold = self.holds[seller_order]
+        hold.amount -= base
+        hold.filled += trade.quantity
+        self._balance(seller_id, base_asset).locked -= base
+        seller_fee = quote * seller_bps // 10_000
+        self._balance(seller_id, quote_asset).available += quote - seller_fee
+        changed.add((seller_id, base_asset))
+        changed.add((seller_id, quote_asset))
+
+        if fee:
+            self._balance(FEE_ACCOUNT, base_asset).available += fee
+            changed.add((FEE_ACCOUNT, base_asset))
+        if seller_fee:
+            self._balance(FEE_ACCOUNT, quote_asset).available += seller_fee
+            changed.add((FEE_ACCOUNT, quote_asset))
+
+    def drain_changes(self, ts: int) -> list[BalanceChanged]:
+        """One `BalanceChanged` per (user, asset) touched since the last drain, with its values now."""
+        if not self._changed:
+            return []
+        out = []
+        for user_id, asset in self._changed:
+            balance = self._accounts[user_id][asset]
+            out.append(BalanceChanged(user_id, asset, balance.available, balance.locked, ts))
+        self._changed.clear()
+        out.sort(key=lambda e: (e.user_id, e.asset))
+        return out
+
+    # ----------------------------------------------------------------- checks
+    def check_invariants(self) -> None:
+        held: dict[tuple[str, str], int] = {}
+        for hold in self.holds.values():
+            assert hold.amount >= 0, f"order {hold.order_id} holds a negative amount"
+            key = (hold.user_id, hold.asset)
+            held[key] = held.get(key, 0) + hold.amount
+        for user_id, account in self._accounts.items():
+            for asset, balance in account.items():
+                assert balance.available >= 0, f"{user_id} has negative available {asset}"
+                assert balance.locked >= 0, f"{user_id} has negative locked {asset}"
+                assert balance.locked == held.get((user_id, asset), 0), (
+                    f"{user_id} locks {balance.locked} {asset} but its orders hold {held.get((user_id, asset), 0)}"
+                )
+        totals = self.totals()
+        for asset, amount in self.deposited().items():
+            assert totals.get(asset, 0) == amount, (
+                f"{asset}: accounts hold {totals.get(asset, 0)}, deposits were {amount}"
+            )
+
+
+def _with_budget(cmd: PlaceOrder, budget: int) -> PlaceOrder:
+    return PlaceOrder(
+        cmd.seq,
+        cmd.ts,
+        cmd.user_id,
+        cmd.market,
+        cmd.side,
+        cmd.order_type,
+        cmd.time_in_force,
+        cmd.price,
+        cmd.quantity,
+        budget,
+        cmd.post_only,
+        cmd.client_order_id,
+        cmd.stp,
+    )
+
+
+_RELEASING = frozenset({OrderFilled, OrderCanceled, OrderExpired, OrderRejected})
