@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 
+from sortedcontainers import SortedDict
+
 from openbell.core.commands import PlaceOrder
 from openbell.core.events import (
     OrderAccepted,
@@ -30,7 +32,6 @@ from openbell.core.events import (
 )
 from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, MarketSpec
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
-from sortedcontainers import SortedDict
 
 BUY = Side.BUY
 SELL = Side.SELL
@@ -445,11 +446,14 @@ class OrderBook:
                 assert level.live == len(live), f"level {level.price} live count {level.live} != {len(live)}"
                 assert level.dead == len(level.orders) - len(live), f"level {level.price} dead count is wrong"
                 assert level.total == sum(o.remaining for o in live), f"level {level.price} total is wrong"
+                o: RestingOrder
                 for o in live:
                     assert o.remaining > 0, f"order {o.order_id} rests with nothing left"
                     assert o.filled + o.remaining == o.quantity, f"order {o.order_id} quantities disagree"
                     assert o.side is side and o.price == level.price, f"order {o.order_id} on the wrong level"
-                    assert o is self._orders.get(o.order_id), f"order {o.order_id} missing from the index"
+                    assert o.order_id in self._orders and self._orders[o.order_id] is o, (
+                        f"order {o.order_id} missing from the index"
+                    )
                     assert o.order_id not in seen, f"order {o.order_id} rests twice"
                     seen.add(o.order_id)
         assert seen == set(self._orders), "index holds orders that are not on any level"

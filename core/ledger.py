@@ -75,6 +75,8 @@ class Ledger:
         self._accounts: dict[str, dict[str, Balance]] = {}
         self.holds: dict[int, Hold] = {}
         """Open orders by id."""
+        self._user_holds: dict[str, dict[int, Hold]] = {}
+        """Open orders by user, then id."""
         self._deposits: dict[str, tuple[str, str, int]] = {}
         self._changed: set[tuple[str, str]] = set()
 
@@ -101,6 +103,13 @@ class Ledger:
 
     def balances(self, user_id: str) -> dict[str, tuple[int, int]]:
         return {asset: (b.available, b.locked) for asset, b in self._accounts.get(user_id, {}).items()}
+
+    def open_orders(self, user_id: str) -> list[Hold]:
+        """The user's open orders, oldest first."""
+        return list(self._user_holds.get(user_id, {}).values())
+
+    def open_order_count(self, user_id: str) -> int:
+        return len(self._user_holds.get(user_id, ()))
 
     def users(self) -> list[str]:
         return list(self._accounts)
@@ -171,14 +180,24 @@ class Ledger:
             return ResultCode.INSUFFICIENT_FUNDS, cmd
         balance.available -= amount
         balance.locked += amount
-        self.holds[cmd.seq] = Hold(cmd, asset, amount)
+        hold = self.holds[cmd.seq] = Hold(cmd, asset, amount)
+        user_holds = self._user_holds.get(cmd.user_id)
+        if user_holds is None:
+            user_holds = self._user_holds[cmd.user_id] = {}
+        user_holds[cmd.seq] = hold
         self._changed.add((cmd.user_id, asset))
         return ResultCode.OK, cmd
 
     def release(self, order_id: int) -> None:
         """Give back all that is still held for `order_id` and forget the order."""
         hold = self.holds.pop(order_id, None)
-        if hold is None or hold.amount == 0:
+        if hold is None:
+            return
+        user_holds = self._user_holds[hold.user_id]
+        del user_holds[order_id]
+        if not user_holds:
+            del self._user_holds[hold.user_id]
+        if hold.amount == 0:
             return
         balance = self._balance(hold.user_id, hold.asset)
         balance.locked -= hold.amount
@@ -192,6 +211,8 @@ class Ledger:
             if kind is TradeExecuted:
                 self._settle_trade(event)  # type: ignore[arg-type]
             elif kind in _RELEASING:
+                if kind is OrderRejected and event.code is ResultCode.UNKNOWN_ORDER:  # type: ignore[attr-defined]
+                    continue  # a refused cancel: whatever order has that id (maybe another user's) is untouched
                 self.release(event.order_id)  # type: ignore[attr-defined]
 
     def _settle_trade(self, trade: TradeExecuted) -> None:
@@ -258,6 +279,8 @@ class Ledger:
     # ----------------------------------------------------------------- checks
     def check_invariants(self) -> None:
         held: dict[tuple[str, str], int] = {}
+        by_user = {(h.user_id, order_id) for user, holds in self._user_holds.items() for order_id, h in holds.items()}
+        assert by_user == {(h.user_id, order_id) for order_id, h in self.holds.items()}, "per-user index disagrees"
         for hold in self.holds.values():
             assert hold.amount >= 0, f"order {hold.order_id} holds a negative amount"
             key = (hold.user_id, hold.asset)

@@ -1,0 +1,328 @@
+"""The balance actor: owns the ledger, holds funds for new orders, settles what the markets did.
+
+It is the engine's sequencer. Every command enters through the engine's intake, and this actor takes
+them in batches (`CommandBatch`): it rejects what is malformed or unfunded at once, holds funds for
+the rest and forwards them, grouped per market, as one `MatchBatch` per market; each market answers
+with one `Settlement`, which this actor applies to the ledger before it replies to the callers. So a
+reply to an order is sent only after the order's funds are settled.
+
+`BalanceCore` is the deterministic state machine; `BalanceActor` is the pykka shell around it.
+
+Invariants: the core's state is a function of the batches and settlements it handled, in order. Every
+order forwarded to a market is in `pending` until its settlement arrives; a failed settlement releases
+the order's hold, so no funds stay locked without an order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import pykka
+
+from openbell.actors.bus import EventBus
+from openbell.actors.messages import WAKE, CommandBatch, MatchBatch, Reply, Settlement, Wake
+from openbell.core.book import validate_order
+from openbell.core.commands import AddMarket, CancelOrder, Deposit, GetBalances, GetOpenOrders, PlaceOrder
+from openbell.core.events import TERMINAL_EVENTS, OrderRejected
+from openbell.core.grid import MarketSpec
+from openbell.core.ledger import Ledger
+from openbell.core.summary import OpenOrderView
+from openbell.core.types import ResultCode
+
+log = logging.getLogger(__name__)
+
+Recorder = Callable[[str, object], None]
+ReplySink = Callable[[Sequence[Reply]], None]
+MarketSpawner = Callable[[MarketSpec], pykka.ActorRef]
+
+MAX_BATCH = 512
+"""Most commands taken from the intake per message, so settlements interleave with new orders."""
+
+
+class Effects:
+    """What handling one input produced, for the shell to send."""
+
+    __slots__ = ("events", "new_markets", "replies", "to_markets")
+
+    def __init__(self) -> None:
+        self.to_markets: dict[str, list[PlaceOrder | CancelOrder]] = {}
+        self.replies: list[Reply] = []
+        self.events: list[object] = []
+        self.new_markets: list[MarketSpec] = []
+
+
+class BalanceCore:
+    def __init__(self, max_open_orders_per_user: int = 1000) -> None:
+        self.ledger = Ledger()
+        self.max_open_orders_per_user = max_open_orders_per_user
+        self.pending: dict[int, PlaceOrder | CancelOrder] = {}
+        """Commands forwarded to a market and not yet settled, by seq."""
+        self._client_order_ids: dict[tuple[str, str], int] = {}
+        """(user, clientOrderId) -> order id, for open orders."""
+        self._client_key_by_order: dict[int, tuple[str, str]] = {}
+
+    # ----------------------------------------------------------------- inputs
+    def handle_commands(self, batch: CommandBatch) -> Effects:
+        effects = Effects()
+        ledger = self.ledger
+        for command in batch.commands:
+            kind = type(command)
+            try:
+                if kind is PlaceOrder:
+                    self._place(command, effects)  # type: ignore[arg-type]
+                elif kind is CancelOrder:
+                    hold = ledger.holds.get(command.order_id)  # type: ignore[attr-defined]
+                    if (
+                        hold is None
+                        or hold.user_id != command.user_id  # type: ignore[attr-defined]
+                        or hold.market != command.market  # type: ignore[attr-defined]
+                        or command.order_id in self.pending  # type: ignore[attr-defined]
+                    ):
+                        effects.replies.append(Reply(command.seq, ResultCode.UNKNOWN_ORDER, "unknown order"))  # type: ignore[attr-defined]
+                        continue
+                    self._forward(command, effects)  # type: ignore[arg-type]
+                elif kind is Deposit:
+                    code, credited = ledger.deposit(
+                        command.user_id,
+                        command.asset,
+                        command.amount,
+                        command.txn_id,  # type: ignore[attr-defined]
+                    )
+                    message = "" if code is ResultCode.OK else _DEPOSIT_MESSAGES.get(code, code.name)
+                    effects.replies.append(Reply(command.seq, code, message, credited))  # type: ignore[attr-defined]
+                elif kind is GetBalances:
+                    effects.replies.append(Reply(command.seq, ResultCode.OK, "", ledger.balances(command.user_id)))  # type: ignore[attr-defined]
+                elif kind is GetOpenOrders:
+                    effects.replies.append(Reply(command.seq, ResultCode.OK, "", self._open_orders(command)))  # type: ignore[arg-type,attr-defined]
+                elif kind is AddMarket:
+                    self._add_market(command, effects)  # type: ignore[arg-type]
+                else:
+                    effects.replies.append(
+                        Reply(
+                            getattr(command, "seq", 0), ResultCode.INVALID_REQUEST, f"unknown command {kind.__name__}"
+                        )
+                    )
+            except Exception:
+                log.exception("balance actor failed on %r", command)
+                seq = getattr(command, "seq", 0)
+                if seq in ledger.holds and seq not in self.pending:
+                    ledger.release(seq)
+                effects.replies.append(Reply(seq, ResultCode.ENGINE_ERROR, "internal error"))
+        if batch.commands:
+            effects.events.extend(ledger.drain_changes(getattr(batch.commands[-1], "ts", 0)))
+        return effects
+
+    def handle_settlement(self, settlement: Settlement) -> Effects:
+        effects = Effects()
+        ledger = self.ledger
+        last_ts = 0
+        for seq, events in settlement.outcomes:
+            command = self.pending.pop(seq, None)
+            try:
+                ledger.settle(events)  # type: ignore[arg-type]
+                if self._client_key_by_order:
+                    self._forget_client_ids(events)
+            except Exception:
+                log.exception("balance actor failed to settle %r", events)
+                effects.replies.append(Reply(seq, ResultCode.ENGINE_ERROR, "internal error while settling"))
+                continue
+            first = events[0] if events else None
+            if isinstance(first, OrderRejected):
+                effects.replies.append(Reply(seq, first.code, first.reason, events))
+            else:
+                effects.replies.append(Reply(seq, ResultCode.OK, "", events))
+            if command is not None:
+                last_ts = command.ts
+        for seq in settlement.failed:
+            command = self.pending.pop(seq, None)
+            if type(command) is PlaceOrder:
+                self._release(seq)
+            effects.replies.append(Reply(seq, ResultCode.ENGINE_ERROR, "internal error while matching"))
+        effects.events.extend(ledger.drain_changes(last_ts))
+        return effects
+
+    # ----------------------------------------------------------------- helpers
+    def _place(self, command: PlaceOrder, effects: Effects) -> None:
+        ledger = self.ledger
+        spec = ledger.markets.get(command.market)
+        if spec is None:
+            self._reject(command, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}", effects)
+            return
+        problem = validate_order(command)
+        if problem is not None:
+            self._reject(command, problem[0], problem[1], effects)
+            return
+        if ledger.open_order_count(command.user_id) >= self.max_open_orders_per_user:
+            self._reject(command, ResultCode.TOO_MANY_OPEN_ORDERS, "too many open orders", effects)
+            return
+        key = None
+        if command.client_order_id is not None:
+            key = (command.user_id, command.client_order_id)
+            if key in self._client_order_ids:
+                self._reject(
+                    command, ResultCode.DUPLICATE_CLIENT_ORDER_ID, "clientOrderId is in use by an open order", effects
+                )
+                return
+        code, to_match = ledger.hold_for(command)
+        if code is not ResultCode.OK:
+            self._reject(command, code, _PLACE_MESSAGES.get(code, code.name), effects)
+            return
+        if key is not None:
+            self._client_order_ids[key] = command.seq
+            self._client_key_by_order[command.seq] = key
+        self._forward(to_match, effects)
+
+    def _forward(self, command: PlaceOrder | CancelOrder, effects: Effects) -> None:
+        self.pending[command.seq] = command
+        batch = effects.to_markets.get(command.market)
+        if batch is None:
+            effects.to_markets[command.market] = [command]
+        else:
+            batch.append(command)
+
+    def _reject(self, command: PlaceOrder, code: ResultCode, reason: str, effects: Effects) -> None:
+        event = OrderRejected(
+            command.market, command.seq, command.user_id, code, reason, command.ts, command.client_order_id
+        )
+        effects.replies.append(Reply(command.seq, code, reason, (event,)))
+        effects.events.append(event)
+
+    def _release(self, order_id: int) -> None:
+        self.ledger.release(order_id)
+        key = self._client_key_by_order.pop(order_id, None)
+        if key is not None:
+            self._client_order_ids.pop(key, None)
+
+    def _forget_client_ids(self, events: Sequence[object]) -> None:
+        for event in events:
+            if type(event) in TERMINAL_EVENTS:
+                key = self._client_key_by_order.pop(event.order_id, None)  # type: ignore[attr-defined]
+                if key is not None:
+                    self._client_order_ids.pop(key, None)
+
+    def _open_orders(self, query: GetOpenOrders) -> list[OpenOrderView]:
+        return [
+            OpenOrderView(
+                h.order_id, h.market, h.side, h.order_type, h.price, h.quantity, h.filled, h.ts, h.client_order_id
+            )
+            for h in self.ledger.open_orders(query.user_id)
+            if (query.market is None or h.market == query.market) and h.order_id not in self.pending
+        ]
+
+    def _add_market(self, command: AddMarket, effects: Effects) -> None:
+        spec = command.spec
+        ledger = self.ledger
+        if spec.symbol in ledger.markets:
+            effects.replies.append(Reply(command.seq, ResultCode.MARKET_EXISTS, f"market {spec.symbol} exists"))
+            return
+        for asset in (spec.base, spec.quote):
+            known = ledger.assets.get(asset.symbol)
+            if known is not None and known != asset:
+                effects.replies.append(
+                    Reply(command.seq, ResultCode.INVALID_MARKET_SPEC, f"{asset.symbol} has {known.decimals} decimals")
+                )
+                return
+        ledger.add_market(spec)
+        effects.new_markets.append(spec)
+        effects.replies.append(Reply(command.seq, ResultCode.OK, "", spec))
+
+
+_PLACE_MESSAGES = {
+    ResultCode.INSUFFICIENT_FUNDS: "insufficient funds",
+    ResultCode.UNKNOWN_MARKET: "unknown market",
+    ResultCode.INVALID_ORDER: "invalid order",
+}
+_DEPOSIT_MESSAGES = {
+    ResultCode.UNKNOWN_ASSET: "unknown asset",
+    ResultCode.DEPOSIT_CONFLICT: "txnId was already used for a different deposit",
+    ResultCode.INVALID_AMOUNT: "amount must be positive",
+}
+
+
+class Intake:
+    """Commands waiting for the balance actor, and whether a wake-up is already on its way.
+
+    Producers append and, if no wake-up is scheduled, schedule one; the actor clears the flag before it
+    drains, so a command appended at any moment is either drained now or woken for later.
+    """
+
+    __slots__ = ("queue", "scheduled")
+
+    def __init__(self) -> None:
+        self.queue: deque[object] = deque()
+        self.scheduled = False
+
+
+class BalanceActor(pykka.ThreadingActor):
+    use_daemon_thread = True
+
+    def __init__(
+        self,
+        core: BalanceCore,
+        intake: Intake,
+        spawn_market: MarketSpawner,
+        reply_sink: ReplySink,
+        bus: EventBus,
+        recorder: Recorder | None = None,
+    ) -> None:
+        super().__init__()
+        self.core = core
+        self._intake = intake
+        self._spawn_market = spawn_market
+        self._reply_sink = reply_sink
+        self._bus = bus
+        self._recorder = recorder
+        self.markets: dict[str, pykka.ActorRef] = {}
+
+    def on_receive(self, message: object) -> None:
+        try:
+            kind = type(message)
+            if kind is Wake:
+                batch = self._drain()
+                if batch is None:
+                    return
+                if self._recorder is not None:
+                    self._recorder("balance", batch)
+                effects = self.core.handle_commands(batch)
+            elif kind is Settlement:
+                if self._recorder is not None:
+                    self._recorder("balance", message)
+                effects = self.core.handle_settlement(message)  # type: ignore[arg-type]
+            else:
+                log.error("balance actor got an unknown message %r", message)
+                return
+            self._dispatch(effects)
+        except Exception:
+            log.exception("balance actor could not handle %r", message)
+
+    def _drain(self) -> CommandBatch | None:
+        intake = self._intake
+        intake.scheduled = False
+        queue = intake.queue
+        commands = []
+        popleft = queue.popleft
+        try:
+            for _ in range(MAX_BATCH):
+                commands.append(popleft())
+        except IndexError:
+            pass
+        else:
+            if queue:
+                intake.scheduled = True
+                self.actor_ref.tell(WAKE)
+        return CommandBatch(tuple(commands)) if commands else None
+
+    def _dispatch(self, effects: Effects) -> None:
+        for spec in effects.new_markets:
+            self.markets[spec.symbol] = self._spawn_market(spec)
+        for market, commands in effects.to_markets.items():
+            self.markets[market].tell(MatchBatch(market, tuple(commands)))
+        if effects.replies:
+            self._reply_sink(effects.replies)
+        if effects.events:
+            self._bus.publish(effects.events)
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:  # type: ignore[no-untyped-def]
+        log.error("balance actor stopped by %s: %s", exception_type, exception_value)

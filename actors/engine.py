@@ -1,0 +1,254 @@
+"""The engine: starts the actors, numbers commands as they enter, and routes replies back to callers.
+
+Public entry points, safe from any thread:
+- `new(CommandClass, **fields)` stamps a command with the next `seq` and the entry time;
+- `submit(command, callback)` sends it and calls `callback(reply)` from an actor thread;
+- `await request(command)` sends it from asyncio code and awaits the reply without blocking the loop
+  (the reply is handed over with `loop.call_soon_threadsafe`, once per loop per batch of replies);
+- `call(command)` sends it and blocks the calling thread (tests and tools; never on an event loop).
+Every wait has a timeout; a caller whose reply does not come in time gets `EngineTimeout`, and a
+reply that arrives later is dropped.
+
+Commands and account queries go through the intake to the balance actor (one total order of
+commands); market-data queries go straight to the market's actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import pykka
+
+from openbell.actors.balance import BalanceActor, BalanceCore, Intake
+from openbell.actors.bus import EventBus, InProcessEventBus
+from openbell.actors.market import MarketActor, MarketCore
+from openbell.actors.messages import WAKE, MarketQuery, Reply
+from openbell.core.commands import AddMarket, GetDepth, GetKlines, GetTicker, GetTrades
+from openbell.core.grid import Asset, MarketSpec
+from openbell.core.types import ResultCode
+
+log = logging.getLogger(__name__)
+
+Recorder = Callable[[str, object], None]
+ReplyCallback = Callable[[Reply], None]
+C = TypeVar("C")
+
+MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
+
+
+class EngineError(Exception):
+    code = ResultCode.ENGINE_ERROR
+
+
+class EngineUnavailable(EngineError):
+    code = ResultCode.ENGINE_UNAVAILABLE
+
+
+class EngineTimeout(EngineError):
+    code = ResultCode.ENGINE_TIMEOUT
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        bus: EventBus | None = None,
+        reply_timeout: float = 5.0,
+        recorder: Recorder | None = None,
+        max_open_orders_per_user: int = 1000,
+    ) -> None:
+        self.bus: EventBus = bus if bus is not None else InProcessEventBus()
+        self.reply_timeout = reply_timeout
+        self._recorder = recorder
+        self._intake = Intake()
+        self._seq = itertools.count(1)
+        self._waiters: dict[int, Any] = {}
+        self._specs: dict[str, MarketSpec] = {}
+        self._market_refs: dict[str, pykka.ActorRef] = {}
+        self.market_cores: dict[str, MarketCore] = {}
+        self.balance_core = BalanceCore(max_open_orders_per_user)
+        self._balance_ref: pykka.ActorRef | None = None
+        self._running = False
+
+    # ----------------------------------------------------------------- life cycle
+    def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
+        if self._running:
+            return self
+        self._balance_ref = BalanceActor.start(
+            self.balance_core, self._intake, self._spawn_market, self._deliver, self.bus, self._recorder
+        )
+        self._running = True
+        for spec in markets:
+            reply = self.call(self.new(AddMarket, spec=spec))
+            if not reply.ok:
+                self.stop()
+                raise EngineError(f"could not add market {spec.symbol}: {reply.message}")
+        log.info("engine started with markets %s", ", ".join(self._specs) or "(none)")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if not self._running:
+            return
+        self._running = False
+        refs = [self._balance_ref, *self._market_refs.values()]
+        for ref in refs:
+            if ref is not None:
+                try:
+                    ref.stop(block=True, timeout=timeout)
+                except pykka.ActorDeadError:
+                    pass
+                except Exception:
+                    log.exception("actor did not stop cleanly")
+        waiting = list(self._waiters)
+        self._deliver([Reply(seq, ResultCode.ENGINE_UNAVAILABLE, "engine stopped") for seq in waiting])
+        log.info("engine stopped")
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- registry
+    @property
+    def markets(self) -> Mapping[str, MarketSpec]:
+        """Running markets by symbol (read-only view)."""
+        return MappingProxyType(self._specs)
+
+    @property
+    def assets(self) -> dict[str, Asset]:
+        out: dict[str, Asset] = {}
+        for spec in list(self._specs.values()):
+            out.setdefault(spec.base.symbol, spec.base)
+            out.setdefault(spec.quote.symbol, spec.quote)
+        return out
+
+    def _spawn_market(self, spec: MarketSpec) -> pykka.ActorRef:
+        """Called by the balance actor when it accepts a new market: the market trades at once."""
+        core = MarketCore(spec)
+        assert self._balance_ref is not None
+        ref = MarketActor.start(core, self._balance_ref, self._deliver, self.bus, self._recorder)
+        self.market_cores[spec.symbol] = core
+        self._market_refs[spec.symbol] = ref
+        self._specs[spec.symbol] = spec
+        log.info("market %s started", spec.symbol)
+        return ref
+
+    # ----------------------------------------------------------------- entry
+    def new(self, command_class: type[C], **fields: Any) -> C:
+        """A command stamped with the next sequence number and the entry time."""
+        return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)  # type: ignore[call-arg]
+
+    def submit(self, command: Any, callback: ReplyCallback) -> None:
+        """Send `command`; `callback(reply)` runs later on an actor thread (or now, on a fast rejection)."""
+        if not self._running:
+            callback(Reply(command.seq, ResultCode.ENGINE_UNAVAILABLE, "engine is not running"))
+            return
+        self._waiters[command.seq] = callback
+        self._route(command)
+
+    async def request(self, command: Any, timeout: float | None = None) -> Reply:
+        """Send `command` from asyncio code and await its reply. Raises EngineTimeout or EngineUnavailable."""
+        if not self._running:
+            raise EngineUnavailable("engine is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        seq = command.seq
+        self._waiters[seq] = future
+        self._route(command)
+        handle = loop.call_later(timeout if timeout is not None else self.reply_timeout, _expire, future)
+        try:
+            reply = await future
+        except TimeoutError:
+            self._waiters.pop(seq, None)
+            raise EngineTimeout(f"no reply to command {seq} in time; its outcome is unknown") from None
+        finally:
+            handle.cancel()
+        if reply.code is ResultCode.ENGINE_UNAVAILABLE:
+            raise EngineUnavailable(reply.message)
+        return reply
+
+    def call(self, command: Any, timeout: float | None = None) -> Reply:
+        """Send `command` and block this thread for its reply. Not for use on an event loop."""
+        done = threading.Event()
+        box: list[Reply] = []
+
+        def callback(reply: Reply) -> None:
+            box.append(reply)
+            done.set()
+
+        self.submit(command, callback)
+        if not done.wait(timeout if timeout is not None else self.reply_timeout):
+            self._waiters.pop(command.seq, None)
+            raise EngineTimeout(f"no reply to command {command.seq} in time; its outcome is unknown")
+        return box[0]
+
+    def _route(self, command: Any) -> None:
+        if isinstance(command, MARKET_QUERIES):
+            ref = self._market_refs.get(command.market)
+            if ref is None:
+                self._deliver([Reply(command.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}")])
+                return
+            ref.tell(MarketQuery(command))
+            return
+        intake = self._intake
+        intake.queue.append(command)
+        if not intake.scheduled:
+            intake.scheduled = True
+            assert self._balance_ref is not None
+            try:
+                self._balance_ref.tell(WAKE)
+            except pykka.ActorDeadError:
+                self._deliver([Reply(command.seq, ResultCode.ENGINE_UNAVAILABLE, "engine is not running")])
+
+    # ----------------------------------------------------------------- replies
+    def _deliver(self, replies: Sequence[Reply]) -> None:
+        """Hand replies to their waiters. Called from actor threads (and for fast rejections)."""
+        waiters = self._waiters
+        per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Reply], Reply]]] | None = None
+        for reply in replies:
+            waiter = waiters.pop(reply.seq, None)
+            if waiter is None:
+                continue
+            if isinstance(waiter, asyncio.Future):
+                if per_loop is None:
+                    per_loop = {}
+                loop = waiter.get_loop()
+                items = per_loop.get(loop)
+                if items is None:
+                    per_loop[loop] = [(waiter, reply)]
+                else:
+                    items.append((waiter, reply))
+            else:
+                try:
+                    waiter(reply)
+                except Exception:
+                    log.exception("reply callback failed for %r", reply)
+        if per_loop:
+            for loop, items in per_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, items)
+                except RuntimeError:
+                    log.warning("dropped %d replies for a closed event loop", len(items))
+
+
+def _resolve(items: list[tuple[asyncio.Future[Reply], Reply]]) -> None:
+    for future, reply in items:
+        if not future.done():
+            future.set_result(reply)
+
+
+def _expire(future: asyncio.Future[Reply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
