@@ -1,16 +1,106 @@
-"""Command line of `python run.py`."""
+"""Command line of `python run.py`: the embedded exchange (engine, REST and WebSocket in one process).
+
+Options can also come from the environment: OPENBELL_HOST, OPENBELL_PORT, OPENBELL_MARKETS,
+OPENBELL_LOG_LEVEL.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+
+DEFAULT_MARKETS = "TATA_INR:0.01:1"
+DEFAULT_ASSETS = "TATA:2,INR:2"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python run.py", description="openbell exchange server")
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog="python run.py",
+        description="openbell exchange server: matching engine, REST API (/api/v1) and WebSocket streams (/ws) "
+        "in one process. Interactive API docs at /docs.",
+    )
+    parser.add_argument("--host", default=env("OPENBELL_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=int(env("OPENBELL_PORT", "8000")), help="port (default 8000)")
+    parser.add_argument(
+        "--markets",
+        default=env("OPENBELL_MARKETS", DEFAULT_MARKETS),
+        help="comma-separated SYMBOL:TICK:LOT[:MAKER_BPS:TAKER_BPS] started at boot (default %(default)s)",
+    )
+    parser.add_argument(
+        "--assets",
+        default=env("OPENBELL_ASSETS", DEFAULT_ASSETS),
+        help="comma-separated ASSET:DECIMALS for the boot markets' assets (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=env("OPENBELL_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+    parser.add_argument(
+        "--reply-timeout", type=float, default=5.0, help="seconds a request waits for the engine (default 5)"
+    )
+    parser.add_argument("--max-open-orders", type=int, default=1000, help="open orders allowed per user (default 1000)")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.0005,
+        help="Python thread switch interval in seconds; smaller gives actors the GIL sooner (default 0.0005)",
+    )
+    parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     return parser
 
 
+def parse_markets(markets: str, assets: str) -> list:
+    from openbell.core.grid import Asset, GridError, make_market_spec
+
+    known: dict[str, Asset] = {}
+    for item in filter(None, (part.strip() for part in assets.split(","))):
+        name, _, decimals = item.partition(":")
+        known[name] = Asset(name, int(decimals))
+    specs = []
+    for item in filter(None, (part.strip() for part in markets.split(","))):
+        parts = item.split(":")
+        if len(parts) not in (3, 5):
+            raise SystemExit(f"--markets: {item!r} is not SYMBOL:TICK:LOT[:MAKER_BPS:TAKER_BPS]")
+        fees = {"maker_fee_bps": int(parts[3]), "taker_fee_bps": int(parts[4])} if len(parts) == 5 else {}
+        try:
+            spec = make_market_spec(parts[0], parts[1], parts[2], known, **fees)
+        except GridError as error:
+            raise SystemExit(f"--markets: {item}: {error.message}") from None
+        known.setdefault(spec.base.symbol, spec.base)
+        known.setdefault(spec.quote.symbol, spec.quote)
+        specs.append(spec)
+    return specs
+
+
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("openbell: the matching core and ledger are in place; the server arrives with the REST API.")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    specs = parse_markets(args.markets, args.assets)
+    sys.setswitchinterval(args.switch_interval)
+
+    from openbell.actors.engine import Engine
+    from openbell.http.app import create_app
+
+    engine = Engine(reply_timeout=args.reply_timeout, max_open_orders_per_user=args.max_open_orders)
+    engine.start(specs)
+    try:
+        app = create_app(engine)
+        app.run(
+            host=args.host,
+            port=args.port,
+            single_process=True,
+            access_log=not args.no_access_log and args.log_level == "debug",
+            debug=False,
+            motd=False,
+        )
+    finally:
+        engine.stop()
     return 0

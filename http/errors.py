@@ -1,0 +1,57 @@
+"""Errors as clients see them: `{"code": <int>, "message": "..."}` with the right HTTP status.
+
+`STATUS_BY_CODE` is the one table from engine result codes to HTTP statuses: 400 for malformed or
+invalid input and for business rejections (insufficient funds, post-only would take, duplicate
+clientOrderId), 404 for an unknown market, order or asset, 409 for a market that already exists or a
+reused deposit txnId, 503 when the engine is not running, 504 when it did not answer in time (the
+outcome is then unknown).
+"""
+
+from __future__ import annotations
+
+from openbell.core.types import ResultCode
+
+STATUS_BY_CODE: dict[ResultCode, int] = {
+    ResultCode.OK: 200,
+    ResultCode.INVALID_REQUEST: 400,
+    ResultCode.INVALID_PRICE: 400,
+    ResultCode.INVALID_QUANTITY: 400,
+    ResultCode.INVALID_AMOUNT: 400,
+    ResultCode.INVALID_ORDER: 400,
+    ResultCode.INVALID_MARKET_SPEC: 400,
+    ResultCode.INVALID_USER: 400,
+    ResultCode.INVALID_ASSET: 400,
+    ResultCode.INSUFFICIENT_FUNDS: 400,
+    ResultCode.POST_ONLY_WOULD_TAKE: 400,
+    ResultCode.FOK_NOT_FILLED: 400,
+    ResultCode.NO_LIQUIDITY: 400,
+    ResultCode.SELF_TRADE_PREVENTED: 400,
+    ResultCode.DUPLICATE_CLIENT_ORDER_ID: 400,
+    ResultCode.TOO_MANY_OPEN_ORDERS: 400,
+    ResultCode.MARKET_EXISTS: 409,
+    ResultCode.DEPOSIT_CONFLICT: 409,
+    ResultCode.UNKNOWN_MARKET: 404,
+    ResultCode.UNKNOWN_ORDER: 404,
+    ResultCode.UNKNOWN_ASSET: 404,
+    ResultCode.ENGINE_ERROR: 500,
+    ResultCode.ENGINE_UNAVAILABLE: 503,
+    ResultCode.ENGINE_TIMEOUT: 504,
+}
+
+
+def status_for(code: ResultCode) -> int:
+    return STATUS_BY_CODE.get(code, 400)
+
+
+class ApiError(Exception):
+    """An error a handler raises to answer the client; rendered by the app's one error handler."""
+
+    def __init__(self, status: int, code: ResultCode | int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = int(code)
+        self.message = message
+
+    @classmethod
+    def from_code(cls, code: ResultCode, message: str) -> ApiError:
+        return cls(status_for(code), code, message or code.name.replace("_", " ").lower())
