@@ -239,9 +239,11 @@ class OrderBook:
         remaining = quantity - filled
         changed = bool(filled) or len(events) > 1
         if remaining and cmd.quantity is None and taker_stopped is None and filled:
-            # A market buy by quote is done when its budget cannot buy one more lot at the best ask.
+            # A market buy by quote is done when its budget is spent or cannot buy one more lot at the best ask.
             best = self.best_ask
-            if best is not None and budget_left is not None and budget_left < best * self._quote_per_tick_lot:
+            if budget_left == 0 or (
+                best is not None and budget_left is not None and budget_left < best * self._quote_per_tick_lot
+            ):
                 remaining = 0
         if remaining == 0:
             events.append(OrderFilled(self.symbol, cmd.seq, cmd.user_id, filled, cmd.ts))
@@ -339,6 +341,8 @@ class OrderBook:
                     orders.popleft()
                     level.dead -= 1
                     continue
+                if budget is not None and budget < price * per_lot:
+                    break  # the budget is spent: no trade, so no self-trade to prevent either
                 if maker.user_id == taker_user:
                     stp = cmd.stp
                     if stp is not EXPIRE_TAKER:
