@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python run.py",
         description="openbell exchange server: matching engine, REST API (/api/v1) and WebSocket streams (/ws) "
-        "in one process. Interactive API docs at /docs.",
+        "in one process. Interactive API docs at /docs. For the Redis-fed multi-process deployment run "
+        "`python run.py engine|api|ws|cluster --help`.",
     )
     parser.add_argument("--host", default=env("OPENBELL_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=int(env("OPENBELL_PORT", "8000")), help="port (default 8000)")
@@ -77,7 +78,15 @@ def parse_markets(markets: str, assets: str) -> list:
     return specs
 
 
+CLUSTER_MODES = ("engine", "api", "ws", "cluster")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CLUSTER_MODES:
+        from openbell.cluster.cli import main as cluster_main
+
+        return int(cluster_main(argv))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),

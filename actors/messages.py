@@ -64,3 +64,12 @@ class Reply:
     @property
     def ok(self) -> bool:
         return self.code is ResultCode.OK
+
+
+def _register() -> None:
+    from openbell.core.codec import register
+
+    register(Wake, CommandBatch, MatchBatch, Settlement, MarketQuery, Reply)
+
+
+_register()
