@@ -344,8 +344,6 @@ class OrderBook:
                 if budget is not None and budget < price * per_lot:
                     break  # the budget is spent: no trade, so no self-trade to prevent either
                 if maker.user_id == taker_user:
-                    if budget is not None and budget < price * per_lot:
-                        break  # the taker cannot afford another lot: it would not trade with this maker
                     stp = cmd.stp
                     if stp is not EXPIRE_TAKER:
                         orders.popleft()

@@ -1,6 +1,6 @@
 """Wire encoding of commands, events and actor messages: the same dataclasses, as versioned JSON (ujson).
 
-A dataclass instance becomes an object `{"@": "<ClassName>", "<field>": value, ...}`; enums become their
+A dataclass or NamedTuple instance becomes an object `{"@": "<ClassName>", "<field>": value, ...}`; enums become their
 wire value, `Decimal` its exact text, tuples lists. Decoding rebuilds the instances from the class's type
 hints, so a decoded message equals the original. An envelope carries `WIRE_VERSION`; anything malformed
 or of an unknown type raises `CodecError` (callers log it and skip the message).
@@ -28,16 +28,24 @@ _REGISTRY: dict[str, type] = {}
 _FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
 
 
+_NAMED_TUPLES: set[type] = set()
+
+
 def register(*classes: type) -> None:
     for cls in classes:
         _REGISTRY[cls.__name__] = cls
+        if issubclass(cls, tuple):
+            _NAMED_TUPLES.add(cls)
 
 
 def _field_plan(cls: type) -> tuple[tuple[str, Any], ...]:
     plan = _FIELDS.get(cls)
     if plan is None:
         hints = typing.get_type_hints(cls)
-        plan = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
+        if dataclasses.is_dataclass(cls):
+            plan = tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
+        else:
+            plan = tuple((name, hints[name]) for name in cls._fields)  # type: ignore[attr-defined]
         _FIELDS[cls] = plan
     return plan
 
@@ -48,7 +56,7 @@ def to_wire(value: Any) -> Any:
         return value
     if isinstance(value, Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if (dataclasses.is_dataclass(value) and not isinstance(value, type)) or type(value) in _NAMED_TUPLES:
         out: dict[str, Any] = {"@": type(value).__name__}
         for name, _ in _field_plan(type(value)):
             out[name] = to_wire(getattr(value, name))
@@ -141,7 +149,10 @@ def _register_all() -> None:
 
     for module in (commands, events, grid, marketdata, summary):
         for value in vars(module).values():
-            if isinstance(value, type) and dataclasses.is_dataclass(value) and value.__module__ == module.__name__:
+            is_record = dataclasses.is_dataclass(value) or (
+                isinstance(value, type) and issubclass(value, tuple) and hasattr(value, "_fields")
+            )
+            if isinstance(value, type) and is_record and value.__module__ == module.__name__:
                 register(value)
 
 

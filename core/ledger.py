@@ -24,12 +24,17 @@ FEE_ACCOUNT = "#fees"
 """The account fees are paid into. No user id can look like it (user ids have no '#')."""
 
 BUY = Side.BUY
+LIMIT = OrderType.LIMIT
 
 
 class Balance:
-    __slots__ = ("available", "locked")
+    """One user's funds in one asset. Hashes by identity, so a set of them tracks what changed."""
 
-    def __init__(self) -> None:
+    __slots__ = ("asset", "available", "locked", "user_id")
+
+    def __init__(self, user_id: str, asset: str) -> None:
+        self.user_id = user_id
+        self.asset = asset
         self.available = 0
         self.locked = 0
 
@@ -50,9 +55,11 @@ class Hold:
         "side",
         "ts",
         "user_id",
+        "balance",
+        "receive",
     )
 
-    def __init__(self, cmd: PlaceOrder, asset: str, amount: int) -> None:
+    def __init__(self, cmd: PlaceOrder, asset: str, amount: int, balance: Balance, receive: Balance) -> None:
         self.order_id = cmd.seq
         self.user_id = cmd.user_id
         self.market = cmd.market
@@ -66,6 +73,10 @@ class Hold:
         """What is still held, in `asset` minor units."""
         self.ts = cmd.ts
         self.client_order_id = cmd.client_order_id
+        self.balance = balance
+        """The balance the held funds sit in (`asset`)."""
+        self.receive = receive
+        """The balance that fills of this order pay into (the other asset of the market)."""
 
 
 class Ledger:
@@ -78,7 +89,7 @@ class Ledger:
         self._user_holds: dict[str, dict[int, Hold]] = {}
         """Open orders by user, then id."""
         self._deposits: dict[str, tuple[str, str, int]] = {}
-        self._changed: set[tuple[str, str]] = set()
+        self._changed: set[Balance] = set()
 
     # ----------------------------------------------------------------- set-up
     def add_market(self, spec: MarketSpec) -> None:
@@ -92,7 +103,7 @@ class Ledger:
             account = self._accounts[user_id] = {}
         balance = account.get(asset)
         if balance is None:
-            balance = account[asset] = Balance()
+            balance = account[asset] = Balance(user_id, asset)
         return balance
 
     # ----------------------------------------------------------------- reads
@@ -142,8 +153,9 @@ class Ledger:
                 return ResultCode.OK, False
             return ResultCode.DEPOSIT_CONFLICT, False
         self._deposits[txn_id] = (user_id, asset, amount)
-        self._balance(user_id, asset).available += amount
-        self._changed.add((user_id, asset))
+        balance = self._balance(user_id, asset)
+        balance.available += amount
+        self._changed.add(balance)
         return ResultCode.OK, True
 
     def hold_for(self, cmd: PlaceOrder) -> tuple[ResultCode, PlaceOrder]:
@@ -157,10 +169,15 @@ class Ledger:
             return ResultCode.UNKNOWN_MARKET, cmd
         if cmd.seq in self.holds:
             return ResultCode.INVALID_ORDER, cmd
+        user_id = cmd.user_id
+        account = self._accounts.get(user_id)
+        if account is None:
+            account = self._accounts[user_id] = {}
         if cmd.side is BUY:
             asset = spec.quote.symbol
-            balance = self._balance(cmd.user_id, asset)
-            if cmd.order_type is OrderType.LIMIT:
+            balance = account.get(asset) or self._balance(user_id, asset)
+            receive = account.get(spec.base.symbol) or self._balance(user_id, spec.base.symbol)
+            if cmd.order_type is LIMIT:
                 if cmd.price is None or cmd.quantity is None:
                     return ResultCode.INVALID_ORDER, cmd
                 amount = cmd.price * cmd.quantity * spec.quote_units_per_tick_lot
@@ -174,18 +191,19 @@ class Ledger:
             if cmd.quantity is None:
                 return ResultCode.INVALID_QUANTITY, cmd
             asset = spec.base.symbol
-            balance = self._balance(cmd.user_id, asset)
+            balance = account.get(asset) or self._balance(user_id, asset)
+            receive = account.get(spec.quote.symbol) or self._balance(user_id, spec.quote.symbol)
             amount = cmd.quantity * spec.base_units_per_lot
         if amount <= 0 or balance.available < amount:
             return ResultCode.INSUFFICIENT_FUNDS, cmd
         balance.available -= amount
         balance.locked += amount
-        hold = self.holds[cmd.seq] = Hold(cmd, asset, amount)
-        user_holds = self._user_holds.get(cmd.user_id)
+        self._changed.add(balance)
+        hold = self.holds[cmd.seq] = Hold(cmd, asset, amount, balance, receive)
+        user_holds = self._user_holds.get(user_id)
         if user_holds is None:
-            user_holds = self._user_holds[cmd.user_id] = {}
+            user_holds = self._user_holds[user_id] = {}
         user_holds[cmd.seq] = hold
-        self._changed.add((cmd.user_id, asset))
         return ResultCode.OK, cmd
 
     def release(self, order_id: int) -> None:
@@ -193,16 +211,13 @@ class Ledger:
         hold = self.holds.pop(order_id, None)
         if hold is None:
             return
-        user_holds = self._user_holds[hold.user_id]
-        del user_holds[order_id]
-        if not user_holds:
-            del self._user_holds[hold.user_id]
+        del self._user_holds[hold.user_id][order_id]
         if hold.amount == 0:
             return
-        balance = self._balance(hold.user_id, hold.asset)
+        balance = hold.balance
         balance.locked -= hold.amount
         balance.available += hold.amount
-        self._changed.add((hold.user_id, hold.asset))
+        self._changed.add(balance)
 
     def settle(self, events: list[object]) -> None:
         """Apply the book's events: move funds for trades, release what ended orders still hold."""
@@ -217,61 +232,59 @@ class Ledger:
 
     def _settle_trade(self, trade: TradeExecuted) -> None:
         spec = self.markets[trade.market]
-        quote_asset = spec.quote.symbol
-        base_asset = spec.base.symbol
-        quote = trade.price * trade.quantity * spec.quote_units_per_tick_lot
-        base = trade.quantity * spec.base_units_per_lot
+        per_lot = spec.quote_units_per_tick_lot
+        quantity = trade.quantity
+        quote = trade.price * quantity * per_lot
+        base = quantity * spec.base_units_per_lot
+        holds = self.holds
         if trade.taker_side is BUY:
-            buyer_id, buyer_order, buyer_bps = trade.taker_user_id, trade.taker_order_id, spec.taker_fee_bps
-            seller_id, seller_order, seller_bps = trade.maker_user_id, trade.maker_order_id, spec.maker_fee_bps
+            buyer, buyer_bps = holds[trade.taker_order_id], spec.taker_fee_bps
+            seller, seller_bps = holds[trade.maker_order_id], spec.maker_fee_bps
         else:
-            buyer_id, buyer_order, buyer_bps = trade.maker_user_id, trade.maker_order_id, spec.maker_fee_bps
-            seller_id, seller_order, seller_bps = trade.taker_user_id, trade.taker_order_id, spec.taker_fee_bps
+            buyer, buyer_bps = holds[trade.maker_order_id], spec.maker_fee_bps
+            seller, seller_bps = holds[trade.taker_order_id], spec.taker_fee_bps
         changed = self._changed
 
-        # Buyer pays quote from its hold and receives base less its fee.
-        hold = self.holds[buyer_order]
-        hold.amount -= quote
-        hold.filled += trade.quantity
-        balance = self._balance(buyer_id, quote_asset)
-        balance.locked -= quote
-        if hold.order_type is OrderType.LIMIT:
-            assert hold.price is not None and hold.quantity is not None
-            excess = hold.amount - hold.price * (hold.quantity - hold.filled) * spec.quote_units_per_tick_lot
+        # Buyer pays quote from its hold and receives base less its fee; a limit buy that paid less
+        # than its limit gets the difference back at once, so it holds exactly limit x remaining.
+        buyer.amount -= quote
+        buyer.filled += quantity
+        paying = buyer.balance
+        paying.locked -= quote
+        if buyer.order_type is LIMIT:
+            excess = buyer.amount - buyer.price * (buyer.quantity - buyer.filled) * per_lot  # type: ignore[operator]
             if excess:
-                hold.amount -= excess
-                balance.locked -= excess
-                balance.available += excess
-        fee = base * buyer_bps // 10_000
-        self._balance(buyer_id, base_asset).available += base - fee
-        changed.add((buyer_id, quote_asset))
-        changed.add((buyer_id, base_asset))
+                buyer.amount -= excess
+                paying.locked -= excess
+                paying.available += excess
+        fee = base * buyer_bps // 10_000 if buyer_bps else 0
+        buyer.receive.available += base - fee
+        changed.add(paying)
+        changed.add(buyer.receive)
 
         # Seller gives base from its hold and receives quote less its fee.
-        hold = self.holds[seller_order]
-        hold.amount -= base
-        hold.filled += trade.quantity
-        self._balance(seller_id, base_asset).locked -= base
-        seller_fee = quote * seller_bps // 10_000
-        self._balance(seller_id, quote_asset).available += quote - seller_fee
-        changed.add((seller_id, base_asset))
-        changed.add((seller_id, quote_asset))
+        seller.amount -= base
+        seller.filled += quantity
+        seller.balance.locked -= base
+        seller_fee = quote * seller_bps // 10_000 if seller_bps else 0
+        seller.receive.available += quote - seller_fee
+        changed.add(seller.balance)
+        changed.add(seller.receive)
 
         if fee:
-            self._balance(FEE_ACCOUNT, base_asset).available += fee
-            changed.add((FEE_ACCOUNT, base_asset))
+            fees = self._balance(FEE_ACCOUNT, spec.base.symbol)
+            fees.available += fee
+            changed.add(fees)
         if seller_fee:
-            self._balance(FEE_ACCOUNT, quote_asset).available += seller_fee
-            changed.add((FEE_ACCOUNT, quote_asset))
+            fees = self._balance(FEE_ACCOUNT, spec.quote.symbol)
+            fees.available += seller_fee
+            changed.add(fees)
 
     def drain_changes(self, ts: int) -> list[BalanceChanged]:
         """One `BalanceChanged` per (user, asset) touched since the last drain, with its values now."""
         if not self._changed:
             return []
-        out = []
-        for user_id, asset in self._changed:
-            balance = self._accounts[user_id][asset]
-            out.append(BalanceChanged(user_id, asset, balance.available, balance.locked, ts))
+        out = [BalanceChanged(b.user_id, b.asset, b.available, b.locked, ts) for b in self._changed]
         self._changed.clear()
         out.sort(key=lambda e: (e.user_id, e.asset))
         return out
@@ -279,7 +292,7 @@ class Ledger:
     # ----------------------------------------------------------------- checks
     def check_invariants(self) -> None:
         held: dict[tuple[str, str], int] = {}
-        by_user = {(h.user_id, order_id) for user, holds in self._user_holds.items() for order_id, h in holds.items()}
+        by_user = {(h.user_id, order_id) for holds in self._user_holds.values() for order_id, h in holds.items()}
         assert by_user == {(h.user_id, order_id) for order_id, h in self.holds.items()}, "per-user index disagrees"
         for hold in self.holds.values():
             assert hold.amount >= 0, f"order {hold.order_id} holds a negative amount"
