@@ -44,10 +44,12 @@ MAX_BATCH = 512
 class Effects:
     """What handling one input produced, for the shell to send."""
 
-    __slots__ = ("events", "new_markets", "replies", "to_markets")
+    __slots__ = ("batches", "events", "new_markets", "replies", "to_markets")
 
     def __init__(self) -> None:
         self.to_markets: dict[str, list[PlaceOrder | CancelOrder]] = {}
+        self.batches: list[MatchBatch] = []
+        """What to send to the markets, numbered per market (filled in at the end of a batch)."""
         self.replies: list[Reply] = []
         self.events: list[object] = []
         self.new_markets: list[MarketSpec] = []
@@ -62,6 +64,10 @@ class BalanceCore:
         self._client_order_ids: dict[tuple[str, str], int] = {}
         """(user, clientOrderId) -> order id, for open orders."""
         self._client_key_by_order: dict[int, tuple[str, str]] = {}
+        self.batches_sent: dict[str, int] = {}
+        """Per market, the number of the last MatchBatch sent."""
+        self.last_seq = 0
+        """The highest command seq handled (the engine resumes numbering after it)."""
 
     # ----------------------------------------------------------------- inputs
     def handle_commands(self, batch: CommandBatch) -> Effects:
@@ -112,14 +118,20 @@ class BalanceCore:
                 effects.replies.append(Reply(seq, ResultCode.ENGINE_ERROR, "internal error"))
         if batch.commands:
             effects.events.extend(ledger.drain_changes(getattr(batch.commands[-1], "ts", 0)))
+            self.last_seq = max(self.last_seq, max(getattr(c, "seq", 0) for c in batch.commands))
+        for market, commands in effects.to_markets.items():
+            number = self.batches_sent.get(market, 0) + 1
+            self.batches_sent[market] = number
+            effects.batches.append(MatchBatch(market, tuple(commands), number))
         return effects
 
     def handle_settlement(self, settlement: Settlement) -> Effects:
         effects = Effects()
         ledger = self.ledger
         last_ts = 0
+        failed = settlement.failed
         for seq, events in settlement.outcomes:
-            command = self.pending.pop(seq, None)
+            command = self.pending.get(seq) if failed and seq in failed else self.pending.pop(seq, None)
             try:
                 ledger.settle(events)  # type: ignore[arg-type]
                 if self._client_key_by_order:
@@ -129,7 +141,9 @@ class BalanceCore:
                 effects.replies.append(Reply(seq, ResultCode.ENGINE_ERROR, "internal error while settling"))
                 continue
             first = events[0] if events else None
-            if isinstance(first, OrderRejected):
+            if failed and seq in failed:
+                pass  # answered below, once its hold is released
+            elif isinstance(first, OrderRejected):
                 effects.replies.append(Reply(seq, first.code, first.reason, events))
             else:
                 effects.replies.append(Reply(seq, ResultCode.OK, "", events))
@@ -317,8 +331,8 @@ class BalanceActor(pykka.ThreadingActor):
     def _dispatch(self, effects: Effects) -> None:
         for spec in effects.new_markets:
             self.markets[spec.symbol] = self._spawn_market(spec)
-        for market, commands in effects.to_markets.items():
-            self.markets[market].tell(MatchBatch(market, tuple(commands)))
+        for batch in effects.batches:
+            self.markets[batch.market].tell(batch)
         if effects.replies:
             self._reply_sink(effects.replies)
         if effects.events:

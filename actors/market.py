@@ -20,7 +20,7 @@ from openbell.actors.bus import EventBus
 from openbell.actors.messages import MarketQuery, MatchBatch, Reply, Settlement
 from openbell.core.book import OrderBook
 from openbell.core.commands import CancelOrder, GetDepth, GetKlines, GetTicker, GetTrades, PlaceOrder
-from openbell.core.events import DepthUpdated, OrderRejected, TradeExecuted
+from openbell.core.events import DepthUpdated, OrderAccepted, OrderRejected, TradeExecuted
 from openbell.core.grid import MarketSpec
 from openbell.core.marketdata import MAX_KLINES, MarketData
 from openbell.core.types import ResultCode
@@ -39,27 +39,33 @@ class MarketCore:
         self.spec = spec
         self.book = OrderBook(spec)
         self.data = MarketData(spec.symbol, spec.quote_units_per_tick_lot)
+        self.batches_handled = 0
+        """How many MatchBatches this market has processed (the last batch_no)."""
 
     def handle_batch(self, batch: MatchBatch) -> tuple[Settlement, list[object]]:
         """Match every command of the batch. Returns the settlement and the events to publish."""
         book = self.book
+        self.batches_handled += 1
         outcomes: list[tuple[int, tuple[object, ...]]] = []
         failed: list[int] = []
         published: list[object] = []
         traded = False
         for command in batch.commands:
+            events: list[object] = []
             try:
                 if type(command) is PlaceOrder:
-                    events = book.place(command)
+                    book.place(command, events)
                 else:
                     assert isinstance(command, CancelOrder)
                     events = book.cancel(command.order_id, command.user_id, command.ts)
             except Exception:
+                # Fills made before the fault are real: they are settled like any others, then the
+                # order is taken off the book and its caller told it failed.
                 log.exception("market %s failed to process %r", self.spec.symbol, command)
                 failed.append(command.seq)
                 if type(command) is PlaceOrder:
                     self._drop_after_failure(command.seq)
-                continue
+                    events = [e for e in events if not (type(e) is OrderAccepted and e.order_id == command.seq)]  # type: ignore[attr-defined]
             for event in events:
                 if type(event) is TradeExecuted:
                     self.data.on_trade(event)
@@ -73,7 +79,7 @@ class MarketCore:
             published.append(DepthUpdated(self.spec.symbol, first, last, tuple(bids), tuple(asks), ts))
         if traded:
             published.extend(self.data.updates())
-        return Settlement(self.spec.symbol, tuple(outcomes), tuple(failed)), published
+        return Settlement(self.spec.symbol, tuple(outcomes), tuple(failed), batch.batch_no), published
 
     def _drop_after_failure(self, order_id: int) -> None:
         """A failed order must not stay on the book without a hold behind it."""
@@ -132,7 +138,7 @@ class MarketActor(pykka.ThreadingActor):
                 except Exception:
                     log.exception("market %s failed on %r", self.symbol, message)
                     seqs = tuple(command.seq for command in message.commands)
-                    settlement, events = Settlement(self.symbol, (), seqs), []
+                    settlement, events = Settlement(self.symbol, (), seqs, message.batch_no), []
                 self._balance.tell(settlement)
                 self._bus.publish(events)
             elif isinstance(message, MarketQuery):

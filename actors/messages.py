@@ -33,6 +33,8 @@ class MatchBatch:
 
     market: str
     commands: tuple[PlaceOrder | CancelOrder, ...]
+    batch_no: int = 0
+    """Per market, counts from 1 in the order the balance actor sent the batches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class Settlement:
     outcomes: tuple[tuple[int, tuple[object, ...]], ...]
     failed: tuple[int, ...] = ()
     """Seqs of commands whose matching raised: their holds are released and their callers told."""
+    batch_no: int = 0
+    """The `MatchBatch.batch_no` this settles."""
 
 
 @dataclass(frozen=True, slots=True)

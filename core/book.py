@@ -188,21 +188,31 @@ class OrderBook:
         return first, self.update_id, bids, asks
 
     # ----------------------------------------------------------------- commands
-    def place(self, cmd: PlaceOrder) -> list[object]:
-        """Match `cmd` against the book, rest what a GTC limit leaves, and return the events."""
+    def place(self, cmd: PlaceOrder, out: list[object] | None = None) -> list[object]:
+        """Match `cmd` against the book, rest what a GTC limit leaves, and return the events.
+
+        With `out`, events are appended to it as they happen, so a caller still has the events of
+        the fills already made if something raises half-way.
+        """
+        events: list[object] = out if out is not None else []
+        self._place(cmd, events)
+        return events
+
+    def _place(self, cmd: PlaceOrder, events: list[object]) -> None:
         problem = validate_order(cmd)
         if problem is None and cmd.seq in self._orders:
             problem = (ResultCode.INVALID_ORDER, "order id already on the book")
         if problem is not None:
-            return [
+            events.append(
                 OrderRejected(self.symbol, cmd.seq, cmd.user_id, problem[0], problem[1], cmd.ts, cmd.client_order_id)
-            ]
+            )
+            return
         side = cmd.side
         limit = cmd.price
         if cmd.post_only:
             best = self.best_ask if side is BUY else self.best_bid
             if best is not None and (best <= limit if side is BUY else best >= limit):  # type: ignore[operator]
-                return [
+                events.append(
                     OrderRejected(
                         self.symbol,
                         cmd.seq,
@@ -212,8 +222,10 @@ class OrderBook:
                         cmd.ts,
                         cmd.client_order_id,
                     )
-                ]
-        events: list[object] = [
+                )
+                return
+        accepted_at = len(events)
+        events.append(
             OrderAccepted(
                 self.symbol,
                 cmd.seq,
@@ -227,17 +239,17 @@ class OrderBook:
                 cmd.client_order_id,
                 cmd.ts,
             )
-        ]
+        )
         quantity = cmd.quantity if cmd.quantity is not None else MAX_QUANTITY_LOTS
         budget = cmd.quote_quantity
         if cmd.time_in_force is TimeInForce.FOK and not self._can_fill_completely(cmd, quantity, budget):
             events.append(
                 OrderExpired(self.symbol, cmd.seq, cmd.user_id, 0, quantity, ResultCode.FOK_NOT_FILLED, cmd.ts)
             )
-            return events
+            return
         filled, taker_stopped, budget_left = self._match(cmd, quantity, budget, events)
         remaining = quantity - filled
-        changed = bool(filled) or len(events) > 1
+        changed = bool(filled) or len(events) > accepted_at + 1
         if remaining and cmd.quantity is None and taker_stopped is None and filled:
             # A market buy by quote is done when its budget is spent or cannot buy one more lot at the best ask.
             best = self.best_ask
@@ -259,7 +271,6 @@ class OrderBook:
             events.append(OrderExpired(self.symbol, cmd.seq, cmd.user_id, filled, remaining, reason, cmd.ts))
         if changed:
             self.update_id += 1
-        return events
 
     def cancel(self, order_id: int, user_id: str, ts: int) -> list[object]:
         """Cancel a resting order of `user_id`. Another user's order is reported as unknown."""
