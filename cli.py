@@ -52,7 +52,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="Python thread switch interval in seconds; smaller gives actors the GIL sooner (default 0.0005)",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    add_persistence_arguments(parser)
     return parser
+
+
+def add_persistence_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("durability")
+    group.add_argument(
+        "--data-dir",
+        default=env("OPENBELL_DATA_DIR", "./data"),
+        help="journal and snapshots live here; a restart with the same directory continues where it stopped "
+        "(default ./data)",
+    )
+    group.add_argument(
+        "--in-memory", action="store_true", help="keep nothing on disk: a restart starts from empty books and balances"
+    )
+    group.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="write the journal without fsync (faster; a machine crash, unlike a process crash, can lose the tail)",
+    )
+    group.add_argument(
+        "--snapshot-every", type=int, default=200_000, help="take a snapshot after this many commands (default 200000)"
+    )
+    group.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=300.0,
+        help="and at least this often in seconds while commands arrive (default 300)",
+    )
+    group.add_argument(
+        "--keep-snapshots", type=int, default=2, help="snapshots kept; older journal is pruned (default 2)"
+    )
+
+
+def make_persistence(args: argparse.Namespace) -> object | None:
+    if args.in_memory:
+        return None
+    import pathlib
+
+    from openbell.durability.persistence import Persistence
+
+    return Persistence(
+        pathlib.Path(args.data_dir),
+        fsync=not args.no_fsync,
+        snapshot_every_commands=args.snapshot_every,
+        snapshot_every_seconds=args.snapshot_interval,
+        keep_snapshots=args.keep_snapshots,
+    )
 
 
 def parse_markets(markets: str, assets: str) -> list:
@@ -79,6 +127,7 @@ def parse_markets(markets: str, assets: str) -> list:
 
 
 CLUSTER_MODES = ("engine", "api", "ws", "cluster")
+TOOLS = ("inspect",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         from openbell.cluster.cli import main as cluster_main
 
         return int(cluster_main(argv))
+    if argv and argv[0] == "inspect":
+        from openbell.durability.inspect import main as inspect_main
+
+        return int(inspect_main(argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -98,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     from openbell.actors.engine import Engine
     from openbell.http.app import create_app
 
-    engine = Engine(reply_timeout=args.reply_timeout, max_open_orders_per_user=args.max_open_orders)
+    engine = Engine(
+        reply_timeout=args.reply_timeout,
+        max_open_orders_per_user=args.max_open_orders,
+        persistence=make_persistence(args),  # type: ignore[arg-type]
+    )
     engine.start(specs)
     try:
         app = create_app(engine)

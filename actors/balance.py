@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import pykka
 
@@ -30,6 +31,9 @@ from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
 from openbell.core.summary import OpenOrderView
 from openbell.core.types import ResultCode
+
+if TYPE_CHECKING:
+    from openbell.durability.persistence import Persistence
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,30 @@ class BalanceCore:
         """Per market, the number of the last MatchBatch sent."""
         self.last_seq = 0
         """The highest command seq handled (the engine resumes numbering after it)."""
+
+    # ----------------------------------------------------------------- state
+    def to_state(self) -> dict[str, object]:
+        """The core's state for a snapshot. Only taken when nothing is pending at any market."""
+        if self.pending:
+            raise RuntimeError("a balance snapshot needs every forwarded command settled first")
+        return {
+            "ledger": self.ledger.to_state(),
+            "max_open_orders_per_user": self.max_open_orders_per_user,
+            "client_order_ids": [[user, coid, order_id] for (user, coid), order_id in self._client_order_ids.items()],
+            "batches_sent": dict(self.batches_sent),
+            "last_seq": self.last_seq,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> BalanceCore:  # type: ignore[type-arg]
+        core = cls(state["max_open_orders_per_user"])
+        core.ledger = Ledger.from_state(state["ledger"])
+        for user, coid, order_id in state["client_order_ids"]:
+            core._client_order_ids[(user, coid)] = order_id
+            core._client_key_by_order[order_id] = (user, coid)
+        core.batches_sent = dict(state["batches_sent"])
+        core.last_seq = state["last_seq"]
+        return core
 
     # ----------------------------------------------------------------- inputs
     def handle_commands(self, batch: CommandBatch) -> Effects:
@@ -280,6 +308,8 @@ class BalanceActor(pykka.ThreadingActor):
         reply_sink: ReplySink,
         bus: EventBus,
         recorder: Recorder | None = None,
+        markets: dict[str, pykka.ActorRef] | None = None,
+        persistence: Persistence | None = None,
     ) -> None:
         super().__init__()
         self.core = core
@@ -288,28 +318,72 @@ class BalanceActor(pykka.ThreadingActor):
         self._reply_sink = reply_sink
         self._bus = bus
         self._recorder = recorder
-        self.markets: dict[str, pykka.ActorRef] = {}
+        self.markets: dict[str, pykka.ActorRef] = markets if markets is not None else {}
+        self._persistence = persistence
+        self._journal = persistence.journal if persistence is not None else None
+        self._snapshot_wanted = False
 
     def on_receive(self, message: object) -> None:
         try:
             kind = type(message)
             if kind is Wake:
+                if self._snapshot_wanted:
+                    self._intake.scheduled = False
+                    self._snapshot_if_quiet()
+                    if self._snapshot_wanted:
+                        return  # new commands wait until the markets have settled what they hold
                 batch = self._drain()
                 if batch is None:
                     return
                 if self._recorder is not None:
                     self._recorder("balance", batch)
                 effects = self.core.handle_commands(batch)
+                if self._journal is not None:
+                    self._journal.commands(batch, self._after_durable(effects))
             elif kind is Settlement:
                 if self._recorder is not None:
                     self._recorder("balance", message)
                 effects = self.core.handle_settlement(message)  # type: ignore[arg-type]
+                if self._journal is not None:
+                    self._journal.settled(message.market, message.batch_no, self._after_durable(effects))  # type: ignore[attr-defined]
             else:
                 log.error("balance actor got an unknown message %r", message)
                 return
             self._dispatch(effects)
+            if self._persistence is not None:
+                if not self._snapshot_wanted and self._persistence.snapshot_due():
+                    self._snapshot_wanted = True
+                if self._snapshot_wanted:
+                    self._snapshot_if_quiet()
         except Exception:
             log.exception("balance actor could not handle %r", message)
+
+    def _after_durable(self, effects: Effects) -> Callable[[], None]:
+        """Replies and events leave only once the journal holds what caused them."""
+        replies, events = effects.replies, effects.events
+        effects.replies, effects.events = [], []
+        sink, bus = self._reply_sink, self._bus
+
+        def send() -> None:
+            if replies:
+                sink(replies)
+            if events:
+                bus.publish(events)
+
+        return send
+
+    def _snapshot_if_quiet(self) -> None:
+        """Take the due snapshot once every forwarded command is settled, then let commands in again."""
+        if self.core.pending or self._persistence is None:
+            return
+        self._snapshot_wanted = False
+        try:
+            self._persistence.snapshot(self.core)
+        except Exception:
+            log.exception("snapshot failed; matching goes on")
+        if self._intake.queue:
+            self._intake.scheduled = True
+            self.actor_ref.tell(WAKE)
 
     def _drain(self) -> CommandBatch | None:
         intake = self._intake

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pykka
 
@@ -33,6 +33,9 @@ from openbell.actors.messages import WAKE, MarketQuery, Reply
 from openbell.core.commands import AddMarket, GetDepth, GetKlines, GetTicker, GetTrades
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.types import ResultCode
+
+if TYPE_CHECKING:
+    from openbell.durability.persistence import Persistence
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ class Engine:
         reply_timeout: float = 5.0,
         recorder: Recorder | None = None,
         max_open_orders_per_user: int = 1000,
+        persistence: Persistence | None = None,
     ) -> None:
         self.bus: EventBus = bus if bus is not None else InProcessEventBus()
         self.reply_timeout = reply_timeout
@@ -76,16 +80,44 @@ class Engine:
         self.balance_core = BalanceCore(max_open_orders_per_user)
         self._balance_ref: pykka.ActorRef | None = None
         self._running = False
+        self.persistence = persistence
+        """With persistence, start() recovers from its data directory and every outcome is journaled."""
 
     # ----------------------------------------------------------------- life cycle
     def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
         if self._running:
             return self
+        replayed = None
+        if self.persistence is not None:
+            replayed = self.persistence.recover(self.balance_core.max_open_orders_per_user)
+            self.balance_core = replayed.balance
+            self.persistence.market_cores = self.market_cores
+            self._seq = itertools.count(self.balance_core.last_seq + 1)
+        market_refs: dict[str, pykka.ActorRef] = {}
         self._balance_ref = BalanceActor.start(
-            self.balance_core, self._intake, self._spawn_market, self._deliver, self.bus, self._recorder
+            self.balance_core,
+            self._intake,
+            self._spawn_market,
+            self._deliver,
+            self.bus,
+            self._recorder,
+            market_refs,
+            self.persistence,
         )
+        if replayed is not None:
+            for spec_symbol, core in replayed.markets.items():
+                market_refs[spec_symbol] = self._start_market(core)
+            # Finish what was in flight at the crash: settlements first, then unmatched batches.
+            for queue in replayed.unsettled.values():
+                for settlement in queue:
+                    self._balance_ref.tell(settlement)
+            for symbol, batches in replayed.unmatched.items():
+                for batch in batches:
+                    market_refs[symbol].tell(batch)
         self._running = True
         for spec in markets:
+            if spec.symbol in self._specs:
+                continue
             reply = self.call(self.new(AddMarket, spec=spec))
             if not reply.ok:
                 self.stop()
@@ -97,6 +129,7 @@ class Engine:
         if not self._running:
             return
         self._running = False
+        self._drain(timeout)
         refs = [self._balance_ref, *self._market_refs.values()]
         for ref in refs:
             if ref is not None:
@@ -106,9 +139,27 @@ class Engine:
                     pass
                 except Exception:
                     log.exception("actor did not stop cleanly")
+        if self.persistence is not None:
+            if not self.balance_core.pending:
+                try:
+                    self.persistence.snapshot(self.balance_core, wait=True)
+                except Exception:
+                    log.exception("could not write the shutdown snapshot; the journal still has everything")
+            self.persistence.close()
         waiting = list(self._waiters)
         self._deliver([Reply(seq, ResultCode.ENGINE_UNAVAILABLE, "engine stopped") for seq in waiting])
         log.info("engine stopped")
+
+    def _drain(self, timeout: float) -> None:
+        """Let what already entered finish: the intake emptied and every forwarded command settled."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._intake.queue and not self.balance_core.pending:
+                time.sleep(0.01)  # let the last settlement's replies leave
+                if not self._intake.queue and not self.balance_core.pending:
+                    return
+            time.sleep(0.005)
+        log.warning("engine stopped with %d commands still in flight", len(self.balance_core.pending))
 
     @property
     def running(self) -> bool:
@@ -136,9 +187,13 @@ class Engine:
 
     def _spawn_market(self, spec: MarketSpec) -> pykka.ActorRef:
         """Called by the balance actor when it accepts a new market: the market trades at once."""
-        core = MarketCore(spec)
+        return self._start_market(MarketCore(spec))
+
+    def _start_market(self, core: MarketCore) -> pykka.ActorRef:
+        spec = core.spec
         assert self._balance_ref is not None
-        ref = MarketActor.start(core, self._balance_ref, self._deliver, self.bus, self._recorder)
+        journal = self.persistence.journal if self.persistence is not None else None
+        ref = MarketActor.start(core, self._balance_ref, self._deliver, self.bus, self._recorder, journal)
         self.market_cores[spec.symbol] = core
         self._market_refs[spec.symbol] = ref
         self._specs[spec.symbol] = spec

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pykka
 
@@ -41,6 +42,26 @@ class MarketCore:
         self.data = MarketData(spec.symbol, spec.quote_units_per_tick_lot)
         self.batches_handled = 0
         """How many MatchBatches this market has processed (the last batch_no)."""
+
+    def to_state(self) -> dict[str, object]:
+        from openbell.core.codec import to_wire
+
+        return {
+            "spec": to_wire(self.spec),
+            "book": self.book.to_state(),
+            "data": self.data.to_state(),
+            "batches_handled": self.batches_handled,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> MarketCore:  # type: ignore[type-arg]
+        from openbell.core.codec import from_wire
+
+        core = cls(from_wire(state["spec"]))
+        core.book = OrderBook.from_state(core.spec, state["book"])
+        core.data.load_state(state["data"])
+        core.batches_handled = state["batches_handled"]
+        return core
 
     def handle_batch(self, batch: MatchBatch) -> tuple[Settlement, list[object]]:
         """Match every command of the batch. Returns the settlement and the events to publish."""
@@ -118,9 +139,12 @@ class MarketActor(pykka.ThreadingActor):
         reply_sink: ReplySink,
         bus: EventBus,
         recorder: Recorder | None = None,
+        journal: Any = None,
     ) -> None:
         super().__init__()
         self.core = core
+        self._journal = journal
+        """An EngineJournal, or None: the match is recorded before the settlement leaves."""
         self.symbol = core.spec.symbol
         self._balance = balance
         self._reply_sink = reply_sink
@@ -139,8 +163,13 @@ class MarketActor(pykka.ThreadingActor):
                     log.exception("market %s failed on %r", self.symbol, message)
                     seqs = tuple(command.seq for command in message.commands)
                     settlement, events = Settlement(self.symbol, (), seqs, message.batch_no), []
-                self._balance.tell(settlement)
-                self._bus.publish(events)
+                if self._journal is not None:
+                    bus = self._bus
+                    self._journal.matched(self.symbol, message.batch_no, lambda: bus.publish(events))
+                    self._balance.tell(settlement)
+                else:
+                    self._balance.tell(settlement)
+                    self._bus.publish(events)
             elif isinstance(message, MarketQuery):
                 self._reply_sink([self.core.answer(message.query)])
             else:

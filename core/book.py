@@ -449,6 +449,45 @@ class OrderBook:
             level.orders = deque(o for o in level.orders if o.live)
             level.dead = 0
 
+    # ----------------------------------------------------------------- state
+    def to_state(self) -> dict[str, object]:
+        """Everything needed to rebuild this book: plain JSON-able values, orders in priority order."""
+
+        def side(book: SortedDict) -> list[list[object]]:
+            return [
+                [o.order_id, o.user_id, o.price, o.quantity, o.filled, o.ts, o.client_order_id]
+                for level in book.values()
+                for o in level.orders
+                if o.live
+            ]
+
+        return {
+            "update_id": self.update_id,
+            "next_trade_id": self.next_trade_id,
+            "bids": side(self._bids),
+            "asks": side(self._asks),
+        }
+
+    @classmethod
+    def from_state(cls, spec: MarketSpec, state: dict) -> OrderBook:  # type: ignore[type-arg]
+        book = cls(spec)
+        for side, rows in ((BUY, state["bids"]), (SELL, state["asks"])):
+            target = book._bids if side is BUY else book._asks
+            for order_id, user_id, price, quantity, filled, ts, client_order_id in rows:
+                order = RestingOrder(order_id, user_id, side, price, quantity, filled, ts, client_order_id)
+                key = -price if side is BUY else price
+                level = target.get(key)
+                if level is None:
+                    level = target[key] = PriceLevel(price)
+                level.orders.append(order)
+                level.total += order.remaining
+                level.live += 1
+                book._orders[order_id] = order
+        book.update_id = state["update_id"]
+        book.next_trade_id = state["next_trade_id"]
+        book._first_unpublished_update = book.update_id + 1
+        return book
+
     # ----------------------------------------------------------------- checks
     def check_invariants(self) -> None:
         """Raise AssertionError if the book's internal state is inconsistent."""

@@ -289,6 +289,69 @@ class Ledger:
         out.sort(key=lambda e: (e.user_id, e.asset))
         return out
 
+    # ----------------------------------------------------------------- state
+    def to_state(self) -> dict[str, object]:
+        """Everything needed to rebuild the ledger, as plain JSON-able values."""
+        from openbell.core.codec import to_wire
+
+        return {
+            "markets": [to_wire(spec) for spec in self.markets.values()],
+            "assets": [[a.symbol, a.decimals] for a in self.assets.values()],
+            "accounts": {
+                user: {asset: [b.available, b.locked] for asset, b in account.items()}
+                for user, account in self._accounts.items()
+            },
+            "holds": [
+                [
+                    h.order_id,
+                    h.user_id,
+                    h.market,
+                    h.side.value,
+                    h.order_type.value,
+                    h.price,
+                    h.quantity,
+                    h.filled,
+                    h.asset,
+                    h.amount,
+                    h.ts,
+                    h.client_order_id,
+                ]
+                for h in self.holds.values()
+            ],
+            "deposits": {txn: list(value) for txn, value in self._deposits.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Ledger:  # type: ignore[type-arg]
+        from openbell.core.codec import from_wire
+
+        ledger = cls()
+        for symbol, decimals in state["assets"]:
+            ledger.assets[symbol] = Asset(symbol, decimals)
+        for wire in state["markets"]:
+            spec = from_wire(wire)
+            ledger.markets[spec.symbol] = spec
+        for user, account in state["accounts"].items():
+            for asset, (available, locked) in account.items():
+                balance = ledger._balance(user, asset)
+                balance.available, balance.locked = available, locked
+        for row in state["holds"]:
+            order_id, user_id, market, side, order_type, price, quantity, filled, asset, amount, ts, coid = row
+            spec = ledger.markets[market]
+            other = spec.base.symbol if asset == spec.quote.symbol else spec.quote.symbol
+            hold = Hold.__new__(Hold)
+            hold.order_id, hold.user_id, hold.market = order_id, user_id, market
+            hold.side, hold.order_type = Side(side), OrderType(order_type)
+            hold.price, hold.quantity, hold.filled = price, quantity, filled
+            hold.asset, hold.amount, hold.ts, hold.client_order_id = asset, amount, ts, coid
+            hold.balance = ledger._balance(user_id, asset)
+            hold.receive = ledger._balance(user_id, other)
+            ledger.holds[order_id] = hold
+            ledger._user_holds.setdefault(user_id, {})[order_id] = hold
+        for txn, (user, asset, amount) in state["deposits"].items():
+            ledger._deposits[txn] = (user, asset, amount)
+        return ledger
+
     # ----------------------------------------------------------------- checks
     def check_invariants(self) -> None:
         held: dict[tuple[str, str], int] = {}

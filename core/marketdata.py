@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedDict
 
 from openbell.core.events import TradeExecuted
+from openbell.core.types import Side
 
 INTERVALS: dict[str, int] = {
     "1m": 60,
@@ -152,6 +153,28 @@ class MarketData:
             while self._minutes and self._minutes.peekitem(0)[0] < oldest_kept:
                 self._minutes.popitem(0)
         candle.add(trade.price, trade.quantity, trade.price * trade.quantity * self._per_lot)
+
+    def to_state(self) -> dict[str, object]:
+        return {
+            "last_price": self.last_price,
+            "trades": [_trade_row(t) for t in self.trades],
+            "minutes": [
+                [c.start, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades]
+                for c in self._minutes.values()
+            ],
+        }
+
+    def load_state(self, state: dict) -> None:  # type: ignore[type-arg]
+        self.last_price = state["last_price"]
+        self.trades.clear()
+        for row in state["trades"]:
+            self.trades.append(_trade_from_row(row))
+        self._minutes.clear()
+        for start, open_, high, low, close, volume, quote_volume, trades in state["minutes"]:
+            candle = Candle(start, 60, open_)
+            candle.high, candle.low, candle.close = high, low, close
+            candle.volume, candle.quote_volume, candle.trades = volume, quote_volume, trades
+            self._minutes[start] = candle
 
     def recent_trades(self, limit: int) -> list[TradeExecuted]:
         """Newest first."""
@@ -326,4 +349,26 @@ def _closed_copy(snapshot: KlineSnapshot) -> KlineSnapshot:
         snapshot.quote_volume,
         snapshot.trades,
         True,
+    )
+
+
+def _trade_row(t: TradeExecuted) -> list[object]:
+    return [
+        t.market,
+        t.trade_id,
+        t.price,
+        t.quantity,
+        t.taker_side.value,
+        t.maker_order_id,
+        t.maker_user_id,
+        t.taker_order_id,
+        t.taker_user_id,
+        t.ts,
+    ]
+
+
+def _trade_from_row(row: list) -> TradeExecuted:  # type: ignore[type-arg]
+    market, trade_id, price, quantity, side, maker_order_id, maker_user_id, taker_order_id, taker_user_id, ts = row
+    return TradeExecuted(
+        market, trade_id, price, quantity, Side(side), maker_order_id, maker_user_id, taker_order_id, taker_user_id, ts
     )

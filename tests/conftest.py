@@ -63,6 +63,8 @@ def start_server(tmp_dir: pathlib.Path, *args: str, ready_timeout: float = 30.0)
     log_path = tmp_dir / f"server-{port}.log"
     log_file = log_path.open("wb")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if "--data-dir" not in args and "--in-memory" not in args:
+        args = (*args, "--data-dir", str(tmp_dir / f"data-{port}"))
     process = subprocess.Popen(
         [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *args],
         cwd=ROOT,

@@ -502,8 +502,8 @@ def test_request_on_a_stopped_engine_raises_engine_unavailable_at_once(engine: E
     assert engine.call(engine.new(GetBalances, user_id="u")).code is ResultCode.ENGINE_UNAVAILABLE
 
 
-def test_request_in_flight_when_the_engine_stops_raises_engine_unavailable(engine: Engine) -> None:
-    # Arrange: the market actor is held inside matching, so the order cannot settle before the stop.
+def test_stop_lets_a_request_in_flight_finish_and_refuses_new_ones(engine: Engine) -> None:
+    # Arrange: the market actor is held inside matching, so the order is still in flight at the stop.
     deposit(engine, "buyer", "INR", 100_000)
     entered, release = threading.Event(), threading.Event()
     book = engine.market_cores[MARKET].book
@@ -516,29 +516,30 @@ def test_request_in_flight_when_the_engine_stops_raises_engine_unavailable(engin
 
     book.place = slow_place  # type: ignore[method-assign]
     stopper = threading.Thread(target=engine.stop)
-    balance_actor = engine._balance_ref
-    assert balance_actor is not None
 
-    async def order_then_stop() -> None:
+    async def order_then_stop() -> Reply:
         pending = asyncio.ensure_future(engine.request(limit_order(engine, "buyer", BUY, 9_000, 1), timeout=WAIT))
         assert await asyncio.to_thread(entered.wait, WAIT)
         stopper.start()
-        for _ in range(500):
-            if not balance_actor.is_alive():
-                break
-            await asyncio.sleep(0.01)
-        release.set()
-        # Assert: the caller learns the engine went away instead of waiting out its timeout.
+        await asyncio.sleep(0.05)
+        # Assert (during the stop): new commands are refused at once.
         with pytest.raises(EngineUnavailable):
-            await pending
+            await engine.request(engine.new(GetBalances, user_id="buyer"), timeout=WAIT)
+        release.set()
+        return await pending
 
     # Act
-    began = time.monotonic()
-    asyncio.run(order_then_stop())
+    reply = asyncio.run(order_then_stop())
     stopper.join(WAIT)
 
+    # Assert: the order in flight was finished, not abandoned, and its funds are held by a resting order.
     assert not stopper.is_alive()
-    assert time.monotonic() - began < WAIT
+    assert reply.ok
+    assert summarize(reply.seq, reply.data).status is OrderStatus.NEW  # type: ignore[arg-type]
+    assert (
+        engine.balance_core.ledger.balance("buyer", "INR")[1] == 9_000 * engine.markets[MARKET].quote_units_per_tick_lot
+    )
+    assert engine.balance_core.pending == {}
 
 
 # --------------------------------------------------------------------------------------------- 4. failures
