@@ -85,6 +85,31 @@ def add_persistence_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--keep-snapshots", type=int, default=2, help="snapshots kept; older journal is pruned (default 2)"
     )
+    group.add_argument(
+        "--db",
+        default=env("OPENBELL_DB"),
+        help="history database for trades, orders and balance changes: sqlite:///PATH or postgresql://... "
+        "(default: sqlite in the data directory; none with --in-memory)",
+    )
+    group.add_argument("--no-history", action="store_true", help="keep no history database")
+
+
+def make_history(args: argparse.Namespace) -> object | None:
+    if args.no_history:
+        return None
+    url = args.db
+    if url is None:
+        if args.in_memory:
+            return None
+        import pathlib
+
+        data_dir = pathlib.Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{data_dir / 'history.sqlite3'}"
+    from openbell.history.store import HistoryStore
+    from openbell.history.writer import HistoryWriter
+
+    return HistoryWriter(HistoryStore(url), {})
 
 
 def make_persistence(args: argparse.Namespace) -> object | None:
@@ -155,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         reply_timeout=args.reply_timeout,
         max_open_orders_per_user=args.max_open_orders,
         persistence=make_persistence(args),  # type: ignore[arg-type]
+        history=make_history(args),
     )
     engine.start(specs)
     try:

@@ -67,6 +67,7 @@ class Engine:
         recorder: Recorder | None = None,
         max_open_orders_per_user: int = 1000,
         persistence: Persistence | None = None,
+        history: Any = None,
     ) -> None:
         self.bus: EventBus = bus if bus is not None else InProcessEventBus()
         self.reply_timeout = reply_timeout
@@ -82,12 +83,22 @@ class Engine:
         self._running = False
         self.persistence = persistence
         """With persistence, start() recovers from its data directory and every outcome is journaled."""
+        self.history = history
+        """A HistoryWriter fed from the bus (trades, orders, balance changes), or None."""
+        self._quote_units: dict[str, int] = {}
 
     # ----------------------------------------------------------------- life cycle
     def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
         if self._running:
             return self
         replayed = None
+        if self.history is not None:
+            self.history.quote_units = self._quote_units
+            subscribe = getattr(self.bus, "subscribe", None)
+            if subscribe is not None:
+                subscribe(self.history.on_events)
+            if self.persistence is not None:
+                self.persistence.history = self.history
         if self.persistence is not None:
             replayed = self.persistence.recover(self.balance_core.max_open_orders_per_user)
             self.balance_core = replayed.balance
@@ -105,6 +116,8 @@ class Engine:
             self.persistence,
         )
         if replayed is not None:
+            for core in replayed.markets.values():
+                self._quote_units[core.spec.symbol] = core.spec.quote_units_per_tick_lot
             for spec_symbol, core in replayed.markets.items():
                 market_refs[spec_symbol] = self._start_market(core)
             # Finish what was in flight at the crash: settlements first, then unmatched batches.
@@ -146,6 +159,8 @@ class Engine:
                 except Exception:
                     log.exception("could not write the shutdown snapshot; the journal still has everything")
             self.persistence.close()
+        if self.history is not None:
+            self.history.close()
         waiting = list(self._waiters)
         self._deliver([Reply(seq, ResultCode.ENGINE_UNAVAILABLE, "engine stopped") for seq in waiting])
         log.info("engine stopped")
@@ -195,6 +210,7 @@ class Engine:
         journal = self.persistence.journal if self.persistence is not None else None
         ref = MarketActor.start(core, self._balance_ref, self._deliver, self.bus, self._recorder, journal)
         self.market_cores[spec.symbol] = core
+        self._quote_units[spec.symbol] = spec.quote_units_per_tick_lot
         self._market_refs[spec.symbol] = ref
         self._specs[spec.symbol] = spec
         log.info("market %s started", spec.symbol)

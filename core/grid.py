@@ -27,8 +27,8 @@ MAX_AMOUNT_UNITS = 10**30
 MAX_TEXT_LENGTH = 40
 DEFAULT_ASSET_DECIMALS = 8
 
-_DECIMAL_TEXT = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,18})?$")
-_SYMBOL_PART = re.compile(r"^[A-Z0-9]{1,12}$")
+_DECIMAL_TEXT = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,18})?\Z")
+_SYMBOL_PART = re.compile(r"^[A-Z0-9]{1,12}\Z")
 
 
 class GridError(ValueError):

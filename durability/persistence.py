@@ -51,6 +51,9 @@ class Persistence:
         self.snapshots_written = 0
         self.market_cores: dict[str, MarketCore] = {}
         """The engine's market cores (the same dict), read when a snapshot is taken."""
+        self.history: Any = None
+        """A HistoryWriter, or None: replayed events go to it, and a snapshot waits until it has stored
+        everything up to the snapshot (so the journal it might need is never pruned first)."""
 
     # ----------------------------------------------------------------- recovery
     def recover(self, max_open_orders_per_user: int) -> Replayed:
@@ -73,7 +76,8 @@ class Persistence:
             raise RuntimeError(
                 f"{self.journal_dir} starts at record {found[0][0]} but there is no snapshot to start from"
             )
-        replayed = replay(balance, markets, read_records(self.journal_dir, after_lsn=start_lsn), start_lsn)
+        sink = self.history.on_events if self.history is not None else None
+        replayed = replay(balance, markets, read_records(self.journal_dir, after_lsn=start_lsn), start_lsn, sink)
         journal_end = max(replayed.last_lsn, start_lsn)
         last_on_disk = _last_lsn_on_disk(self.journal_dir)
         if last_on_disk < start_lsn:
@@ -137,6 +141,9 @@ class Persistence:
         try:
             if not journal.flush(timeout=60):
                 log.error("snapshot at record %d abandoned: the journal did not become durable", lsn)
+                return
+            if self.history is not None and not self.history.flush(timeout=60):
+                log.warning("snapshot at record %d skipped: the history database is behind; the journal keeps all", lsn)
                 return
             started = time.perf_counter()
             path = snapshots.write_snapshot(self.snapshot_dir, lsn, state)

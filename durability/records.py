@@ -134,9 +134,16 @@ class Replayed:
 
 
 def replay(
-    balance: BalanceCore, markets: dict[str, MarketCore], records: Iterable[tuple[int, bytes]], start_lsn: int
+    balance: BalanceCore,
+    markets: dict[str, MarketCore],
+    records: Iterable[tuple[int, bytes]],
+    start_lsn: int,
+    events: Callable[[list[object]], None] | None = None,
 ) -> Replayed:
-    """Feed journal records (after a snapshot at `start_lsn`) through the cores, in journal order."""
+    """Feed journal records (after a snapshot at `start_lsn`) through the cores, in journal order.
+
+    `events`, if given, receives the events the replayed inputs produce (for the history writer).
+    """
     state = Replayed(balance, markets, last_lsn=start_lsn)
     unmatched = state.unmatched
     unsettled = state.unsettled
@@ -146,6 +153,8 @@ def replay(
         if tag == "B":
             batch = CommandBatch(tuple(decode_command(row) for row in record[1]))
             effects = balance.handle_commands(batch)
+            if events is not None and effects.events:
+                events(effects.events)
             for spec in effects.new_markets:
                 markets[spec.symbol] = MarketCore(spec)
             for match in effects.batches:
@@ -155,14 +164,18 @@ def replay(
             queue = unmatched.get(market)
             if not queue or queue[0].batch_no != batch_no:
                 raise ValueError(f"journal record {lsn}: market {market} matched batch {batch_no} that was never sent")
-            settlement, _ = markets[market].handle_batch(queue.popleft())
+            settlement, published = markets[market].handle_batch(queue.popleft())
+            if events is not None and published:
+                events(published)
             unsettled.setdefault(market, deque()).append(settlement)
         elif tag == "S":
             market, batch_no = record[1], record[2]
             queue = unsettled.get(market)
             if not queue or queue[0].batch_no != batch_no:
                 raise ValueError(f"journal record {lsn}: settlement of {market} batch {batch_no} was never made")
-            balance.handle_settlement(queue.popleft())
+            effects = balance.handle_settlement(queue.popleft())
+            if events is not None and effects.events:
+                events(effects.events)
         else:
             raise ValueError(f"journal record {lsn}: unknown kind {tag!r}")
         state.last_lsn = lsn

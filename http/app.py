@@ -6,6 +6,7 @@ Handlers are thin: parse, build one command, `await engine.request(...)`, render
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -30,7 +31,7 @@ from openbell.core.commands import (
     PlaceOrder,
 )
 from openbell.core.grid import GridError, MarketSpec, make_market_spec
-from openbell.core.marketdata import INTERVALS, MAX_KLINES
+from openbell.core.marketdata import INTERVALS, MAX_KLINES, WEEK_ORIGIN
 from openbell.core.summary import summarize
 from openbell.core.types import ResultCode
 from openbell.http import render
@@ -42,6 +43,8 @@ from openbell.http.schemas import AddMarketBody, CancelOrderBody, OnrampBody, Pl
 log = logging.getLogger(__name__)
 
 MAX_MARKETS = 256
+MEMORY_KLINE_SECONDS = 6 * 86400
+"""Klines starting earlier than this before now come from the history database (the engine keeps 7 days)."""
 MAX_BODY_BYTES = 16 * 1024
 HEALTH_USER = "#health"
 
@@ -91,7 +94,7 @@ async def place_order(request: Request) -> HTTPResponse:
     engine = engine_of(request)
     command = engine.new(PlaceOrder, user_id=user_id, market=spec.symbol, **fields)
     reply = await ask(request, command)
-    summary = summarize(command.seq, reply.data)  # type: ignore[arg-type]
+    summary = summarize(reply.seq, reply.data)  # type: ignore[arg-type]
     return json(render.order_result(spec, summary, command.client_order_id))
 
 
@@ -139,11 +142,27 @@ async def depth(request: Request) -> HTTPResponse:
 @openapi.summary("Recent trades, newest first")
 @openapi.parameter("symbol", str, "query", required=True)
 @openapi.parameter("limit", int, "query")
+@openapi.parameter("startTime", int, "query", description="ms since the epoch; with a range, from the history database")
+@openapi.parameter("endTime", int, "query", description="ms since the epoch, exclusive")
 async def trades(request: Request) -> HTTPResponse:
     spec = market_of(request, request.args.get("symbol"))
     limit = int_arg(request, "limit", 100, 1, 1000)
+    if request.args.get("startTime") is not None or request.args.get("endTime") is not None:
+        # A time range (ms) is served by the history database, for any age.
+        store = history_of(request)
+        end = int_arg(request, "endTime", 10**14, 0, 10**14)
+        start = int_arg(request, "startTime", 0, 0, 10**14)
+        rows = await asyncio.to_thread(store.trades, spec.symbol, start, end, limit)
+        return json([render.history_trade(spec, row) for row in rows])
     reply = await ask(request, engine_of(request).new(GetTrades, market=spec.symbol, limit=limit))
     return json([render.trade(spec, t) for t in reply.data])  # type: ignore[attr-defined]
+
+
+def history_of(request: Request) -> Any:
+    history = getattr(engine_of(request), "history", None)
+    if history is None:
+        raise ApiError(404, ResultCode.INVALID_REQUEST, "this server keeps no history database")
+    return history.store
 
 
 @api.get("/klines")
@@ -163,6 +182,12 @@ async def klines(request: Request) -> HTTPResponse:
     start = int_arg(request, "startTime", max(0, end - interval * MAX_KLINES), 0, 10**11)
     if start >= end:
         raise bad("startTime must be before endTime")
+    if start < now - MEMORY_KLINE_SECONDS and getattr(engine_of(request), "history", None) is not None:
+        # Older than the candles the engine keeps in memory: aggregate from the history database.
+        store = history_of(request)
+        origin = WEEK_ORIGIN if interval == INTERVALS["1w"] else 0
+        rows = await asyncio.to_thread(store.klines, spec.symbol, interval, origin, start, end, MAX_KLINES)
+        return json([render.history_kline(spec, interval, row) for row in rows])
     reply = await ask(
         request,
         engine_of(request).new(GetKlines, market=spec.symbol, interval_seconds=interval, start=start, end=end),

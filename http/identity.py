@@ -13,7 +13,7 @@ from typing import Any
 from openbell.core.types import ResultCode
 from openbell.http.errors import ApiError
 
-USER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+USER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
 def resolve_user(request: Any, body: dict[str, Any] | None = None) -> str:

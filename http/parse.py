@@ -11,8 +11,8 @@ from openbell.core.grid import GridError, MarketSpec
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
 from openbell.http.errors import ApiError
 
-CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-TXN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+TXN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
 
 _SIDES = {"buy": Side.BUY, "sell": Side.SELL}
 _TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
@@ -130,7 +130,7 @@ def order_id_field(value: Any) -> int:
         raise bad("orderId must be an order id string")
     if isinstance(value, int):
         order_id = value
-    elif isinstance(value, str) and value.isdigit() and len(value) <= 19:
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         order_id = int(value)
     else:
         raise bad('orderId must be an order id string such as "42"')

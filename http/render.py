@@ -134,10 +134,38 @@ def market(spec: MarketSpec) -> dict[str, Any]:
         "symbol": spec.symbol,
         "base": spec.base.symbol,
         "quote": spec.quote.symbol,
-        "tickSize": str(spec.tick_size),
-        "lotSize": str(spec.lot_size),
+        "tickSize": format(spec.tick_size, "f"),
+        "lotSize": format(spec.lot_size, "f"),
         "baseDecimals": spec.base.decimals,
         "quoteDecimals": spec.quote.decimals,
         "makerFeeBps": spec.maker_fee_bps,
         "takerFeeBps": spec.taker_fee_bps,
+    }
+
+
+def history_trade(spec: MarketSpec, row: tuple[Any, ...]) -> dict[str, Any]:
+    trade_id, price, quantity, quote_quantity, is_buyer_maker, ts = row
+    return {
+        "id": int(trade_id),
+        "price": spec.format_price(int(price)),
+        "quantity": spec.format_quantity(int(quantity)),
+        "quoteQuantity": spec.quote.format_amount(int(quote_quantity)),
+        "timestamp": int(ts),
+        "isBuyerMaker": bool(is_buyer_maker),
+    }
+
+
+def history_kline(spec: MarketSpec, interval: int, row: tuple[int, ...]) -> dict[str, Any]:
+    start, open_, high, low, close, volume, quote_volume, trades = row
+    fp = spec.format_price
+    return {
+        "start": start,
+        "end": start + interval,
+        "open": fp(open_),
+        "high": fp(high),
+        "low": fp(low),
+        "close": fp(close),
+        "volume": spec.format_quantity(volume),
+        "quoteVolume": spec.quote.format_amount(quote_volume),
+        "trades": trades,
     }

@@ -1,0 +1,1 @@
+"""The history database: trades, order history and balance changes, written off the matching path."""
