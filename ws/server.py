@@ -1,0 +1,177 @@
+"""The WebSocket server: route `/ws`, the subscription protocol, and the bridge from the engine's bus.
+
+Protocol (JSON text frames):
+- `{"method": "SUBSCRIBE" | "UNSUBSCRIBE", "params": [stream, ...], "id": N}` -> `{"result": null, "id": N}`;
+- `{"method": "LIST_SUBSCRIPTIONS", "id": N}` -> `{"result": [stream, ...], "id": N}`;
+- any failure -> `{"error": {"code": C, "message": "..."}, "id": N}` (id null if it was not usable).
+  A SUBSCRIBE that fails changes nothing.
+- stream data: `{"stream": name, "data": {...}}` (see `openbell.ws.render`).
+
+`orders@<user>` and `balance@<user>` need the upgrade request to resolve to that user
+(`openbell.http.identity.resolve_user`, e.g. `/ws?user_id=<user>`).
+
+Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
+connections per process (one more is closed with 1013 "try again later"), and a bounded send queue
+per connection (overflow closes with 1008 "send queue overflow: resync from REST"). Sanic pings every
+connection each `ping_interval` and drops one whose pong takes longer than `ping_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import ujson
+from sanic import Request, Sanic
+from websockets.exceptions import ConnectionClosed
+
+from openbell.actors.engine import Engine
+from openbell.core.types import ResultCode
+from openbell.http.errors import ApiError
+from openbell.http.identity import resolve_user
+from openbell.ws.connection import Connection
+from openbell.ws.hub import Hub, encode
+from openbell.ws.settings import WsSettings
+from openbell.ws.streams import parse_stream
+
+log = logging.getLogger(__name__)
+
+TRY_AGAIN_LATER = 1013
+METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
+MAX_ID_LENGTH = 64
+
+__all__ = ["WsSettings", "install_websocket"]
+
+
+class RequestError(Exception):
+    """A client request the server refuses; answered as `{"error": {...}, "id": ...}`."""
+
+    def __init__(self, code: ResultCode, message: str) -> None:
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+
+
+def install_websocket(app: Sanic, engine: Engine, settings: WsSettings | None = None) -> None:
+    """Serve the streams of `engine` on `app` at `/ws`."""
+    settings = settings if settings is not None else WsSettings()
+    app.config.WEBSOCKET_MAX_SIZE = settings.max_message_bytes
+    app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval
+    app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_timeout
+
+    async def start_hub(app: Sanic) -> None:
+        hub = Hub(engine)
+        loop = asyncio.get_running_loop()
+        publish = hub.publish
+
+        def on_events(events: Sequence[object]) -> None:
+            """Called on actor threads: one hand-over to the loop per batch."""
+            try:
+                loop.call_soon_threadsafe(publish, events)
+            except RuntimeError:
+                pass  # the loop has closed: the server is stopping
+
+        app.ctx.ws_hub = hub
+        app.ctx.ws_unsubscribe = engine.bus.subscribe(on_events)  # type: ignore[attr-defined]
+
+    async def stop_hub(app: Sanic) -> None:
+        unsubscribe = getattr(app.ctx, "ws_unsubscribe", None)
+        if unsubscribe is not None:
+            unsubscribe()
+            app.ctx.ws_unsubscribe = None
+
+    async def websocket(request: Request, ws: Any) -> None:
+        await serve_connection(request.app.ctx.ws_hub, settings, request, ws)
+
+    app.register_listener(start_hub, "before_server_start")
+    app.register_listener(stop_hub, "after_server_stop")
+    app.add_websocket_route(websocket, "/ws", name="openbell_ws")
+
+
+async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws: Any) -> None:
+    if len(hub.connections) >= settings.max_connections:
+        await ws.close(TRY_AGAIN_LATER, "try again later")
+        return
+    try:
+        user: str | None = resolve_user(request)
+    except ApiError:
+        user = None
+    connection = Connection(ws, user, settings.send_queue_limit, hub.on_overflow)
+    hub.add(connection)
+    sender = asyncio.create_task(connection.run_sender())
+    try:
+        while not connection.closed:
+            message = await ws.recv()
+            if message is None:
+                break
+            connection.push(encode(answer(hub, settings, connection, message)))
+    except ConnectionClosed:
+        pass
+    finally:
+        hub.remove(connection)
+        connection.closed = True
+        sender.cancel()
+
+
+def answer(hub: Hub, settings: WsSettings, connection: Connection, text: str | bytes) -> dict[str, Any]:
+    """The reply to one client message."""
+    request_id: Any = None
+    try:
+        try:
+            message = ujson.loads(text)
+        except (ValueError, TypeError):
+            raise RequestError(ResultCode.INVALID_REQUEST, "malformed JSON") from None
+        if not isinstance(message, dict):
+            raise RequestError(ResultCode.INVALID_REQUEST, "a request must be a JSON object")
+        raw_id = message.get("id")
+        if _valid_id(raw_id):
+            request_id = raw_id
+        else:
+            raise RequestError(ResultCode.INVALID_REQUEST, "id must be an integer or a string of 1-64 characters")
+        method = message.get("method")
+        if method not in METHODS:
+            raise RequestError(ResultCode.INVALID_REQUEST, f"method must be one of {', '.join(METHODS)}")
+        if method == "LIST_SUBSCRIPTIONS":
+            return {"result": sorted(connection.streams), "id": request_id}
+        streams = _streams(hub, connection, message.get("params"))
+        if method == "SUBSCRIBE":
+            total = len(connection.streams | set(streams))
+            limit = settings.max_subscriptions_per_connection
+            if total > limit:
+                raise RequestError(
+                    ResultCode.INVALID_REQUEST, f"too many subscriptions: at most {limit} per connection"
+                )
+            hub.subscribe(connection, streams)
+        else:
+            hub.unsubscribe(connection, streams)
+        return {"result": None, "id": request_id}
+    except RequestError as error:
+        return {"error": {"code": error.code, "message": error.message}, "id": request_id}
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH
+
+
+def _streams(hub: Hub, connection: Connection, params: Any) -> list[str]:
+    if not isinstance(params, list) or not params or not all(isinstance(p, str) for p in params):
+        raise RequestError(ResultCode.INVALID_REQUEST, "params must be a non-empty list of stream names")
+    markets = hub.engine.markets
+    out: list[str] = []
+    for name in params:
+        stream = parse_stream(name, markets)
+        if stream is None:
+            raise RequestError(ResultCode.INVALID_REQUEST, f"unknown stream: {name[:100]}")
+        owner = stream.user
+        if owner is not None and owner != connection.user:
+            raise RequestError(
+                ResultCode.INVALID_USER, f"forbidden: {stream.name} is private to its user (connect as that user)"
+            )
+        out.append(stream.name)
+    return out
