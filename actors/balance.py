@@ -338,6 +338,7 @@ class BalanceActor(pykka.ThreadingActor):
                 if self._recorder is not None:
                     self._recorder("balance", batch)
                 effects = self.core.handle_commands(batch)
+                self._start_new_markets(effects)  # before any reply can leave: an added market trades at once
                 if self._journal is not None:
                     self._journal.commands(batch, self._after_durable(effects))
             elif kind is Settlement:
@@ -402,9 +403,13 @@ class BalanceActor(pykka.ThreadingActor):
                 self.actor_ref.tell(WAKE)
         return CommandBatch(tuple(commands)) if commands else None
 
-    def _dispatch(self, effects: Effects) -> None:
+    def _start_new_markets(self, effects: Effects) -> None:
         for spec in effects.new_markets:
             self.markets[spec.symbol] = self._spawn_market(spec)
+        effects.new_markets = []
+
+    def _dispatch(self, effects: Effects) -> None:
+        self._start_new_markets(effects)
         for batch in effects.batches:
             self.markets[batch.market].tell(batch)
         if effects.replies:

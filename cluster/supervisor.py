@@ -1,0 +1,110 @@
+"""`python run.py cluster`: the engine, the API and the WebSocket processes as children, watched together.
+
+A child that exits on its own is started again after a backoff (an engine restart is safe: it replays
+its journal). Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and
+returns 0; the children's output goes to this process's stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
+GRACE_SECONDS = 10.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(RUN_PY), *self.argv])
+        self.started_at = time.monotonic()
+        log.info("started %s (pid %d)", self.name, self.process.pid)
+
+
+def children_of(args: argparse.Namespace) -> list[Child]:
+    common = ["--redis", args.redis, "--log-level", args.log_level]
+    engine = [
+        "engine",
+        *common,
+        "--markets",
+        args.markets,
+        "--assets",
+        args.assets,
+        "--max-open-orders",
+        str(args.max_open_orders),
+        "--batch",
+        str(args.batch),
+        *(["--data-dir", args.data_dir] if args.data_dir else []),
+    ]
+    api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
+    api += ["--reply-timeout", str(args.reply_timeout)]
+    ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
+    children = [Child("engine", engine), Child("api", api)]
+    if args.ws_workers > 0:
+        children.append(Child("ws", ws))
+    return children
+
+
+def run_cluster(args: argparse.Namespace) -> int:
+    children = children_of(args)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    for child in children:
+        child.start()
+    try:
+        while not stopping:
+            now = time.monotonic()
+            for child in children:
+                process = child.process
+                if process is not None and process.poll() is not None:
+                    log.warning("%s exited with %s", child.name, process.returncode)
+                    stable = now - child.started_at > 30
+                    child.restarts = 0 if stable else child.restarts + 1
+                    child.next_start = now + min(0.5 * 2**child.restarts, 10.0)
+                    child.process = None
+                elif process is None and now >= child.next_start:
+                    child.start()
+            time.sleep(0.2)
+    finally:
+        stop_all(children)
+    return 0
+
+
+def stop_all(children: list[Child]) -> None:
+    """SIGTERM to every child (front ends first), then wait; SIGKILL what is still running after the grace."""
+    for child in sorted(children, key=lambda c: c.name == "engine"):
+        if child.process is not None and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in time; killing it", child.name)
+            child.process.kill()
+            child.process.wait(5)
+    log.info("cluster stopped")
