@@ -59,7 +59,7 @@ class Hold:
         "receive",
     )
 
-    def __init__(self, cmd: PlaceOrder, asset: str, amount: int, balance: Balance, receive: Balance) -> None:
+    def __init__(self, cmd: PlaceOrder, asset: str, amount: int, balance: Balance, receive: Balance | None) -> None:
         self.order_id = cmd.seq
         self.user_id = cmd.user_id
         self.market = cmd.market
@@ -170,13 +170,11 @@ class Ledger:
         if cmd.seq in self.holds:
             return ResultCode.INVALID_ORDER, cmd
         user_id = cmd.user_id
-        account = self._accounts.get(user_id)
-        if account is None:
-            account = self._accounts[user_id] = {}
+        account = self._accounts.get(user_id) or _NO_ACCOUNT
+        # Balance rows are looked up, not created: a refused order must leave no trace.
         if cmd.side is BUY:
             asset = spec.quote.symbol
-            balance = account.get(asset) or self._balance(user_id, asset)
-            receive = account.get(spec.base.symbol) or self._balance(user_id, spec.base.symbol)
+            balance = account.get(asset) or _EMPTY
             if cmd.order_type is LIMIT:
                 if cmd.price is None or cmd.quantity is None:
                     return ResultCode.INVALID_ORDER, cmd
@@ -191,15 +189,15 @@ class Ledger:
             if cmd.quantity is None:
                 return ResultCode.INVALID_QUANTITY, cmd
             asset = spec.base.symbol
-            balance = account.get(asset) or self._balance(user_id, asset)
-            receive = account.get(spec.quote.symbol) or self._balance(user_id, spec.quote.symbol)
+            balance = account.get(asset) or _EMPTY
             amount = cmd.quantity * spec.base_units_per_lot
         if amount <= 0 or balance.available < amount:
             return ResultCode.INSUFFICIENT_FUNDS, cmd
         balance.available -= amount
         balance.locked += amount
         self._changed.add(balance)
-        hold = self.holds[cmd.seq] = Hold(cmd, asset, amount, balance, receive)
+        # The row that fills pay into is opened by the first fill (`_receiving`), not here.
+        hold = self.holds[cmd.seq] = Hold(cmd, asset, amount, balance, None)
         user_holds = self._user_holds.get(user_id)
         if user_holds is None:
             user_holds = self._user_holds[user_id] = {}
@@ -258,18 +256,20 @@ class Ledger:
                 paying.locked -= excess
                 paying.available += excess
         fee = base * buyer_bps // 10_000 if buyer_bps else 0
-        buyer.receive.available += base - fee
+        receiving = buyer.receive or self._receiving(buyer, spec.base.symbol)
+        receiving.available += base - fee
         changed.add(paying)
-        changed.add(buyer.receive)
+        changed.add(receiving)
 
         # Seller gives base from its hold and receives quote less its fee.
         seller.amount -= base
         seller.filled += quantity
         seller.balance.locked -= base
         seller_fee = quote * seller_bps // 10_000 if seller_bps else 0
-        seller.receive.available += quote - seller_fee
+        receiving = seller.receive or self._receiving(seller, spec.quote.symbol)
+        receiving.available += quote - seller_fee
         changed.add(seller.balance)
-        changed.add(seller.receive)
+        changed.add(receiving)
 
         if fee:
             fees = self._balance(FEE_ACCOUNT, spec.base.symbol)
@@ -279,6 +279,10 @@ class Ledger:
             fees = self._balance(FEE_ACCOUNT, spec.quote.symbol)
             fees.available += seller_fee
             changed.add(fees)
+
+    def _receiving(self, hold: Hold, asset: str) -> Balance:
+        balance = hold.receive = self._balance(hold.user_id, asset)
+        return balance
 
     def drain_changes(self, ts: int) -> list[BalanceChanged]:
         """One `BalanceChanged` per (user, asset) touched since the last drain, with its values now."""
@@ -345,7 +349,7 @@ class Ledger:
             hold.price, hold.quantity, hold.filled = price, quantity, filled
             hold.asset, hold.amount, hold.ts, hold.client_order_id = asset, amount, ts, coid
             hold.balance = ledger._balance(user_id, asset)
-            hold.receive = ledger._balance(user_id, other)
+            hold.receive = ledger._accounts.get(user_id, {}).get(other)
             ledger.holds[order_id] = hold
             ledger._user_holds.setdefault(user_id, {})[order_id] = hold
         for txn, (user, asset, amount) in state["deposits"].items():
@@ -392,5 +396,9 @@ def _with_budget(cmd: PlaceOrder, budget: int) -> PlaceOrder:
         cmd.stp,
     )
 
+
+_NO_ACCOUNT: dict[str, Balance] = {}
+_EMPTY = Balance("", "")
+"""Stands in for a balance row that does not exist yet: nothing available, never written to."""
 
 _RELEASING = frozenset({OrderFilled, OrderCanceled, OrderExpired, OrderRejected})

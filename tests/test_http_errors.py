@@ -413,11 +413,6 @@ def test_a_post_only_order_that_would_take_is_refused_when_funded(client: httpx.
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/ledger.py opens the balance row of the asset an order would receive before the order is "
-    "accepted, so a rejected order leaves an all-zero row behind (not an http/ bug)",
-)
 def test_a_rejected_order_adds_no_empty_balance_row(client: httpx.Client) -> None:
     maker, taker = unique("maker"), unique("taker")
     fund(client, maker, "TATA", "1")
