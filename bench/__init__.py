@@ -1,0 +1,1 @@
+"""Benchmarks: deterministic order streams and the timing harnesses that replay them."""
