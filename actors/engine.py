@@ -30,7 +30,7 @@ from openbell.actors.balance import BalanceActor, BalanceCore, Intake
 from openbell.actors.bus import EventBus, InProcessEventBus
 from openbell.actors.market import MarketActor, MarketCore
 from openbell.actors.messages import WAKE, MarketQuery, Reply
-from openbell.core.commands import AddMarket, GetDepth, GetKlines, GetTicker, GetTrades
+from openbell.core.commands import AddMarket, GetDepth, GetKlines, GetTicker, GetTrades, restamp
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.types import ResultCode
 
@@ -220,6 +220,10 @@ class Engine:
     def new(self, command_class: type[C], **fields: Any) -> C:
         """A command stamped with the next sequence number and the entry time."""
         return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)  # type: ignore[call-arg]
+
+    def restamp(self, command: C) -> C:
+        """`command` (made elsewhere, e.g. in an API process) with this engine's next seq and entry time."""
+        return restamp(command, next(self._seq), time.time_ns() // 1_000_000)  # type: ignore[no-any-return]
 
     def submit(self, command: Any, callback: ReplyCallback) -> None:
         """Send `command`; `callback(reply)` runs later on an actor thread (or now, on a fast rejection)."""

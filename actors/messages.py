@@ -8,6 +8,7 @@ order) and `Settlement` (a market's outcomes). A market actor's inputs are `Matc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from openbell.core.commands import CancelOrder, PlaceOrder
 from openbell.core.types import ResultCode
@@ -55,9 +56,8 @@ class MarketQuery:
     """One of the core.commands Get* market queries."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The answer to one command or query, matched to its caller by `seq`."""
+class Reply(NamedTuple):
+    """The answer to one command or query, matched to its caller by `seq` (a NamedTuple: one per order)."""
 
     seq: int
     code: ResultCode

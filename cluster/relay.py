@@ -20,7 +20,6 @@ process); no message that fails to decode stops the relay (it is logged and ackn
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import pathlib
 import threading
@@ -296,9 +295,7 @@ class Relay:
             if isinstance(command, QUERIES) and routed.deadline_ms < now_ms:
                 self._ack_later(entry_id)
                 continue
-            values = {f.name: getattr(command, f.name) for f in dataclasses.fields(command) if f.init}
-            del values["seq"], values["ts"]
-            stamped = engine.new(type(command), **values)
+            stamped = engine.restamp(command)
             self._in_flight[request_id] = InFlight(stamped, routed.reply_to, [entry_id])
             submit.append((request_id, stamped))
             if isinstance(stamped, STATE_CHANGING):

@@ -136,6 +136,9 @@ class OrderBook:
         self._bids: SortedDict = SortedDict()  # -price -> PriceLevel
         self._asks: SortedDict = SortedDict()  # price -> PriceLevel
         self._orders: dict[int, RestingOrder] = {}
+        self._best_bid_level: PriceLevel | None = None
+        """The first level of `_bids`, kept at hand: finding it in the SortedDict costs a Python call."""
+        self._best_ask_level: PriceLevel | None = None
         self.update_id = 0
         """Increases by one for every operation that changed a level."""
         self.next_trade_id = 1
@@ -146,11 +149,19 @@ class OrderBook:
     # ----------------------------------------------------------------- queries
     @property
     def best_bid(self) -> int | None:
-        return -self._bids.peekitem(0)[0] if self._bids else None
+        level = self._best_bid_level
+        return level.price if level is not None else None
 
     @property
     def best_ask(self) -> int | None:
-        return self._asks.peekitem(0)[0] if self._asks else None
+        level = self._best_ask_level
+        return level.price if level is not None else None
+
+    def _refresh_best(self, side: Side) -> None:
+        if side is BUY:
+            self._best_bid_level = self._bids.peekitem(0)[1] if self._bids else None
+        else:
+            self._best_ask_level = self._asks.peekitem(0)[1] if self._asks else None
 
     def order(self, order_id: int) -> RestingOrder | None:
         return self._orders.get(order_id)
@@ -335,9 +346,13 @@ class OrderBook:
         per_lot = self._quote_per_tick_lot
         index = self._orders
         remaining = quantity
-        while remaining and book:
-            key, level = book.peekitem(0)
+        opposite = SELL if side is BUY else BUY
+        while remaining:
+            level = self._best_ask_level if side is BUY else self._best_bid_level
+            if level is None:
+                break
             price = level.price
+            key = price if side is BUY else -price
             if limit is not None and (price > limit if side is BUY else price < limit):
                 break
             if budget is not None:
@@ -376,6 +391,7 @@ class OrderBook:
                     if stp is not EXPIRE_MAKER:
                         if not level.live:
                             del book[key]
+                            self._refresh_best(opposite)
                         return quantity - remaining, ResultCode.SELF_TRADE_PREVENTED, budget
                     continue
                 take = remaining if remaining < maker.remaining else maker.remaining
@@ -409,6 +425,7 @@ class OrderBook:
                     )
             if not level.live:
                 del book[key]
+                self._refresh_best(opposite)
             elif remaining:
                 break  # stopped inside the level: budget ran out
         return quantity - remaining, None, budget
@@ -424,6 +441,14 @@ class OrderBook:
         level = book.get(key)
         if level is None:
             level = book[key] = PriceLevel(price)
+            if cmd.side is BUY:
+                best = self._best_bid_level
+                if best is None or price > best.price:
+                    self._best_bid_level = level
+            else:
+                best = self._best_ask_level
+                if best is None or price < best.price:
+                    self._best_ask_level = level
         level.orders.append(order)
         level.total += order.remaining
         level.live += 1
@@ -443,6 +468,8 @@ class OrderBook:
         changed.add(order.price)
         if level.live == 0:
             del book[key]
+            if level is self._best_bid_level or level is self._best_ask_level:
+                self._refresh_best(order.side)
             return
         level.dead += 1
         if level.dead > 32 and level.dead > level.live:
@@ -483,6 +510,8 @@ class OrderBook:
                 level.total += order.remaining
                 level.live += 1
                 book._orders[order_id] = order
+        book._refresh_best(BUY)
+        book._refresh_best(SELL)
         book.update_id = state["update_id"]
         book.next_trade_id = state["next_trade_id"]
         book._first_unpublished_update = book.update_id + 1
@@ -511,5 +540,7 @@ class OrderBook:
                     assert o.order_id not in seen, f"order {o.order_id} rests twice"
                     seen.add(o.order_id)
         assert seen == set(self._orders), "index holds orders that are not on any level"
+        assert self._best_bid_level is (self._bids.peekitem(0)[1] if self._bids else None), "best bid cache is stale"
+        assert self._best_ask_level is (self._asks.peekitem(0)[1] if self._asks else None), "best ask cache is stale"
         bid, ask = self.best_bid, self.best_ask
         assert bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}"

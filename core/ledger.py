@@ -89,7 +89,8 @@ class Ledger:
         self._user_holds: dict[str, dict[int, Hold]] = {}
         """Open orders by user, then id."""
         self._deposits: dict[str, tuple[str, str, int]] = {}
-        self._changed: set[Balance] = set()
+        self._changed: dict[Balance, None] = {}
+        """Balances changed since the last drain, in the order they first changed (a dict: deterministic order)."""
 
     # ----------------------------------------------------------------- set-up
     def add_market(self, spec: MarketSpec) -> None:
@@ -155,7 +156,7 @@ class Ledger:
         self._deposits[txn_id] = (user_id, asset, amount)
         balance = self._balance(user_id, asset)
         balance.available += amount
-        self._changed.add(balance)
+        self._changed[balance] = None
         return ResultCode.OK, True
 
     def hold_for(self, cmd: PlaceOrder) -> tuple[ResultCode, PlaceOrder]:
@@ -195,7 +196,7 @@ class Ledger:
             return ResultCode.INSUFFICIENT_FUNDS, cmd
         balance.available -= amount
         balance.locked += amount
-        self._changed.add(balance)
+        self._changed[balance] = None
         # The row that fills pay into is opened by the first fill (`_receiving`), not here.
         hold = self.holds[cmd.seq] = Hold(cmd, asset, amount, balance, None)
         user_holds = self._user_holds.get(user_id)
@@ -215,7 +216,7 @@ class Ledger:
         balance = hold.balance
         balance.locked -= hold.amount
         balance.available += hold.amount
-        self._changed.add(balance)
+        self._changed[balance] = None
 
     def settle(self, events: list[object]) -> None:
         """Apply the book's events: move funds for trades, release what ended orders still hold."""
@@ -258,8 +259,8 @@ class Ledger:
         fee = base * buyer_bps // 10_000 if buyer_bps else 0
         receiving = buyer.receive or self._receiving(buyer, spec.base.symbol)
         receiving.available += base - fee
-        changed.add(paying)
-        changed.add(receiving)
+        changed[paying] = None
+        changed[receiving] = None
 
         # Seller gives base from its hold and receives quote less its fee.
         seller.amount -= base
@@ -268,29 +269,29 @@ class Ledger:
         seller_fee = quote * seller_bps // 10_000 if seller_bps else 0
         receiving = seller.receive or self._receiving(seller, spec.quote.symbol)
         receiving.available += quote - seller_fee
-        changed.add(seller.balance)
-        changed.add(receiving)
+        changed[seller.balance] = None
+        changed[receiving] = None
 
         if fee:
             fees = self._balance(FEE_ACCOUNT, spec.base.symbol)
             fees.available += fee
-            changed.add(fees)
+            changed[fees] = None
         if seller_fee:
             fees = self._balance(FEE_ACCOUNT, spec.quote.symbol)
             fees.available += seller_fee
-            changed.add(fees)
+            changed[fees] = None
 
     def _receiving(self, hold: Hold, asset: str) -> Balance:
         balance = hold.receive = self._balance(hold.user_id, asset)
         return balance
 
     def drain_changes(self, ts: int) -> list[BalanceChanged]:
-        """One `BalanceChanged` per (user, asset) touched since the last drain, with its values now."""
+        """One `BalanceChanged` per (user, asset) touched since the last drain, with its values now, in the
+        order the balances first changed (so the same inputs give the same events)."""
         if not self._changed:
             return []
         out = [BalanceChanged(b.user_id, b.asset, b.available, b.locked, ts) for b in self._changed]
         self._changed.clear()
-        out.sort(key=lambda e: (e.user_id, e.asset))
         return out
 
     # ----------------------------------------------------------------- state

@@ -465,8 +465,8 @@ def test_every_stream_renders_a_known_order_sequence(fresh_exchange: Exchange) -
         balances = [(b["a"], b["f"], b["l"]) for b in streams["balance@alice"]]
         assert balances == [
             ("TATA", "95.00", "5.00"),  # hold for the sell
-            ("INR", "20.00", "0.00"),  # paid for 2
             ("TATA", "95.00", "3.00"),  # 2 delivered
+            ("INR", "20.00", "0.00"),  # paid for 2
             ("TATA", "98.00", "0.00"),  # cancel released the rest
         ]
 
