@@ -46,6 +46,22 @@ C = TypeVar("C")
 MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Process-wide: collect young objects every 50,000 allocations instead of 700.
+
+    The hot path makes many short-lived objects (events, replies) that reference counting frees; the
+    cyclic collector's default cadence then mostly rescans the books and ledger. Measured with
+    bench/engine_bench.py (1 market, window 256, median of 3): 76.7k -> 87.0k orders/s, p99.9
+    150 ms -> 20 ms.
+    """
+    import gc
+
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 class EngineError(Exception):
     code = ResultCode.ENGINE_ERROR
 

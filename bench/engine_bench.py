@@ -48,7 +48,7 @@ from typing import Any
 from bench import core_bench, streams
 from openbell.actors import balance as balance_module
 from openbell.actors.balance import BalanceActor, BalanceCore
-from openbell.actors.engine import Engine
+from openbell.actors.engine import Engine, tune_garbage_collector
 from openbell.actors.market import MarketActor, MarketCore
 from openbell.actors.messages import Reply
 from openbell.core.book import OrderBook
@@ -671,6 +671,7 @@ def _ints(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_garbage_collector()  # as python run.py does
     parser = argparse.ArgumentParser(prog="python -m bench.engine_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=100_000, help="commands per run (default 100000)")
     parser.add_argument("--runs", type=int, default=5, help="runs per configuration (default 5)")

@@ -46,6 +46,14 @@ def parse_decimal(text: object, what: str, code: ResultCode = ResultCode.INVALID
     JSON integers are accepted too; JSON floats are refused because they have already lost
     precision by the time they arrive.
     """
+    text = _checked_text(text, what, code)
+    try:
+        return Decimal(text)
+    except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid text
+        raise GridError(code, f"{what} is not a number: {text!r}") from exc
+
+
+def _checked_text(text: object, what: str, code: ResultCode) -> str:
     if isinstance(text, bool):
         raise GridError(code, f"{what} must be a decimal string")
     if isinstance(text, int):
@@ -54,10 +62,22 @@ def parse_decimal(text: object, what: str, code: ResultCode = ResultCode.INVALID
         raise GridError(code, f'{what} must be a decimal string such as "1.5"')
     if len(text) > MAX_TEXT_LENGTH or not _DECIMAL_TEXT.match(text):
         raise GridError(code, f"{what} must be a plain non-negative decimal string, got {text[:MAX_TEXT_LENGTH]!r}")
-    try:
-        return Decimal(text)
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only valid text
-        raise GridError(code, f"{what} is not a number: {text!r}") from exc
+    return text
+
+
+def _text_units(text: str, step_units: int, step_decimals: int) -> tuple[int, bool]:
+    """`text / step` for a step of `step_units` x 10**-step_decimals, in integers only: (quotient, exact)."""
+    whole, _, fraction = text.partition(".")
+    numerator = int(whole + fraction) * 10**step_decimals
+    denominator = step_units * 10 ** len(fraction)
+    quotient, remainder = divmod(numerator, denominator)
+    return quotient, remainder == 0
+
+
+def _step_parts(step: Decimal) -> tuple[int, int]:
+    """(units, decimals) with step == units x 10**-decimals."""
+    decimals = step_decimals(step)
+    return int(step.scaleb(decimals)), decimals
 
 
 def _units(value: Decimal, step: Decimal) -> tuple[int, bool]:
@@ -91,8 +111,8 @@ class Asset:
 
     def parse_amount(self, text: object, what: str = "amount") -> int:
         """Positive amount text -> minor units, rejecting anything finer than the asset's decimals."""
-        value = parse_decimal(text, what, ResultCode.INVALID_AMOUNT)
-        units, exact = _units(value, Decimal(1).scaleb(-self.decimals))
+        checked = _checked_text(text, what, ResultCode.INVALID_AMOUNT)
+        units, exact = _text_units(checked, 1, self.decimals)
         if not exact:
             raise GridError(
                 ResultCode.INVALID_AMOUNT, f"{what} has more than {self.decimals} decimals for {self.symbol}"
@@ -136,6 +156,8 @@ class MarketSpec:
     """Base minor units in one lot (derived)."""
     quote_units_per_tick_lot: int = field(init=False, repr=False, compare=False)
     """Quote minor units in one tick times one lot (derived)."""
+    _tick_parts: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _lot_parts: tuple[int, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.symbol != f"{self.base.symbol}_{self.quote.symbol}":
@@ -164,6 +186,8 @@ class MarketSpec:
                 f"tickSize x lotSize is finer than {self.quote.symbol}'s {self.quote.decimals} decimals",
             )
         object.__setattr__(self, "base_units_per_lot", _units(self.lot_size, Decimal(1).scaleb(-self.base.decimals))[0])
+        object.__setattr__(self, "_tick_parts", _step_parts(self.tick_size))
+        object.__setattr__(self, "_lot_parts", _step_parts(self.lot_size))
         object.__setattr__(
             self,
             "quote_units_per_tick_lot",
@@ -179,8 +203,8 @@ class MarketSpec:
         return step_decimals(self.lot_size)
 
     def parse_price(self, text: object) -> int:
-        value = parse_decimal(text, "price", ResultCode.INVALID_PRICE)
-        ticks, exact = _units(value, self.tick_size)
+        checked = _checked_text(text, "price", ResultCode.INVALID_PRICE)
+        ticks, exact = _text_units(checked, *self._tick_parts)
         if not exact:
             raise GridError(
                 ResultCode.INVALID_PRICE, f"price {text} is not a multiple of the tick size {self.tick_size}"
@@ -192,8 +216,8 @@ class MarketSpec:
         return ticks
 
     def parse_quantity(self, text: object) -> int:
-        value = parse_decimal(text, "quantity", ResultCode.INVALID_QUANTITY)
-        lots, exact = _units(value, self.lot_size)
+        checked = _checked_text(text, "quantity", ResultCode.INVALID_QUANTITY)
+        lots, exact = _text_units(checked, *self._lot_parts)
         if not exact:
             raise GridError(
                 ResultCode.INVALID_QUANTITY, f"quantity {text} is not a multiple of the lot size {self.lot_size}"
@@ -208,10 +232,12 @@ class MarketSpec:
         return self.quote.parse_amount(text, "quoteQuantity")
 
     def format_price(self, ticks: int) -> str:
-        return _format_step(ticks, self.tick_size)
+        units, decimals = self._tick_parts
+        return _format_scaled(ticks * units, decimals)
 
     def format_quantity(self, lots: int) -> str:
-        return _format_step(lots, self.lot_size)
+        units, decimals = self._lot_parts
+        return _format_scaled(lots * units, decimals)
 
     def quote_value(self, ticks: int, lots: int) -> int:
         """Quote minor units for `lots` at `ticks`: exact by the spec's invariant."""
@@ -219,12 +245,6 @@ class MarketSpec:
 
     def base_value(self, lots: int) -> int:
         return lots * self.base_units_per_lot
-
-
-def _format_step(count: int, step: Decimal) -> str:
-    decimals = step_decimals(step)
-    scaled, _ = _units(step, Decimal(1).scaleb(-decimals))
-    return _format_scaled(count * scaled, decimals)
 
 
 def make_market_spec(
