@@ -110,7 +110,7 @@ def make_history(args: argparse.Namespace) -> object | None:
     from openbell.history.store import HistoryStore
     from openbell.history.writer import HistoryWriter
 
-    return HistoryWriter(HistoryStore(url), {})
+    return HistoryWriter(HistoryStore(url))
 
 
 def make_persistence(args: argparse.Namespace) -> object | None:

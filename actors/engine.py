@@ -101,7 +101,6 @@ class Engine:
         """With persistence, start() recovers from its data directory and every outcome is journaled."""
         self.history = history
         """A HistoryWriter fed from the bus (trades, orders, balance changes), or None."""
-        self._quote_units: dict[str, int] = {}
 
     # ----------------------------------------------------------------- life cycle
     def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
@@ -109,7 +108,6 @@ class Engine:
             return self
         replayed = None
         if self.history is not None:
-            self.history.quote_units = self._quote_units
             subscribe = getattr(self.bus, "subscribe", None)
             if subscribe is not None:
                 subscribe(self.history.on_events)
@@ -132,8 +130,6 @@ class Engine:
             self.persistence,
         )
         if replayed is not None:
-            for core in replayed.markets.values():
-                self._quote_units[core.spec.symbol] = core.spec.quote_units_per_tick_lot
             for spec_symbol, core in replayed.markets.items():
                 market_refs[spec_symbol] = self._start_market(core)
             # Finish what was in flight at the crash: settlements first, then unmatched batches.
@@ -226,7 +222,6 @@ class Engine:
         journal = self.persistence.journal if self.persistence is not None else None
         ref = MarketActor.start(core, self._balance_ref, self._deliver, self.bus, self._recorder, journal)
         self.market_cores[spec.symbol] = core
-        self._quote_units[spec.symbol] = spec.quote_units_per_tick_lot
         self._market_refs[spec.symbol] = ref
         self._specs[spec.symbol] = spec
         log.info("market %s started", spec.symbol)

@@ -1,14 +1,15 @@
 """Storage of history in SQLite (default, a file in the data directory) or PostgreSQL (`--db postgresql://...`).
 
-Tables (all amounts are the engine's integers: ticks, lots, minor units; times are ms since the epoch):
-- `trades(market, trade_id, price, quantity, quote_quantity, is_buyer_maker, maker_order_id,
-  taker_order_id, maker_user_id, taker_user_id, ts)`, primary key (market, trade_id);
-- `orders(order_id, market, user_id, side, order_type, price, quantity, filled, status, reason,
-  client_order_id, created_ts, updated_ts)`: each order's latest state;
-- `balance_changes(user_id, asset, available, locked, ts)`: every balance change, in order.
+Tables (all amounts are the engine's integers: ticks, lots, minor units; times are ms since the epoch).
+Rows are the engine's events as they are, column for column, so storing one costs no conversion:
+- `trades`: every `TradeExecuted`, primary key (market, trade_id);
+- `orders`: every accepted order as its `OrderAccepted` said it (side, type, price, quantity...);
+- `order_events`: every change of an order's state (status, filled, remaining, reason), in order;
+  an order's current state is its newest row;
+- `balance_changes`: every `BalanceChanged` (user, asset, available, locked, ts).
 
-Writes are idempotent (a trade or an order state written twice is stored once), so the writer may
-replay events after a crash without duplicating anything.
+Writes are idempotent (keys and unique constraints, inserts that ignore duplicates), so the writer may
+replay events after a crash without storing anything twice.
 """
 
 from __future__ import annotations
@@ -28,23 +29,35 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
+from openbell.core.types import ResultCode
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS trades (
         market TEXT NOT NULL, trade_id BIGINT NOT NULL, price BIGINT NOT NULL, quantity BIGINT NOT NULL,
-        quote_quantity NUMERIC NOT NULL, is_buyer_maker BOOLEAN NOT NULL, maker_order_id BIGINT NOT NULL,
-        taker_order_id BIGINT NOT NULL, maker_user_id TEXT NOT NULL, taker_user_id TEXT NOT NULL, ts BIGINT NOT NULL,
+        taker_side TEXT NOT NULL, maker_order_id BIGINT NOT NULL, maker_user_id TEXT NOT NULL,
+        taker_order_id BIGINT NOT NULL, taker_user_id TEXT NOT NULL, ts BIGINT NOT NULL,
         PRIMARY KEY (market, trade_id))""",
     "CREATE INDEX IF NOT EXISTS trades_market_ts ON trades (market, ts)",
     """CREATE TABLE IF NOT EXISTS orders (
-        order_id BIGINT PRIMARY KEY, market TEXT NOT NULL, user_id TEXT NOT NULL, side TEXT NOT NULL,
-        order_type TEXT NOT NULL, price BIGINT, quantity BIGINT, filled BIGINT NOT NULL, status TEXT NOT NULL,
-        reason TEXT, client_order_id TEXT, created_ts BIGINT NOT NULL, updated_ts BIGINT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, created_ts)",
+        market TEXT NOT NULL, order_id BIGINT PRIMARY KEY, user_id TEXT NOT NULL, side TEXT NOT NULL,
+        order_type TEXT NOT NULL, time_in_force TEXT NOT NULL, price BIGINT, quantity BIGINT,
+        quote_quantity NUMERIC, client_order_id TEXT, ts BIGINT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, ts)",
+    """CREATE TABLE IF NOT EXISTS order_events (
+        order_id BIGINT NOT NULL, market TEXT NOT NULL, user_id TEXT NOT NULL, status TEXT NOT NULL,
+        filled BIGINT NOT NULL, remaining BIGINT NOT NULL, reason TEXT, ts BIGINT NOT NULL,
+        UNIQUE (order_id, status, filled, remaining))""",
     """CREATE TABLE IF NOT EXISTS balance_changes (
         user_id TEXT NOT NULL, asset TEXT NOT NULL, available NUMERIC NOT NULL, locked NUMERIC NOT NULL,
         ts BIGINT NOT NULL, UNIQUE (user_id, asset, ts, available, locked))""",
 ]
+
+_INSERTS = {
+    "trades": "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?)",
+    "orders": "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    "order_events": "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?,?)",
+    "balance_changes": "INSERT OR IGNORE INTO balance_changes VALUES (?,?,?,?,?)",
+}
 
 
 class HistoryStore:
@@ -74,9 +87,9 @@ class HistoryStore:
 
     def _sql(self, statement: str) -> str:
         if self.postgres:
-            statement = statement.replace("INSERT OR IGNORE", "INSERT").replace("?", "%s")
-            if statement.startswith(("INSERT INTO trades", "INSERT INTO balance_changes")):
-                statement += " ON CONFLICT DO NOTHING"
+            if statement.startswith("INSERT OR IGNORE"):
+                statement = statement.replace("INSERT OR IGNORE", "INSERT") + " ON CONFLICT DO NOTHING"
+            statement = statement.replace("?", "%s")
         return statement
 
     def close(self) -> None:
@@ -86,77 +99,64 @@ class HistoryStore:
             pass
 
     # ----------------------------------------------------------------- writing
-    def write(self, events: Sequence[object], quote_units: dict[str, int]) -> None:
-        """Store a batch of events in one transaction. `quote_units[market]` is its quote per tick-lot."""
-        trades: list[tuple[Any, ...]] = []
-        orders: dict[int, dict[str, Any]] = {}
-        balances: list[tuple[Any, ...]] = []
+    def write(self, events: Sequence[object]) -> None:
+        """Store a batch of events in one transaction."""
+        trades: list[Any] = []
+        orders: list[Any] = []
+        changes: list[Any] = []
+        balances: list[Any] = []
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
-                t: Any = event
-                quote = t.price * t.quantity * quote_units.get(t.market, 1)
-                trades.append(
-                    (
-                        t.market,
-                        t.trade_id,
-                        t.price,
-                        t.quantity,
-                        quote,
-                        t.is_buyer_maker,
-                        t.maker_order_id,
-                        t.taker_order_id,
-                        t.maker_user_id,
-                        t.taker_user_id,
-                        t.ts,
-                    )
-                )
+                trades.append(event)
             elif kind is BalanceChanged:
-                b: Any = event
-                balances.append((b.user_id, b.asset, b.available, b.locked, b.ts))
-            elif kind in _ORDER_EVENTS:
-                _fold_order(orders, event)
+                balances.append(event)
+            elif kind is OrderAccepted:
+                orders.append(event)
+            elif kind in _STATE_EVENTS:
+                e: Any = event
+                if kind is OrderFilled:
+                    changes.append((e.order_id, e.market, e.user_id, "FILLED", e.filled_quantity, 0, None, e.ts))
+                elif kind is OrderExpired:
+                    changes.append(
+                        (
+                            e.order_id,
+                            e.market,
+                            e.user_id,
+                            "EXPIRED",
+                            e.filled_quantity,
+                            e.remaining_quantity,
+                            e.reason.name,
+                            e.ts,
+                        )
+                    )
+                elif kind is OrderRejected:
+                    if e.code is not ResultCode.UNKNOWN_ORDER:  # a refused cancel leaves that order alone
+                        changes.append((e.order_id, e.market, e.user_id, "REJECTED", 0, 0, e.reason, e.ts))
+                else:
+                    changes.append(
+                        (
+                            e.order_id,
+                            e.market,
+                            e.user_id,
+                            e.status.value,
+                            e.filled_quantity,
+                            e.remaining_quantity,
+                            None,
+                            e.ts,
+                        )
+                    )
         with self._write_lock:
             cur = self._conn.cursor()
-            if trades:
-                cur.executemany(self._sql("INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?,?)"), trades)
-            for row in orders.values():
-                self._upsert_order(cur, row)
-            if balances:
-                cur.executemany(self._sql("INSERT OR IGNORE INTO balance_changes VALUES (?,?,?,?,?)"), balances)
+            for table, rows in (
+                ("trades", trades),
+                ("orders", orders),
+                ("order_events", changes),
+                ("balance_changes", balances),
+            ):
+                if rows:
+                    cur.executemany(self._sql(_INSERTS[table]), rows)
             self._conn.commit()
-
-    def _upsert_order(self, cur: Any, row: dict[str, Any]) -> None:
-        if row.get("created"):
-            cur.execute(
-                self._sql(
-                    "INSERT INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) "
-                    + (
-                        "ON CONFLICT (order_id) DO UPDATE SET filled=excluded.filled, status=excluded.status, "
-                        "reason=excluded.reason, updated_ts=excluded.updated_ts"
-                    )
-                ),
-                (
-                    row["order_id"],
-                    row["market"],
-                    row["user_id"],
-                    row["side"],
-                    row["order_type"],
-                    row["price"],
-                    row["quantity"],
-                    row["filled"],
-                    row["status"],
-                    row["reason"],
-                    row["client_order_id"],
-                    row["ts"],
-                    row["ts"],
-                ),
-            )
-        else:
-            cur.execute(
-                self._sql("UPDATE orders SET filled=?, status=?, reason=?, updated_ts=? WHERE order_id=?"),
-                (row["filled"], row["status"], row["reason"], row["ts"], row["order_id"]),
-            )
 
     # ----------------------------------------------------------------- reading
     def _read(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -170,9 +170,9 @@ class HistoryStore:
             return list(self._conn.execute(statement, params).fetchall())
 
     def trades(self, market: str, start_ms: int, end_ms: int, limit: int) -> list[tuple[Any, ...]]:
-        """(trade_id, price, quantity, quote_quantity, is_buyer_maker, ts) in [start, end), newest first."""
+        """(trade_id, price, quantity, taker_side, ts) in [start, end), newest first."""
         return self._read(
-            "SELECT trade_id, price, quantity, quote_quantity, is_buyer_maker, ts FROM trades "
+            "SELECT trade_id, price, quantity, taker_side, ts FROM trades "
             "WHERE market = ? AND ts >= ? AND ts < ? ORDER BY trade_id DESC LIMIT ?",
             (market, start_ms, end_ms, limit),
         )
@@ -180,25 +180,32 @@ class HistoryStore:
     def trade_count(self, market: str) -> int:
         return int(self._read("SELECT COUNT(*) FROM trades WHERE market = ?", (market,))[0][0])
 
+    def order_history(self, order_id: int) -> list[tuple[Any, ...]]:
+        """(status, filled, remaining, reason, ts) of every state the order went through, in order."""
+        return self._read(
+            "SELECT status, filled, remaining, reason, ts FROM order_events WHERE order_id = ? ORDER BY ts, filled",
+            (order_id,),
+        )
+
     def klines(
         self, market: str, interval: int, origin: int, start: int, end: int, limit: int
     ) -> list[tuple[int, ...]]:
-        """(bucket start, open, high, low, close, volume, quote volume, trades) per bucket, oldest first.
+        """(bucket start, open, high, low, close, volume in lots, sum of price x lots, trades) per bucket.
 
         Buckets are `interval` seconds from `origin`; open and close are the first and last trade's
-        price by trade id.
+        price by trade id. The caller turns price x lots into quote units with the market's grid.
         """
         bucket = f"((ts / 1000 - {int(origin)}) / {int(interval)}) * {int(interval)} + {int(origin)}"
         if self.postgres:
             bucket = f"(floor((ts / 1000 - {int(origin)}) / {int(interval)})::bigint * {int(interval)} + {int(origin)})"
         rows = self._read(
             f"SELECT {bucket} AS b, MIN(trade_id), MAX(trade_id), MAX(price), MIN(price), SUM(quantity), "
-            f"SUM(quote_quantity), COUNT(*) FROM trades WHERE market = ? AND ts >= ? AND ts < ? "
+            f"SUM(price * quantity), COUNT(*) FROM trades WHERE market = ? AND ts >= ? AND ts < ? "
             f"GROUP BY b ORDER BY b LIMIT ?",
             (market, start * 1000, end * 1000, limit),
         )
         out: list[tuple[int, ...]] = []
-        for b, first_id, last_id, high, low, volume, quote_volume, count in rows:
+        for b, first_id, last_id, high, low, volume, notional, count in rows:
             prices = dict(
                 self._read(
                     "SELECT trade_id, price FROM trades WHERE market = ? AND trade_id IN (?, ?)",
@@ -213,44 +220,11 @@ class HistoryStore:
                     int(low),
                     int(prices[last_id]),
                     int(volume),
-                    int(quote_volume),
+                    int(notional),
                     int(count),
                 )
             )
         return out
 
 
-_ORDER_EVENTS = frozenset(
-    {OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired}
-)
-
-
-def _fold_order(orders: dict[int, dict[str, Any]], event: Any) -> None:
-    kind = type(event)
-    if kind is OrderRejected and event.code.name == "UNKNOWN_ORDER":
-        return  # a refused cancel names someone's order id; that order is untouched
-    row = orders.get(event.order_id)
-    if kind is OrderAccepted or kind is OrderRejected:
-        row = orders[event.order_id] = {
-            "created": True,
-            "order_id": event.order_id,
-            "market": event.market,
-            "user_id": event.user_id,
-            "side": event.side.value if kind is OrderAccepted else "",
-            "order_type": event.order_type.value if kind is OrderAccepted else "",
-            "price": event.price if kind is OrderAccepted else None,
-            "quantity": event.quantity if kind is OrderAccepted else None,
-            "filled": 0,
-            "status": "NEW" if kind is OrderAccepted else "REJECTED",
-            "reason": None if kind is OrderAccepted else event.reason,
-            "client_order_id": event.client_order_id,
-            "ts": event.ts,
-        }
-        return
-    if row is None:
-        row = orders[event.order_id] = {"created": False, "order_id": event.order_id, "reason": None}
-    row["filled"] = event.filled_quantity
-    row["status"] = event.status.value
-    row["ts"] = event.ts
-    if kind is OrderExpired:
-        row["reason"] = event.reason.name
+_STATE_EVENTS = frozenset({OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired})

@@ -144,19 +144,20 @@ def market(spec: MarketSpec) -> dict[str, Any]:
 
 
 def history_trade(spec: MarketSpec, row: tuple[Any, ...]) -> dict[str, Any]:
-    trade_id, price, quantity, quote_quantity, is_buyer_maker, ts = row
+    trade_id, price, quantity, taker_side, ts = row
     return {
         "id": int(trade_id),
         "price": spec.format_price(int(price)),
         "quantity": spec.format_quantity(int(quantity)),
-        "quoteQuantity": spec.quote.format_amount(int(quote_quantity)),
+        "quoteQuantity": spec.quote.format_amount(spec.quote_value(int(price), int(quantity))),
         "timestamp": int(ts),
-        "isBuyerMaker": bool(is_buyer_maker),
+        "isBuyerMaker": taker_side == "sell",
     }
 
 
 def history_kline(spec: MarketSpec, interval: int, row: tuple[int, ...]) -> dict[str, Any]:
-    start, open_, high, low, close, volume, quote_volume, trades = row
+    start, open_, high, low, close, volume, notional, trades = row
+    quote_volume = notional * spec.quote_units_per_tick_lot
     fp = spec.format_price
     return {
         "start": start,
