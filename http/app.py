@@ -149,7 +149,7 @@ async def trades(request: Request) -> HTTPResponse:
     limit = int_arg(request, "limit", 100, 1, 1000)
     if request.args.get("startTime") is not None or request.args.get("endTime") is not None:
         # A time range (ms) is served by the history database, for any age.
-        store = history_of(request)
+        store = await history_of(request)
         end = int_arg(request, "endTime", 10**14, 0, 10**14)
         start = int_arg(request, "startTime", 0, 0, 10**14)
         rows = await asyncio.to_thread(store.trades, spec.symbol, start, end, limit)
@@ -158,10 +158,13 @@ async def trades(request: Request) -> HTTPResponse:
     return json([render.trade(spec, t) for t in reply.data])  # type: ignore[attr-defined]
 
 
-def history_of(request: Request) -> Any:
+async def history_of(request: Request) -> Any:
+    """The history store, once it holds every event published so far (the writer batches for ~50 ms)."""
     history = getattr(engine_of(request), "history", None)
     if history is None:
         raise ApiError(404, ResultCode.INVALID_REQUEST, "this server keeps no history database")
+    if not await asyncio.to_thread(history.flush, 5.0):
+        raise ApiError(503, ResultCode.ENGINE_UNAVAILABLE, "the history database is behind; try again")
     return history.store
 
 
@@ -184,7 +187,7 @@ async def klines(request: Request) -> HTTPResponse:
         raise bad("startTime must be before endTime")
     if start < now - MEMORY_KLINE_SECONDS and getattr(engine_of(request), "history", None) is not None:
         # Older than the candles the engine keeps in memory: aggregate from the history database.
-        store = history_of(request)
+        store = await history_of(request)
         origin = WEEK_ORIGIN if interval == INTERVALS["1w"] else 0
         rows = await asyncio.to_thread(store.klines, spec.symbol, interval, origin, start, end, MAX_KLINES)
         return json([render.history_kline(spec, interval, row) for row in rows])
