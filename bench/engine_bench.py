@@ -264,11 +264,16 @@ class GcWatch:
 
 
 def engine_run(
-    workload: Workload, producers: int, window: int, timeout: float, gc_freeze: bool = False
+    workload: Workload,
+    producers: int,
+    window: int,
+    timeout: float,
+    gc_freeze: bool = False,
+    make_engine: Callable[[], Engine] | None = None,
 ) -> dict[str, Any]:
-    """One timed run on a fresh engine. Raises RunAborted past `timeout` seconds."""
+    """One timed run on a fresh engine (`make_engine()`, default in memory). Raises RunAborted past `timeout` seconds."""
     total = len(workload.merged)
-    engine = Engine(max_open_orders_per_user=10**6)
+    engine = make_engine() if make_engine is not None else Engine(max_open_orders_per_user=10**6)
     engine.start(workload.specs)
     try:
         fund(engine, workload)
