@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pykka
 
@@ -29,8 +29,8 @@ from openbell.core.commands import AddMarket, CancelOrder, Deposit, GetBalances,
 from openbell.core.events import TERMINAL_EVENTS, OrderRejected
 from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
-from openbell.core.summary import OpenOrderView
-from openbell.core.types import ResultCode
+from openbell.core.summary import OpenOrderView, OrderSummary
+from openbell.core.types import OrderStatus, ResultCode
 
 if TYPE_CHECKING:
     from openbell.durability.persistence import Persistence
@@ -41,8 +41,18 @@ Recorder = Callable[[str, object], None]
 ReplySink = Callable[[Sequence[Reply]], None]
 MarketSpawner = Callable[[MarketSpec], pykka.ActorRef]
 
+MAX_REMEMBERED_CLIENT_ORDERS = 100_000
+"""How many ended orders' clientOrderIds the balance actor remembers (oldest forgotten first)."""
+
 MAX_BATCH = 512
 """Most commands taken from the intake per message, so settlements interleave with new orders."""
+
+
+class OriginalOrder(NamedTuple):
+    """What a duplicate clientOrderId's reply carries: the order that used it first, as it is now."""
+
+    market: str
+    summary: OrderSummary
 
 
 class Effects:
@@ -68,6 +78,10 @@ class BalanceCore:
         self._client_order_ids: dict[tuple[str, str], int] = {}
         """(user, clientOrderId) -> order id, for open orders."""
         self._client_key_by_order: dict[int, tuple[str, str]] = {}
+        self._finished_client_orders: dict[tuple[str, str], tuple[int, str, str, int, int]] = {}
+        """(user, clientOrderId) -> (order id, market, final status, filled, remaining) of ended orders, the
+        newest MAX_REMEMBERED_CLIENT_ORDERS: a retry of an order that already ended gets its outcome back
+        instead of becoming a second order."""
         self.batches_sent: dict[str, int] = {}
         """Per market, the number of the last MatchBatch sent."""
         self.last_seq = 0
@@ -82,6 +96,9 @@ class BalanceCore:
             "ledger": self.ledger.to_state(),
             "max_open_orders_per_user": self.max_open_orders_per_user,
             "client_order_ids": [[user, coid, order_id] for (user, coid), order_id in self._client_order_ids.items()],
+            "finished_client_orders": [
+                [user, coid, *final] for (user, coid), final in self._finished_client_orders.items()
+            ],
             "batches_sent": dict(self.batches_sent),
             "last_seq": self.last_seq,
         }
@@ -93,6 +110,8 @@ class BalanceCore:
         for user, coid, order_id in state["client_order_ids"]:
             core._client_order_ids[(user, coid)] = order_id
             core._client_key_by_order[order_id] = (user, coid)
+        for user, coid, *final in state.get("finished_client_orders", []):
+            core._finished_client_orders[(user, coid)] = tuple(final)  # type: ignore[assignment]
         core.batches_sent = dict(state["batches_sent"])
         core.last_seq = state["last_seq"]
         return core
@@ -202,9 +221,15 @@ class BalanceCore:
         key = None
         if command.client_order_id is not None:
             key = (command.user_id, command.client_order_id)
-            if key in self._client_order_ids:
+            original = self._original_order(key)
+            if original is not None:
                 self._reject(
-                    command, ResultCode.DUPLICATE_CLIENT_ORDER_ID, "clientOrderId is in use by an open order", effects
+                    command,
+                    ResultCode.DUPLICATE_CLIENT_ORDER_ID,
+                    f"clientOrderId was already used by order {original.summary.order_id} "
+                    f"({original.summary.status.value})",
+                    effects,
+                    original,
                 )
                 return
         code, to_match = ledger.hold_for(command)
@@ -224,12 +249,29 @@ class BalanceCore:
         else:
             batch.append(command)
 
-    def _reject(self, command: PlaceOrder, code: ResultCode, reason: str, effects: Effects) -> None:
+    def _reject(
+        self, command: PlaceOrder, code: ResultCode, reason: str, effects: Effects, original: object = None
+    ) -> None:
         event = OrderRejected(
             command.market, command.seq, command.user_id, code, reason, command.ts, command.client_order_id
         )
-        effects.replies.append(Reply(command.seq, code, reason, (event,)))
+        effects.replies.append(Reply(command.seq, code, reason, original if original is not None else (event,)))
         effects.events.append(event)
+
+    def _original_order(self, key: tuple[str, str]) -> OriginalOrder | None:
+        """The state of the order that already used this (user, clientOrderId), if any."""
+        order_id = self._client_order_ids.get(key)
+        if order_id is not None:
+            hold = self.ledger.holds.get(order_id)
+            if hold is not None:
+                status = OrderStatus.PARTIALLY_FILLED if hold.filled else OrderStatus.NEW
+                remaining = (hold.quantity or 0) - hold.filled
+                return OriginalOrder(hold.market, OrderSummary(order_id, status, hold.filled, remaining, ()))
+        final = self._finished_client_orders.get(key)
+        if final is None:
+            return None
+        order_id, market, status_name, filled, remaining = final
+        return OriginalOrder(market, OrderSummary(order_id, OrderStatus(status_name), filled, remaining, ()))
 
     def _release(self, order_id: int) -> None:
         self.ledger.release(order_id)
@@ -240,9 +282,20 @@ class BalanceCore:
     def _forget_client_ids(self, events: Sequence[object]) -> None:
         for event in events:
             if type(event) in TERMINAL_EVENTS:
-                key = self._client_key_by_order.pop(event.order_id, None)  # type: ignore[attr-defined]
+                e: Any = event
+                key = self._client_key_by_order.pop(e.order_id, None)
                 if key is not None:
                     self._client_order_ids.pop(key, None)
+                    finished = self._finished_client_orders
+                    finished[key] = (
+                        e.order_id,
+                        e.market,
+                        e.status.value,
+                        getattr(e, "filled_quantity", 0),
+                        e.remaining_quantity if type(e) is not OrderRejected else 0,
+                    )
+                    if len(finished) > MAX_REMEMBERED_CLIENT_ORDERS:
+                        del finished[next(iter(finished))]
 
     def _open_orders(self, query: GetOpenOrders) -> list[OpenOrderView]:
         return [
@@ -419,3 +472,12 @@ class BalanceActor(pykka.ThreadingActor):
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:  # type: ignore[no-untyped-def]
         log.error("balance actor stopped by %s: %s", exception_type, exception_value)
+
+
+def _register() -> None:
+    from openbell.core.codec import register
+
+    register(OriginalOrder)
+
+
+_register()

@@ -53,8 +53,11 @@ def engine_of(request: Request) -> Engine:
     return request.app.ctx.engine  # type: ignore[no-any-return]
 
 
-async def ask(request: Request, command: Any) -> Reply:
-    """Send one command and return its reply; engine trouble becomes 503/504, rejections 4xx."""
+async def ask(request: Request, command: Any, allow: tuple[ResultCode, ...] = ()) -> Reply:
+    """Send one command and return its reply; engine trouble becomes 503/504, rejections 4xx.
+
+    Replies with a code in `allow` are returned for the handler to render.
+    """
     engine = engine_of(request)
     try:
         reply = await engine.request(command)
@@ -64,7 +67,7 @@ async def ask(request: Request, command: Any) -> Reply:
         raise ApiError(503, ResultCode.ENGINE_UNAVAILABLE, "the engine is not available") from None
     except EngineError as error:
         raise ApiError(500, ResultCode.ENGINE_ERROR, str(error)) from None
-    if not reply.ok:
+    if not reply.ok and reply.code not in allow:
         raise ApiError.from_code(reply.code, reply.message)
     return reply
 
@@ -93,7 +96,15 @@ async def place_order(request: Request) -> HTTPResponse:
     fields = order_fields(data, spec)
     engine = engine_of(request)
     command = engine.new(PlaceOrder, user_id=user_id, market=spec.symbol, **fields)
-    reply = await ask(request, command)
+    reply = await ask(request, command, allow=(ResultCode.DUPLICATE_CLIENT_ORDER_ID,))
+    if reply.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID:
+        # A retry (or a reuse) of a clientOrderId: no second order; here is the first one as it is now.
+        original: Any = reply.data
+        original_spec = engine.markets.get(getattr(original, "market", ""), spec)
+        body: dict[str, Any] = {"code": int(reply.code), "message": reply.message}
+        if original is not None and hasattr(original, "summary"):
+            body["order"] = render.order_result(original_spec, original.summary, command.client_order_id)
+        return json(body, status=409)
     summary = summarize(reply.seq, reply.data)  # type: ignore[arg-type]
     return json(render.order_result(spec, summary, command.client_order_id))
 

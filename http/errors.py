@@ -1,9 +1,9 @@
 """Errors as clients see them: `{"code": <int>, "message": "..."}` with the right HTTP status.
 
 `STATUS_BY_CODE` is the one table from engine result codes to HTTP statuses: 400 for malformed or
-invalid input and for business rejections (insufficient funds, post-only would take, duplicate
-clientOrderId), 404 for an unknown market, order or asset, 409 for a market that already exists or a
-reused deposit txnId, 503 when the engine is not running, 504 when it did not answer in time (the
+invalid input and for business rejections (insufficient funds, post-only would take), 404 for an
+unknown market, order or asset, 409 for a market that already exists, a reused deposit txnId, or a
+clientOrderId already used by one of the user's orders (the body then carries that order as "order"), 503 when the engine is not running, 504 when it did not answer in time (the
 outcome is then unknown).
 """
 
@@ -26,7 +26,7 @@ STATUS_BY_CODE: dict[ResultCode, int] = {
     ResultCode.FOK_NOT_FILLED: 400,
     ResultCode.NO_LIQUIDITY: 400,
     ResultCode.SELF_TRADE_PREVENTED: 400,
-    ResultCode.DUPLICATE_CLIENT_ORDER_ID: 400,
+    ResultCode.DUPLICATE_CLIENT_ORDER_ID: 409,
     ResultCode.TOO_MANY_OPEN_ORDERS: 400,
     ResultCode.MARKET_EXISTS: 409,
     ResultCode.DEPOSIT_CONFLICT: 409,

@@ -343,7 +343,9 @@ def test_order_without_enough_funds_is_rejected_with_insufficient_funds(engine: 
     assert_consistent_after_stop(engine)
 
 
-def test_duplicate_client_order_id_of_an_open_order_is_rejected_until_that_order_ends(engine: Engine) -> None:
+def test_a_client_order_id_never_makes_a_second_order_and_the_retry_gets_the_first_ones_state(
+    engine: Engine,
+) -> None:
     # Arrange
     deposit(engine, "buyer", "INR", 100_000)
     first = limit_order(engine, "buyer", BUY, 9_000, 1, client_order_id="mine-1")
@@ -353,13 +355,17 @@ def test_duplicate_client_order_id_of_an_open_order_is_rejected_until_that_order
     duplicate = place(engine, "buyer", BUY, 9_100, 1, client_order_id="mine-1")
     other_user = place(engine, "someone", BUY, 9_100, 1, client_order_id="mine-1")
     assert cancel(engine, "buyer", first.seq).ok
-    reused = place(engine, "buyer", BUY, 9_200, 1, client_order_id="mine-1")
+    retried_after_cancel = place(engine, "buyer", BUY, 9_200, 1, client_order_id="mine-1")
 
-    # Assert: only the duplicate was refused on its id (the other user simply has no funds).
+    # Assert: both retries are refused and carry the first order's state; another user's id is theirs.
     assert duplicate.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID
+    assert duplicate.data.summary.order_id == first.seq  # type: ignore[union-attr]
+    assert duplicate.data.summary.status is OrderStatus.NEW  # type: ignore[union-attr]
     assert other_user.code is ResultCode.INSUFFICIENT_FUNDS
-    assert reused.ok
-    assert balances(engine, "buyer")["INR"] == (100_000 - 9_200, 9_200)
+    assert retried_after_cancel.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID
+    assert retried_after_cancel.data.summary.order_id == first.seq  # type: ignore[union-attr]
+    assert retried_after_cancel.data.summary.status is OrderStatus.CANCELED  # type: ignore[union-attr]
+    assert balances(engine, "buyer")["INR"] == (100_000, 0)
     assert_consistent_after_stop(engine)
 
 

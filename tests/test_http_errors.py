@@ -60,7 +60,8 @@ def assert_error(response: httpx.Response, status: int | tuple[int, ...], code: 
     assert response.status_code in statuses, (response.status_code, response.text)
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body: dict[str, Any] = response.json()
-    assert set(body) == {"code", "message"}, body
+    # A duplicate clientOrderId also carries the order that used it first.
+    assert set(body) == {"code", "message"} or (body.get("code") == 206 and set(body) == {"code", "message", "order"})
     assert isinstance(body["code"], int) and not isinstance(body["code"], bool), body
     assert isinstance(body["message"], str) and body["message"], body
     if code is not None:
@@ -438,7 +439,28 @@ def test_a_client_order_id_in_use_by_an_open_order_is_refused(client: httpx.Clie
 
     again = client.post("/order", json=order(trader, clientOrderId="dup-1", price="2"))
 
-    assert_error(again, 400, DUPLICATE_CLIENT_ORDER_ID)
+    assert_error(again, 409, DUPLICATE_CLIENT_ORDER_ID)
+    assert again.json()["order"]["orderId"] == first.json()["orderId"]
+    assert again.json()["order"]["status"] == "NEW"
+    assert state_of(client, trader) == before
+
+
+def test_a_retry_of_an_order_that_already_ended_returns_its_outcome_not_a_second_order(
+    client: httpx.Client, trader: str
+) -> None:
+    first = client.post("/order", json=order(trader, clientOrderId="dup-2"))
+    assert first.status_code == 200, first.text
+    cancel = client.request(
+        "DELETE", "/order", json={"orderId": first.json()["orderId"], "market": "TATA_INR", "user_id": trader}
+    )
+    assert cancel.status_code == 200, cancel.text
+    before = state_of(client, trader)
+
+    retry = client.post("/order", json=order(trader, clientOrderId="dup-2"))
+
+    assert_error(retry, 409, DUPLICATE_CLIENT_ORDER_ID)
+    assert retry.json()["order"]["orderId"] == first.json()["orderId"]
+    assert retry.json()["order"]["status"] == "CANCELED"
     assert state_of(client, trader) == before
 
 
