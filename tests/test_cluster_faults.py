@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import httpx
+import ujson
+import websockets
 from redis_server import redis_server  # noqa: F401  (fixture)
 from test_cluster import WAIT, Cluster, Proc, cluster, deposit, get, order, pending_count, wait_for  # noqa: F401
 
@@ -104,3 +107,29 @@ def test_while_redis_is_down_the_api_answers_503_at_once_and_everything_resumes_
     assert engine.alive()
     placed = order(api, "u", "buy", "1", "1")
     assert placed.status_code == 200, placed.text
+
+
+def test_a_websocket_process_that_loses_redis_closes_its_clients_streams_with_a_reason(
+    cluster: Cluster,  # noqa: F811
+) -> None:
+    # Arrange: engine and WS processes; a client subscribed to a market's depth.
+    cluster.engine()
+    ws = cluster.ws()
+
+    async def scenario() -> tuple[int | None, str]:
+        async with websockets.connect(f"ws://127.0.0.1:{ws.port}/ws", open_timeout=5) as client:
+            await client.send(ujson.dumps({"method": "SUBSCRIBE", "params": ["depth@TATA_INR"], "id": 1}))
+            assert ujson.loads(await asyncio.wait_for(client.recv(), 5)) == {"result": None, "id": 1}
+            # Act: Redis stops, so this process can no longer see the engine's events.
+            cluster.redis.stop()
+            try:
+                while True:
+                    await asyncio.wait_for(client.recv(), 15)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None, closed.rcvd.reason if closed.rcvd else ""
+        return None, ""
+
+    # Assert: the stream is closed, and the reason tells the client to resync.
+    code, reason = asyncio.run(scenario())
+    assert code == 1011, (code, reason)
+    assert "resync" in reason, reason

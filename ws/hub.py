@@ -67,6 +67,12 @@ class Hub:
                 if not listeners:
                     del self.subscribers[stream]
 
+    def close_all(self, reason: str) -> None:
+        """Close every connection (1011): the events feeding it stopped, so streams would have a gap."""
+        for connection in list(self.connections):
+            connection.fail(1011, reason[:120])
+            self.remove(connection)
+
     # ----------------------------------------------------------------- fan-out
     def publish(self, events: Sequence[object]) -> None:
         """Deliver one batch of engine events (on the loop)."""

@@ -75,6 +75,16 @@ def install_websocket(app: Sanic, engine: Engine, settings: WsSettings | None = 
 
         app.ctx.ws_hub = hub
         app.ctx.ws_unsubscribe = engine.bus.subscribe(on_events)  # type: ignore[attr-defined]
+        on_interrupted = getattr(engine.bus, "on_interrupted", None)
+        if on_interrupted is not None:
+            # In a WebSocket process fed by Redis: losing Redis loses events, so clients must resync.
+            def interrupted(reason: str) -> None:
+                try:
+                    loop.call_soon_threadsafe(hub.close_all, f"event feed interrupted ({reason}): resync from REST")
+                except RuntimeError:
+                    pass
+
+            app.ctx.ws_uninterrupt = on_interrupted(interrupted)
 
     async def stop_hub(app: Sanic) -> None:
         unsubscribe = getattr(app.ctx, "ws_unsubscribe", None)
