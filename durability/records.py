@@ -34,6 +34,8 @@ from openbell.durability.journal import Journal
 log = logging.getLogger(__name__)
 
 Callback = Callable[[], None]
+PROGRESS_EVERY = 50_000
+"""Recovery logs its progress every this many journal records."""
 
 _SIDES = {s.value: s for s in Side}
 _TYPES = {t.value: t for t in OrderType}
@@ -180,4 +182,6 @@ def replay(
             raise ValueError(f"journal record {lsn}: unknown kind {tag!r}")
         state.last_lsn = lsn
         state.records += 1
+        if state.records % PROGRESS_EVERY == 0:
+            log.info("recovery: %d journal records replayed (at record %d)", state.records, lsn)
     return state
