@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.cluster_bench [--duration 10] [--connections 64] [--api-workers 2] [--json PATH]
 
 For each setup a fresh private redis-server (free port, 127.0.0.1, no persistence) and fresh processes:
-- embedded: `python run.py --port P` (engine, REST in one process);
-- cluster: `python run.py engine --redis URL` and `python run.py api --redis URL --workers N --port P`.
+- embedded: `python run.py --port P --no-history --data-dir D` (engine, REST in one process);
+- cluster: `python run.py engine --redis URL --data-dir D` and `python run.py api --redis URL --workers N --port P`.
+Both journal with fsync (the durable deployment); `--in-memory` compares them without a journal.
 Both are driven by `bench.http_load --prefund` (same workload, seed and settings), and the report gives
 each one's throughput and latency percentiles and the cluster/embedded ratio. Targets: cluster >= 70%
 of embedded throughput, cluster p99 < 20 ms.
@@ -108,13 +109,36 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
         time.sleep(0.3)
         if name == "embedded":
             processes.append(
-                spawn([sys.executable, "run.py", "--port", str(port), "--log-level", "warning"], work / "embedded.log")
+                spawn(
+                    [
+                        sys.executable,
+                        "run.py",
+                        "--port",
+                        str(port),
+                        "--log-level",
+                        "warning",
+                        "--no-access-log",
+                        "--no-history",
+                        *(["--in-memory"] if args.in_memory else ["--data-dir", str(work / "embedded-data")]),
+                    ],
+                    work / "embedded.log",
+                )
             )
             wait_http(f"http://127.0.0.1:{port}/api/v1/health")
         else:
             processes.append(
                 spawn(
-                    [sys.executable, "run.py", "engine", "--redis", url, "--log-level", "warning"], work / "engine.log"
+                    [
+                        sys.executable,
+                        "run.py",
+                        "engine",
+                        "--redis",
+                        url,
+                        "--log-level",
+                        "warning",
+                        *([] if args.in_memory else ["--data-dir", str(work / "engine-data")]),
+                    ],
+                    work / "engine.log",
                 )
             )
             processes.append(
@@ -149,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="no journal on either side (default: both journal with fsync; no history database on either)",
+    )
     parser.add_argument("--json", help="write both results and the ratio here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
