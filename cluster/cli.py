@@ -48,6 +48,12 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-open-orders", type=int, default=1000, help="open orders allowed per user")
     parser.add_argument("--batch", type=int, default=256, help="commands read from Redis per XREADGROUP")
+    parser.add_argument(
+        "--trim-interval",
+        type=float,
+        default=5.0,
+        help="seconds between trims of the journaled part of the command stream (default %(default)s)",
+    )
     parser.add_argument("--switch-interval", type=float, default=0.0005, help="Python thread switch interval (s)")
 
 
@@ -111,6 +117,7 @@ def run_engine(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         batch_size=args.batch,
         max_open_orders_per_user=args.max_open_orders,
+        trim_interval=args.trim_interval,
     )
 
     async def main() -> None:

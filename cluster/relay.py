@@ -10,11 +10,21 @@ command is durable). What the relay adds is exactly-once across restarts: before
 command enters the engine, `APPLIED[request id] = seq` is written; the field is deleted with the XACK.
 A restarted engine first re-reads the entries it had been given and not acknowledged (XAUTOCLAIM, then
 the pending list from id 0): a request whose seq is at most the recovered `last_seq` is in the
-journal already and is answered, not applied again; any other is applied as new.
+journal already and is answered, not applied again; any other is applied as new. The XACK and the
+`APPLIED` deletion go in one MULTI/EXEC, so a lost connection cannot leave one without the other;
+fields left behind otherwise (say, an entry deleted from the stream by hand) are swept once at start.
 
-Invariants: an entry is acknowledged only after its reply was produced; a request id is applied at
-most once (the `APPLIED` hash across restarts, a bounded map of recent request ids within one
-process); no message that fails to decode stops the relay (it is logged and acknowledged).
+Trimming: an entry is acknowledged only after its reply, and a reply only once the engine's journal holds
+the command, so every entry older than the oldest one still pending in the group (or, when none is
+pending, up to the group's last-delivered-id) is journaled. Every `trim_interval` seconds, or sooner after
+`trim_after_acks` acknowledgements, and only if something was acknowledged since the last trim, the relay
+runs `XTRIM COMMANDS MINID <that bound>` (`trim_journaled`). Entries not yet delivered to the group are
+never trimmed, and neither is any pending entry.
+
+Invariants: an entry is acknowledged only after its reply was produced; the stream is trimmed only below
+its oldest pending or undelivered entry; a request id is applied at most once (the `APPLIED` hash across
+restarts, a bounded map of recent request ids within one process); no message that fails to decode stops
+the relay (it is logged and acknowledged).
 """
 
 from __future__ import annotations
@@ -92,6 +102,8 @@ class Relay:
         remembered_requests: int = 100_000,
         reply_timeout: float = 5.0,
         max_open_orders_per_user: int = 1000,
+        trim_interval: float = 5.0,
+        trim_after_acks: int = 10_000,
     ) -> None:
         self.redis_url = redis_url
         self.boot_markets = list(boot_markets)
@@ -103,11 +115,18 @@ class Relay:
         self.remembered_requests = remembered_requests
         self.reply_timeout = reply_timeout
         self.max_open_orders_per_user = max_open_orders_per_user
+        self.trim_interval = max(trim_interval, 0.05)
+        self.trim_after_acks = trim_after_acks
         self.engine: Engine | None = None
         self.stopping = threading.Event()
         self.recovered_last_seq = 0
         """The highest seq in the engine's journal when it started: what a previous run applied."""
         self._restart_checked = False
+        self._startup_request_ids: set[str] | None = None
+        """Request ids of the pending entries re-read at start (for the one-time sweep of `APPLIED`)."""
+        self._acked_since_trim = 1
+        """Entries acknowledged since the last successful trim (1 at start: trim what a previous run left)."""
+        self._trim_due: asyncio.Event | None = None
         self._in_flight: dict[str, InFlight] = {}
         self._done: OrderedDict[str, Reply] = OrderedDict()
         self._replies: deque[tuple[str, Reply]] = deque()
@@ -120,18 +139,26 @@ class Relay:
         self._wake: asyncio.Event | None = None
         self._redis: aioredis.Redis | None = None
         self.ready = asyncio.Event()
-        self.stats = {"applied": 0, "redelivered": 0, "already_applied": 0, "malformed": 0, "dropped_events": 0}
+        self.stats = {
+            "applied": 0,
+            "redelivered": 0,
+            "already_applied": 0,
+            "malformed": 0,
+            "dropped_events": 0,
+            "trimmed": 0,
+        }
 
     # ----------------------------------------------------------------- life cycle
     async def run(self, stop: asyncio.Event) -> None:
         """Start the engine, relay until `stop` is set, then stop everything cleanly."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._trim_due = asyncio.Event()
         self._redis = aioredis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=1)
         tasks: list[asyncio.Task[None]] = []
         try:
             await asyncio.to_thread(self._start_engine)
-            tasks = [asyncio.create_task(self._flush_forever())]
+            tasks = [asyncio.create_task(self._flush_forever()), asyncio.create_task(self._trim_forever())]
             delay = 0.05
             while not stop.is_set():
                 try:
@@ -198,7 +225,11 @@ class Relay:
         await self._ensure_group()
         await self._write_registry()
         await self._claim_pending()
+        if not self._restart_checked:
+            self._startup_request_ids = set()
         await self._read_pending()
+        if not self._restart_checked:
+            await self._sweep_applied()
         self._restart_checked = True
         if not self.ready.is_set():
             log.info("relay ready: reading %s as %s/%s", COMMANDS, GROUP, self.consumer)
@@ -268,6 +299,8 @@ class Relay:
                 self._ack_later(entry_id)
                 continue
             routed_entries.append((entry_id, routed))
+        if self._startup_request_ids is not None:
+            self._startup_request_ids.update(routed.request_id for _, routed in routed_entries)
         applied_before: dict[str, int] = {}
         if not self._restart_checked:
             ids = [routed.request_id for _, routed in routed_entries if isinstance(routed.command, STATE_CHANGING)]
@@ -310,6 +343,23 @@ class Relay:
         for request_id, stamped in submit:
             self.stats["applied"] += 1
             engine.submit(stamped, self._reply_callback(request_id))
+
+    async def _sweep_applied(self) -> None:
+        """Delete `APPLIED` fields of requests whose entries are no longer pending (called once, at start).
+
+        At that point the only fields anyone still needs are those of the pending entries just re-read;
+        the relay writes new fields only for entries it reads later.
+        """
+        assert self._redis is not None
+        keep, self._startup_request_ids = self._startup_request_ids or set(), None
+        stale: list[bytes] = []
+        async for field, _seq in self._redis.hscan_iter(APPLIED, count=1000):
+            if field.decode() not in keep:
+                stale.append(field)
+        for start in range(0, len(stale), 1000):
+            await self._redis.hdel(APPLIED, *stale[start : start + 1000])
+        if stale:
+            log.warning("removed %d stale %s fields (their entries were no longer pending)", len(stale), APPLIED)
 
     def _ack_later(self, entry_id: Any) -> None:
         """Acknowledge an entry that gets no reply (malformed, or a query its caller gave up on)."""
@@ -355,7 +405,7 @@ class Relay:
         r = self._redis
         assert r is not None
         while self._replies or self._events or self._resend:
-            pipe = r.pipeline(transaction=False)
+            pipe = r.pipeline(transaction=True)  # XACK and HDEL APPLIED together or not at all
             acks: list[Any] = []
             finished: list[str] = []
             resend = self._resend
@@ -387,6 +437,32 @@ class Relay:
                 if per_channel:
                     self.stats["dropped_events"] += sum(len(items) for items in per_channel.values())
                 raise
+            if acks:
+                self._acked_since_trim += len(acks)
+                if self._acked_since_trim >= self.trim_after_acks and self._trim_due is not None:
+                    self._trim_due.set()
+
+    async def _trim_forever(self) -> None:
+        """Trim the command stream below what the group still needs, now and then (see the module docstring)."""
+        assert self._trim_due is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._trim_due.wait(), self.trim_interval)
+            except TimeoutError:
+                pass
+            self._trim_due.clear()
+            if self._acked_since_trim == 0 or self._redis is None:
+                continue
+            acked = self._acked_since_trim
+            try:
+                removed = await trim_journaled(self._redis)
+            except (redis.RedisError, OSError) as error:
+                log.info("could not trim %s (%s); trying again later", COMMANDS, error)
+                continue
+            self._acked_since_trim -= acked
+            self.stats["trimmed"] += removed
+            if removed:
+                log.debug("trimmed %d journaled entries from %s", removed, COMMANDS)
 
     def _reply_to(self, pipe: Any, request_id: str, reply: Reply, acks: list[Any], finished: list[str]) -> None:
         pending = self._in_flight.pop(request_id, None)
@@ -420,6 +496,47 @@ class Relay:
         for spec in specs:
             pipe.publish(REGISTRY, dumps(MarketListed(spec)))
         await pipe.execute()
+
+
+def _stream_id(raw: bytes | str) -> tuple[int, int]:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def trim_bound(groups: Sequence[dict[str, Any]], pending: dict[str, Any]) -> tuple[int, int] | None:
+    """The smallest command-stream id the engine's group may still need, from XINFO GROUPS and the XPENDING
+    summary of `GROUP` read together; None when nothing may be trimmed (no group, or a group we do not know).
+
+    Pending entries are needed (their replies may not be out); so is every entry after the group's
+    last-delivered-id (not yet read). Everything below the bound was acknowledged, hence journaled.
+    """
+    names = {group["name"].decode() if isinstance(group["name"], bytes) else group["name"] for group in groups}
+    if names != {GROUP}:
+        return None
+    (group,) = groups
+    if int(pending["pending"]) > 0:
+        return _stream_id(pending["min"])
+    milliseconds, sequence = _stream_id(group["last-delivered-id"])
+    return (milliseconds, sequence + 1) if sequence < 2**64 - 1 else (milliseconds + 1, 0)
+
+
+async def trim_journaled(client: aioredis.Redis) -> int:
+    """`XTRIM COMMANDS MINID <bound>` (see `trim_bound`); returns how many entries were removed.
+
+    Safe against the relay's own reads running meanwhile: the group's state is read in one MULTI/EXEC, and
+    between that and the XTRIM the pending list can only lose entries, or gain entries after the
+    last-delivered-id that was read, so none below the bound.
+    """
+    pipe = client.pipeline(transaction=True)
+    pipe.xinfo_groups(COMMANDS)
+    pipe.xpending(COMMANDS, GROUP)
+    groups, pending = await pipe.execute()
+    bound = trim_bound(groups, pending)
+    if bound is None:
+        return 0
+    removed: Any = await client.xtrim(COMMANDS, minid=f"{bound[0]}-{bound[1]}", approximate=False)
+    return int(removed)
 
 
 def _applied_before_restart(command: Any, seq: int) -> Reply:

@@ -3,16 +3,23 @@
 A child that exits on its own is started again after a backoff (an engine restart is safe: it replays
 its journal). Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and
 returns 0; the children's output goes to this process's stdout/stderr.
+
+Invariant: no process the supervisor started outlives it or its restart. Each child leads its own
+process group (its Sanic worker processes included); when a child exits, or at stop, whatever is left
+of its group is killed. On Linux each child also gets SIGTERM if the supervisor itself dies.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +27,8 @@ log = logging.getLogger(__name__)
 
 RUN_PY = Path(__file__).resolve().parent.parent / "run.py"
 GRACE_SECONDS = 10.0
+STABLE_SECONDS = 30.0
+"""A child that ran this long before exiting is restarted after the shortest backoff."""
 
 
 @dataclass
@@ -32,9 +41,35 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, str(RUN_PY), *self.argv])
+        self.process = subprocess.Popen(
+            [sys.executable, str(RUN_PY), *self.argv], start_new_session=True, preexec_fn=_die_with_parent()
+        )
         self.started_at = time.monotonic()
         log.info("started %s (pid %d)", self.name, self.process.pid)
+
+    def kill_group(self) -> None:
+        """SIGKILL whatever is left of this child's process group (e.g. workers of a killed Sanic main)."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` asking Linux to send the child SIGTERM when the supervisor dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return preexec
 
 
 def children_of(args: argparse.Namespace) -> list[Child]:
@@ -50,6 +85,8 @@ def children_of(args: argparse.Namespace) -> list[Child]:
         str(args.max_open_orders),
         "--batch",
         str(args.batch),
+        "--trim-interval",
+        str(args.trim_interval),
         *(["--data-dir", args.data_dir] if args.data_dir else []),
     ]
     api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
@@ -71,16 +108,18 @@ def run_cluster(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    for child in children:
-        child.start()
     try:
+        for child in children:
+            if not stopping:
+                child.start()
         while not stopping:
             now = time.monotonic()
             for child in children:
                 process = child.process
                 if process is not None and process.poll() is not None:
                     log.warning("%s exited with %s", child.name, process.returncode)
-                    stable = now - child.started_at > 30
+                    child.kill_group()
+                    stable = now - child.started_at > STABLE_SECONDS
                     child.restarts = 0 if stable else child.restarts + 1
                     child.next_start = now + min(0.5 * 2**child.restarts, 10.0)
                     child.process = None
@@ -93,7 +132,10 @@ def run_cluster(args: argparse.Namespace) -> int:
 
 
 def stop_all(children: list[Child]) -> None:
-    """SIGTERM to every child (front ends first), then wait; SIGKILL what is still running after the grace."""
+    """SIGTERM to every child (front ends first), then wait; SIGKILL what is still running after the grace.
+
+    Then SIGKILL each child's process group, so that no worker process of a child outlives it.
+    """
     for child in sorted(children, key=lambda c: c.name == "engine"):
         if child.process is not None and child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
@@ -107,4 +149,5 @@ def stop_all(children: list[Child]) -> None:
             log.warning("%s did not stop in time; killing it", child.name)
             child.process.kill()
             child.process.wait(5)
+        child.kill_group()
     log.info("cluster stopped")
