@@ -136,7 +136,7 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                         url,
                         "--log-level",
                         "warning",
-                        *([] if args.in_memory else ["--data-dir", str(work / "engine-data")]),
+                        *(["--in-memory"] if args.in_memory else ["--data-dir", str(work / "engine-data")]),
                     ],
                     work / "engine.log",
                 )

@@ -43,8 +43,11 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assets", default=env("OPENBELL_ASSETS", DEFAULT_ASSETS), help="ASSET:DECIMALS,...")
     parser.add_argument(
         "--data-dir",
-        default=env("OPENBELL_DATA_DIR"),
-        help="the engine's journal and snapshots (without it the engine keeps nothing across restarts)",
+        default=env("OPENBELL_DATA_DIR", "./data"),
+        help="the engine's journal and snapshots; a restarted engine continues from them (default ./data)",
+    )
+    parser.add_argument(
+        "--in-memory", action="store_true", help="the engine keeps nothing on disk (a restart starts empty)"
     )
     parser.add_argument("--max-open-orders", type=int, default=1000, help="open orders allowed per user")
     parser.add_argument("--batch", type=int, default=256, help="commands read from Redis per XREADGROUP")
@@ -54,7 +57,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="seconds between trims of the journaled part of the command stream (default %(default)s)",
     )
-    parser.add_argument("--switch-interval", type=float, default=0.0005, help="Python thread switch interval (s)")
+    parser.add_argument("--switch-interval", type=float, default=0.005, help="Python thread switch interval (s)")
 
 
 def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
@@ -114,7 +117,7 @@ def run_engine(args: argparse.Namespace) -> int:
     relay = Relay(
         args.redis,
         parse_markets(args.markets, args.assets),
-        data_dir=args.data_dir,
+        data_dir=None if args.in_memory else args.data_dir,
         batch_size=args.batch,
         max_open_orders_per_user=args.max_open_orders,
         trim_interval=args.trim_interval,

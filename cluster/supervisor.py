@@ -87,7 +87,7 @@ def children_of(args: argparse.Namespace) -> list[Child]:
         str(args.batch),
         "--trim-interval",
         str(args.trim_interval),
-        *(["--data-dir", args.data_dir] if args.data_dir else []),
+        *(["--in-memory"] if args.in_memory else ["--data-dir", args.data_dir]),
     ]
     api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
     api += ["--reply-timeout", str(args.reply_timeout)]
