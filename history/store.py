@@ -147,16 +147,32 @@ class HistoryStore:
                         )
                     )
         with self._write_lock:
-            cur = self._conn.cursor()
-            for table, rows in (
-                ("trades", trades),
-                ("orders", orders),
-                ("order_events", changes),
-                ("balance_changes", balances),
-            ):
-                if rows:
-                    cur.executemany(self._sql(_INSERTS[table]), rows)
-            self._conn.commit()
+            try:
+                cur = self._conn.cursor()
+                for table, rows in (
+                    ("trades", trades),
+                    ("orders", orders),
+                    ("order_events", changes),
+                    ("balance_changes", balances),
+                ):
+                    if rows:
+                        cur.executemany(self._sql(_INSERTS[table]), rows)
+                self._conn.commit()
+            except Exception:
+                self._abandon_transaction()
+                raise
+
+    def _abandon_transaction(self) -> None:
+        """After a failed write, so that the retry can succeed: roll back (PostgreSQL refuses every statement
+        in an aborted transaction), or connect again if the connection itself is gone."""
+        try:
+            self._conn.rollback()
+        except Exception:
+            self.close()
+            try:
+                self._conn = self._connect()
+            except Exception:
+                pass  # still down: the next write fails on the closed connection and comes back here
 
     # ----------------------------------------------------------------- reading
     def _read(self, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
