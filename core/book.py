@@ -11,6 +11,12 @@ Orders at one price keep arrival order in a deque. A cancel marks the order dead
 totals at once (O(1) after the index lookup, O(log n) if the level empties); matching skips dead orders
 at the head, and a level compacts its deque when dead entries pile up. Bids are keyed by the negated
 price so that the best level of either side is the first key.
+
+`place` is the hot path, written for CPython's costs: it unpacks the command once instead of reading its
+fields by name, takes a well-formed GTC limit that does not cross straight to the book (the commonest
+order: it only rests), and builds events with `tuple.__new__` (see `_new`). None of this changes what
+any order does or which events it gives; `tests/test_core_properties.py` checks that against a
+reference matcher.
 """
 
 from __future__ import annotations
@@ -38,6 +44,18 @@ SELL = Side.SELL
 EXPIRE_MAKER = SelfTradePrevention.EXPIRE_MAKER
 EXPIRE_TAKER = SelfTradePrevention.EXPIRE_TAKER
 EXPIRE_BOTH = SelfTradePrevention.EXPIRE_BOTH
+
+LIMIT = OrderType.LIMIT
+GTC = TimeInForce.GTC
+FOK = TimeInForce.FOK
+NO_LIQUIDITY = ResultCode.NO_LIQUIDITY
+FOK_NOT_FILLED = ResultCode.FOK_NOT_FILLED
+SELF_TRADE_PREVENTED = ResultCode.SELF_TRADE_PREVENTED
+
+_new = tuple.__new__
+"""Builds an event on the hot path: `_new(OrderFilled, (...all fields in order...))` is the same NamedTuple as
+`OrderFilled(...)` without the Python-level `__new__` a NamedTuple call runs (about a third of an event's cost)."""
+_new_object = object.__new__
 
 
 class RestingOrder:
@@ -95,14 +113,14 @@ class PriceLevel:
 
 def validate_order(cmd: PlaceOrder) -> tuple[ResultCode, str] | None:
     """Shape checks that need no book state. None when the order is well formed."""
-    if cmd.order_type is OrderType.LIMIT:
+    if cmd.order_type is LIMIT:
         if cmd.price is None or not 0 < cmd.price <= MAX_PRICE_TICKS:
             return ResultCode.INVALID_PRICE, "a limit order needs a positive price"
         if cmd.quantity is None or not 0 < cmd.quantity <= MAX_QUANTITY_LOTS:
             return ResultCode.INVALID_QUANTITY, "a limit order needs a positive quantity"
         if cmd.quote_quantity is not None:
             return ResultCode.INVALID_ORDER, "quoteQuantity is only for market buys"
-        if cmd.post_only and cmd.time_in_force is not TimeInForce.GTC:
+        if cmd.post_only and cmd.time_in_force is not GTC:
             return ResultCode.INVALID_ORDER, "postOnly needs timeInForce GTC"
         return None
     if cmd.price is not None:
@@ -121,7 +139,7 @@ def validate_order(cmd: PlaceOrder) -> tuple[ResultCode, str] | None:
         return ResultCode.INVALID_QUANTITY, "a market buy needs a quantity or a quoteQuantity"
     if cmd.quote_quantity is not None and cmd.quote_quantity <= 0:
         return ResultCode.INVALID_AMOUNT, "quoteQuantity must be positive"
-    if cmd.time_in_force is TimeInForce.FOK and cmd.quantity is None:
+    if cmd.time_in_force is FOK and cmd.quantity is None:
         return ResultCode.INVALID_ORDER, "a FOK market buy needs a quantity"
     return None
 
@@ -206,80 +224,114 @@ class OrderBook:
         the fills already made if something raises half-way.
         """
         events: list[object] = out if out is not None else []
+        seq, ts, user_id, _, side, order_type, time_in_force, price, quantity, quote_quantity, _, client_order_id, _ = (
+            cmd
+        )
+        # Fast path for the commonest order: a well-formed GTC limit (what `validate_order` accepts) that does
+        # not cross. It only rests, with the events and state `_place` would give it; anything else goes there.
+        if (
+            order_type is LIMIT
+            and time_in_force is GTC
+            and quote_quantity is None
+            and price is not None
+            and quantity is not None
+            and 0 < price <= MAX_PRICE_TICKS
+            and 0 < quantity <= MAX_QUANTITY_LOTS
+            and seq not in self._orders
+        ):
+            if side is BUY:
+                best = self._best_ask_level
+                rests = best is None or price < best.price
+            else:
+                best = self._best_bid_level
+                rests = best is None or price > best.price
+            if rests:
+                events.append(
+                    _new(
+                        OrderAccepted,
+                        (
+                            self.symbol,
+                            seq,
+                            user_id,
+                            side,
+                            order_type,
+                            time_in_force,
+                            price,
+                            quantity,
+                            None,
+                            client_order_id,
+                            ts,
+                        ),
+                    )
+                )
+                self._rest(seq, user_id, side, price, quantity, 0, ts, client_order_id)
+                self.update_id += 1
+                return events
         self._place(cmd, events)
         return events
 
     def _place(self, cmd: PlaceOrder, events: list[object]) -> None:
+        seq, ts, user_id, _, side, order_type, time_in_force, limit, asked, budget, post_only, client_order_id, stp = (
+            cmd
+        )
+        symbol = self.symbol
         problem = validate_order(cmd)
-        if problem is None and cmd.seq in self._orders:
+        if problem is None and seq in self._orders:
             problem = (ResultCode.INVALID_ORDER, "order id already on the book")
         if problem is not None:
-            events.append(
-                OrderRejected(self.symbol, cmd.seq, cmd.user_id, problem[0], problem[1], cmd.ts, cmd.client_order_id)
-            )
+            events.append(OrderRejected(symbol, seq, user_id, problem[0], problem[1], ts, client_order_id))
             return
-        side = cmd.side
-        limit = cmd.price
-        if cmd.post_only:
+        if post_only:
             best = self.best_ask if side is BUY else self.best_bid
             if best is not None and (best <= limit if side is BUY else best >= limit):  # type: ignore[operator]
                 events.append(
                     OrderRejected(
-                        self.symbol,
-                        cmd.seq,
-                        cmd.user_id,
+                        symbol,
+                        seq,
+                        user_id,
                         ResultCode.POST_ONLY_WOULD_TAKE,
                         "post-only order would take liquidity",
-                        cmd.ts,
-                        cmd.client_order_id,
+                        ts,
+                        client_order_id,
                     )
                 )
                 return
         accepted_at = len(events)
         events.append(
-            OrderAccepted(
-                self.symbol,
-                cmd.seq,
-                cmd.user_id,
-                side,
-                cmd.order_type,
-                cmd.time_in_force,
-                limit,
-                cmd.quantity,
-                cmd.quote_quantity,
-                cmd.client_order_id,
-                cmd.ts,
+            _new(
+                OrderAccepted,
+                (symbol, seq, user_id, side, order_type, time_in_force, limit, asked, budget, client_order_id, ts),
             )
         )
-        quantity = cmd.quantity if cmd.quantity is not None else MAX_QUANTITY_LOTS
-        budget = cmd.quote_quantity
-        if cmd.time_in_force is TimeInForce.FOK and not self._can_fill_completely(cmd, quantity, budget):
-            events.append(
-                OrderExpired(self.symbol, cmd.seq, cmd.user_id, 0, quantity, ResultCode.FOK_NOT_FILLED, cmd.ts)
-            )
+        quantity = asked if asked is not None else MAX_QUANTITY_LOTS
+        if time_in_force is FOK and not self._can_fill_completely(cmd, quantity, budget):
+            events.append(_new(OrderExpired, (symbol, seq, user_id, 0, quantity, FOK_NOT_FILLED, ts)))
             return
-        filled, taker_stopped, budget_left = self._match(cmd, quantity, budget, events)
+        filled, taker_stopped, budget_left = self._match(side, limit, seq, user_id, ts, stp, quantity, budget, events)
         remaining = quantity - filled
         changed = bool(filled) or len(events) > accepted_at + 1
-        if remaining and cmd.quantity is None and taker_stopped is None and filled:
+        if remaining and asked is None and taker_stopped is None and filled:
             # A market buy by quote is done when its budget is spent or cannot buy one more lot at the best ask.
-            best = self.best_ask
+            best_level = self._best_ask_level
             if budget_left == 0 or (
-                best is not None and budget_left is not None and budget_left < best * self._quote_per_tick_lot
+                best_level is not None
+                and budget_left is not None
+                and budget_left < best_level.price * self._quote_per_tick_lot
             ):
                 remaining = 0
         if remaining == 0:
-            events.append(OrderFilled(self.symbol, cmd.seq, cmd.user_id, filled, cmd.ts))
-        elif cmd.order_type is OrderType.LIMIT and cmd.time_in_force is TimeInForce.GTC and taker_stopped is None:
-            self._rest(cmd, quantity, filled)
+            events.append(_new(OrderFilled, (symbol, seq, user_id, filled, ts)))
+        elif order_type is LIMIT and time_in_force is GTC and taker_stopped is None:
+            assert limit is not None
+            self._rest(seq, user_id, side, limit, quantity, filled, ts, client_order_id)
             changed = True
             if filled:
-                events.append(OrderPartiallyFilled(self.symbol, cmd.seq, cmd.user_id, filled, remaining, cmd.ts))
+                events.append(_new(OrderPartiallyFilled, (symbol, seq, user_id, filled, remaining, ts)))
         else:
-            if cmd.quantity is None:  # market buy by quote: nothing was asked in lots
+            if asked is None:  # market buy by quote: nothing was asked in lots
                 remaining = 0
-            reason = taker_stopped or ResultCode.NO_LIQUIDITY
-            events.append(OrderExpired(self.symbol, cmd.seq, cmd.user_id, filled, remaining, reason, cmd.ts))
+            reason = taker_stopped or NO_LIQUIDITY
+            events.append(_new(OrderExpired, (symbol, seq, user_id, filled, remaining, reason, ts)))
         if changed:
             self.update_id += 1
 
@@ -290,7 +342,7 @@ class OrderBook:
             return [OrderRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
         self._remove(order)
         self.update_id += 1
-        return [OrderCanceled(self.symbol, order_id, user_id, order.filled, order.remaining, ts)]
+        return [_new(OrderCanceled, (self.symbol, order_id, user_id, order.filled, order.remaining, ts))]
 
     # ----------------------------------------------------------------- internals
     def _opposite(self, side: Side) -> SortedDict:
@@ -329,31 +381,34 @@ class OrderBook:
         return False
 
     def _match(
-        self, cmd: PlaceOrder, quantity: int, budget: int | None, events: list[object]
+        self,
+        side: Side,
+        limit: int | None,
+        taker_id: int,
+        taker_user: str,
+        ts: int,
+        stp: SelfTradePrevention,
+        quantity: int,
+        budget: int | None,
+        events: list[object],
     ) -> tuple[int, ResultCode | None, int | None]:
-        """Fill `cmd` against the opposite side.
+        """Fill the taker (`taker_id`, up to `quantity` lots or `budget` quote) against the opposite side.
 
         Returns (lots filled, why self-trade prevention stopped the taker or None, quote budget left).
         """
-        side = cmd.side
-        book = self._asks if side is BUY else self._bids
-        changed = self._changed_asks if side is BUY else self._changed_bids
-        limit = cmd.price
-        taker_id = cmd.seq
-        taker_user = cmd.user_id
-        ts = cmd.ts
+        buying = side is BUY
+        changed = self._changed_asks if buying else self._changed_bids
         symbol = self.symbol
         per_lot = self._quote_per_tick_lot
         index = self._orders
+        append = events.append
         remaining = quantity
-        opposite = SELL if side is BUY else BUY
         while remaining:
-            level = self._best_ask_level if side is BUY else self._best_bid_level
+            level = self._best_ask_level if buying else self._best_bid_level
             if level is None:
                 break
             price = level.price
-            key = price if side is BUY else -price
-            if limit is not None and (price > limit if side is BUY else price < limit):
+            if limit is not None and (price > limit if buying else price < limit):
                 break
             if budget is not None:
                 affordable = budget // (price * per_lot)
@@ -369,32 +424,28 @@ class OrderBook:
                     continue
                 if budget is not None and budget < price * per_lot:
                     break  # the budget is spent: no trade, so no self-trade to prevent either
-                if maker.user_id == taker_user:
-                    stp = cmd.stp
+                maker_id = maker.order_id
+                maker_user = maker.user_id
+                maker_remaining = maker.remaining
+                if maker_user == taker_user:
                     if stp is not EXPIRE_TAKER:
                         orders.popleft()
                         maker.live = False
-                        del index[maker.order_id]
+                        del index[maker_id]
                         level.live -= 1
-                        level.total -= maker.remaining
-                        events.append(
-                            OrderExpired(
-                                symbol,
-                                maker.order_id,
-                                maker.user_id,
-                                maker.filled,
-                                maker.remaining,
-                                ResultCode.SELF_TRADE_PREVENTED,
-                                ts,
+                        level.total -= maker_remaining
+                        append(
+                            _new(
+                                OrderExpired,
+                                (symbol, maker_id, maker_user, maker.filled, maker_remaining, SELF_TRADE_PREVENTED, ts),
                             )
                         )
                     if stp is not EXPIRE_MAKER:
                         if not level.live:
-                            del book[key]
-                            self._refresh_best(opposite)
-                        return quantity - remaining, ResultCode.SELF_TRADE_PREVENTED, budget
+                            self._drop_best_level(buying, price)
+                        return quantity - remaining, SELF_TRADE_PREVENTED, budget
                     continue
-                take = remaining if remaining < maker.remaining else maker.remaining
+                take = remaining if remaining < maker_remaining else maker_remaining
                 if budget is not None:
                     affordable = budget // (price * per_lot)
                     if affordable < take:
@@ -403,45 +454,75 @@ class OrderBook:
                             break
                     budget -= take * price * per_lot
                 remaining -= take
-                maker.remaining -= take
-                maker.filled += take
+                maker.remaining = maker_remaining = maker_remaining - take
+                maker.filled = maker_filled = maker.filled + take
                 level.total -= take
                 trade_id = self.next_trade_id
                 self.next_trade_id = trade_id + 1
-                events.append(
-                    TradeExecuted(
-                        symbol, trade_id, price, take, side, maker.order_id, maker.user_id, taker_id, taker_user, ts
+                append(
+                    _new(
+                        TradeExecuted,
+                        (symbol, trade_id, price, take, side, maker_id, maker_user, taker_id, taker_user, ts),
                     )
                 )
-                if maker.remaining == 0:
+                if maker_remaining == 0:
                     orders.popleft()
                     maker.live = False
-                    del index[maker.order_id]
+                    del index[maker_id]
                     level.live -= 1
-                    events.append(OrderFilled(symbol, maker.order_id, maker.user_id, maker.filled, ts))
+                    append(_new(OrderFilled, (symbol, maker_id, maker_user, maker_filled, ts)))
                 else:
-                    events.append(
-                        OrderPartiallyFilled(symbol, maker.order_id, maker.user_id, maker.filled, maker.remaining, ts)
+                    append(
+                        _new(OrderPartiallyFilled, (symbol, maker_id, maker_user, maker_filled, maker_remaining, ts))
                     )
             if not level.live:
-                del book[key]
-                self._refresh_best(opposite)
+                self._drop_best_level(buying, price)
             elif remaining:
                 break  # stopped inside the level: budget ran out
         return quantity - remaining, None, budget
 
-    def _rest(self, cmd: PlaceOrder, quantity: int, filled: int) -> None:
-        price = cmd.price
-        assert price is not None
-        order = RestingOrder(cmd.seq, cmd.user_id, cmd.side, price, quantity, filled, cmd.ts, cmd.client_order_id)
-        if cmd.side is BUY:
+    def _drop_best_level(self, buying: bool, price: int) -> None:
+        """Remove the emptied best level of the side a taker that is `buying` (or selling) matches against."""
+        if buying:
+            asks = self._asks
+            del asks[price]
+            self._best_ask_level = asks.peekitem(0)[1] if asks else None
+        else:
+            bids = self._bids
+            del bids[-price]
+            self._best_bid_level = bids.peekitem(0)[1] if bids else None
+
+    def _rest(
+        self,
+        order_id: int,
+        user_id: str,
+        side: Side,
+        price: int,
+        quantity: int,
+        filled: int,
+        ts: int,
+        client_order_id: str | None,
+    ) -> None:
+        # RestingOrder(...) without the call to its __init__: the same fields, set here.
+        order = _new_object(RestingOrder)
+        order.order_id = order_id
+        order.user_id = user_id
+        order.side = side
+        order.price = price
+        order.quantity = quantity
+        order.remaining = remaining = quantity - filled
+        order.filled = filled
+        order.ts = ts
+        order.client_order_id = client_order_id
+        order.live = True
+        if side is BUY:
             book, key, changed = self._bids, -price, self._changed_bids
         else:
             book, key, changed = self._asks, price, self._changed_asks
         level = book.get(key)
         if level is None:
             level = book[key] = PriceLevel(price)
-            if cmd.side is BUY:
+            if side is BUY:
                 best = self._best_bid_level
                 if best is None or price > best.price:
                     self._best_bid_level = level
@@ -450,9 +531,9 @@ class OrderBook:
                 if best is None or price < best.price:
                     self._best_ask_level = level
         level.orders.append(order)
-        level.total += order.remaining
+        level.total += remaining
         level.live += 1
-        self._orders[cmd.seq] = order
+        self._orders[order_id] = order
         changed.add(price)
 
     def _remove(self, order: RestingOrder) -> None:

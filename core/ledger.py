@@ -25,6 +25,9 @@ FEE_ACCOUNT = "#fees"
 
 BUY = Side.BUY
 LIMIT = OrderType.LIMIT
+OK = ResultCode.OK
+UNKNOWN_ORDER = ResultCode.UNKNOWN_ORDER
+_new_object = object.__new__
 
 
 class Balance:
@@ -165,45 +168,64 @@ class Ledger:
         A market buy sized only in base gets as budget everything available in quote; the order sent
         on to the book then carries that budget as its `quote_quantity`.
         """
-        spec = self.markets.get(cmd.market)
+        seq, ts, user_id, market, side, order_type, _, price, quantity, quote_quantity, _, client_order_id, _ = cmd
+        spec = self.markets.get(market)
         if spec is None:
             return ResultCode.UNKNOWN_MARKET, cmd
-        if cmd.seq in self.holds:
+        holds = self.holds
+        if seq in holds:
             return ResultCode.INVALID_ORDER, cmd
-        user_id = cmd.user_id
         account = self._accounts.get(user_id) or _NO_ACCOUNT
         # Balance rows are looked up, not created: a refused order must leave no trace.
-        if cmd.side is BUY:
+        if side is BUY:
             asset = spec.quote.symbol
             balance = account.get(asset) or _EMPTY
-            if cmd.order_type is LIMIT:
-                if cmd.price is None or cmd.quantity is None:
+            if order_type is LIMIT:
+                if price is None or quantity is None:
                     return ResultCode.INVALID_ORDER, cmd
-                amount = cmd.price * cmd.quantity * spec.quote_units_per_tick_lot
-            elif cmd.quote_quantity is not None:
-                amount = cmd.quote_quantity
+                amount = price * quantity * spec.quote_units_per_tick_lot
+            elif quote_quantity is not None:
+                amount = quote_quantity
             else:
                 amount = balance.available
                 if amount > 0:
                     cmd = _with_budget(cmd, amount)
+            receive_asset = spec.base.symbol
         else:
-            if cmd.quantity is None:
+            if quantity is None:
                 return ResultCode.INVALID_QUANTITY, cmd
             asset = spec.base.symbol
             balance = account.get(asset) or _EMPTY
-            amount = cmd.quantity * spec.base_units_per_lot
+            amount = quantity * spec.base_units_per_lot
+            receive_asset = spec.quote.symbol
         if amount <= 0 or balance.available < amount:
             return ResultCode.INSUFFICIENT_FUNDS, cmd
         balance.available -= amount
         balance.locked += amount
         self._changed[balance] = None
-        # The row that fills pay into is opened by the first fill (`_receiving`), not here.
-        hold = self.holds[cmd.seq] = Hold(cmd, asset, amount, balance, None)
+        # Hold(...) without the call to its __init__: the same fields, set here. The row that fills pay into
+        # is taken if it exists; if not, the first fill opens it (`_receiving`).
+        hold = _new_object(Hold)
+        hold.order_id = seq
+        hold.user_id = user_id
+        hold.market = market
+        hold.side = side
+        hold.order_type = order_type
+        hold.price = price
+        hold.quantity = quantity
+        hold.filled = 0
+        hold.asset = asset
+        hold.amount = amount
+        hold.ts = ts
+        hold.client_order_id = client_order_id
+        hold.balance = balance
+        hold.receive = account.get(receive_asset)
+        holds[seq] = hold
         user_holds = self._user_holds.get(user_id)
         if user_holds is None:
             user_holds = self._user_holds[user_id] = {}
-        user_holds[cmd.seq] = hold
-        return ResultCode.OK, cmd
+        user_holds[seq] = hold
+        return OK, cmd
 
     def release(self, order_id: int) -> None:
         """Give back all that is still held for `order_id` and forget the order."""
@@ -220,28 +242,45 @@ class Ledger:
 
     def settle(self, events: list[object]) -> None:
         """Apply the book's events: move funds for trades, release what ended orders still hold."""
+        holds = self.holds
+        changed = self._changed
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
                 self._settle_trade(event)  # type: ignore[arg-type]
-            elif kind in _RELEASING:
-                if kind is OrderRejected and event.code is ResultCode.UNKNOWN_ORDER:  # type: ignore[attr-defined]
-                    continue  # a refused cancel: whatever order has that id (maybe another user's) is untouched
-                self.release(event.order_id)  # type: ignore[attr-defined]
+            elif (
+                kind is OrderFilled
+                or kind is OrderExpired
+                or kind is OrderCanceled
+                # A refused cancel: whatever order has that id (maybe another user's) is untouched.
+                or (kind is OrderRejected and event.code is not UNKNOWN_ORDER)  # type: ignore[attr-defined]
+            ):
+                # `release(event.order_id)`, inline: order_id is field 1 of each of these events.
+                order_id = event[1]  # type: ignore[index]
+                hold = holds.pop(order_id, None)
+                if hold is None:
+                    continue
+                del self._user_holds[hold.user_id][order_id]
+                amount = hold.amount
+                if amount:
+                    balance = hold.balance
+                    balance.locked -= amount
+                    balance.available += amount
+                    changed[balance] = None
 
     def _settle_trade(self, trade: TradeExecuted) -> None:
-        spec = self.markets[trade.market]
+        market, _, price, quantity, taker_side, maker_order_id, _, taker_order_id, _, _ = trade
+        spec = self.markets[market]
         per_lot = spec.quote_units_per_tick_lot
-        quantity = trade.quantity
-        quote = trade.price * quantity * per_lot
+        quote = price * quantity * per_lot
         base = quantity * spec.base_units_per_lot
         holds = self.holds
-        if trade.taker_side is BUY:
-            buyer, buyer_bps = holds[trade.taker_order_id], spec.taker_fee_bps
-            seller, seller_bps = holds[trade.maker_order_id], spec.maker_fee_bps
+        if taker_side is BUY:
+            buyer, buyer_bps = holds[taker_order_id], spec.taker_fee_bps
+            seller, seller_bps = holds[maker_order_id], spec.maker_fee_bps
         else:
-            buyer, buyer_bps = holds[trade.maker_order_id], spec.maker_fee_bps
-            seller, seller_bps = holds[trade.taker_order_id], spec.taker_fee_bps
+            buyer, buyer_bps = holds[maker_order_id], spec.maker_fee_bps
+            seller, seller_bps = holds[taker_order_id], spec.taker_fee_bps
         changed = self._changed
 
         # Buyer pays quote from its hold and receives base less its fee; a limit buy that paid less
@@ -265,11 +304,12 @@ class Ledger:
         # Seller gives base from its hold and receives quote less its fee.
         seller.amount -= base
         seller.filled += quantity
-        seller.balance.locked -= base
+        paying = seller.balance
+        paying.locked -= base
         seller_fee = quote * seller_bps // 10_000 if seller_bps else 0
         receiving = seller.receive or self._receiving(seller, spec.quote.symbol)
         receiving.available += quote - seller_fee
-        changed[seller.balance] = None
+        changed[paying] = None
         changed[receiving] = None
 
         if fee:
@@ -381,25 +421,12 @@ class Ledger:
 
 
 def _with_budget(cmd: PlaceOrder, budget: int) -> PlaceOrder:
-    return PlaceOrder(
-        cmd.seq,
-        cmd.ts,
-        cmd.user_id,
-        cmd.market,
-        cmd.side,
-        cmd.order_type,
-        cmd.time_in_force,
-        cmd.price,
-        cmd.quantity,
-        budget,
-        cmd.post_only,
-        cmd.client_order_id,
-        cmd.stp,
-    )
+    """`cmd` with `budget` as its quote_quantity (built as in `cmd._replace`, without its Python-level calls)."""
+    fields = list(cmd)
+    fields[9] = budget  # quote_quantity
+    return tuple.__new__(PlaceOrder, fields)
 
 
 _NO_ACCOUNT: dict[str, Balance] = {}
 _EMPTY = Balance("", "")
 """Stands in for a balance row that does not exist yet: nothing available, never written to."""
-
-_RELEASING = frozenset({OrderFilled, OrderCanceled, OrderExpired, OrderRejected})
