@@ -136,6 +136,9 @@ class BalanceChanged(NamedTuple):
     available: int
     locked: int
     ts: int
+    change_id: int = 0
+    """Ledger-wide, increasing by one per BalanceChanged: orders two changes within one millisecond, and
+    is the same when replay makes the event again (the history store's key)."""
 
 
 class DepthUpdated(NamedTuple):

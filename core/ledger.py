@@ -92,6 +92,8 @@ class Ledger:
         self._user_holds: dict[str, dict[int, Hold]] = {}
         """Open orders by user, then id."""
         self._deposits: dict[str, tuple[str, str, int]] = {}
+        self.change_id = 0
+        """The change_id of the last BalanceChanged drained."""
         self._changed: dict[Balance, None] = {}
         """Balances changed since the last drain, in the order they first changed (a dict: deterministic order)."""
 
@@ -330,7 +332,12 @@ class Ledger:
         order the balances first changed (so the same inputs give the same events)."""
         if not self._changed:
             return []
-        out = [BalanceChanged(b.user_id, b.asset, b.available, b.locked, ts) for b in self._changed]
+        first = self.change_id + 1
+        out = [
+            BalanceChanged(b.user_id, b.asset, b.available, b.locked, ts, change_id)
+            for change_id, b in enumerate(self._changed, first)
+        ]
+        self.change_id = first + len(out) - 1
         self._changed.clear()
         return out
 
@@ -364,6 +371,7 @@ class Ledger:
                 for h in self.holds.values()
             ],
             "deposits": {txn: list(value) for txn, value in self._deposits.items()},
+            "change_id": self.change_id,
         }
 
     @classmethod
@@ -395,6 +403,7 @@ class Ledger:
             ledger._user_holds.setdefault(user_id, {})[order_id] = hold
         for txn, (user, asset, amount) in state["deposits"].items():
             ledger._deposits[txn] = (user, asset, amount)
+        ledger.change_id = state.get("change_id", 0)
         return ledger
 
     # ----------------------------------------------------------------- checks

@@ -6,7 +6,8 @@ Rows are the engine's events as they are, column for column, so storing one cost
 - `orders`: every accepted order as its `OrderAccepted` said it (side, type, price, quantity...);
 - `order_events`: every change of an order's state (status, filled, remaining, reason), in order;
   an order's current state is its newest row;
-- `balance_changes`: every `BalanceChanged` (user, asset, available, locked, ts).
+- `balance_changes`: every `BalanceChanged` (user, asset, available, locked, ts, change_id); change_id
+  orders them and keys them.
 
 Writes are idempotent (keys and unique constraints, inserts that ignore duplicates), so the writer may
 replay events after a crash without storing anything twice.
@@ -49,14 +50,14 @@ SCHEMA = [
         UNIQUE (order_id, status, filled, remaining))""",
     """CREATE TABLE IF NOT EXISTS balance_changes (
         user_id TEXT NOT NULL, asset TEXT NOT NULL, available NUMERIC NOT NULL, locked NUMERIC NOT NULL,
-        ts BIGINT NOT NULL, UNIQUE (user_id, asset, ts, available, locked))""",
+        ts BIGINT NOT NULL, change_id BIGINT PRIMARY KEY)""",
 ]
 
 _INSERTS = {
     "trades": "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?)",
     "orders": "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     "order_events": "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?,?)",
-    "balance_changes": "INSERT OR IGNORE INTO balance_changes VALUES (?,?,?,?,?)",
+    "balance_changes": "INSERT OR IGNORE INTO balance_changes VALUES (?,?,?,?,?,?)",
 }
 
 

@@ -139,15 +139,10 @@ def db_final_states(url: str) -> dict[int, tuple[str, int, int]]:
 
 
 def db_final_balances(url: str) -> dict[tuple[str, str], tuple[int, int]]:
-    """Per (user, asset), (available, locked) of its last balance_changes row.
-
-    Rows of one command share its `ts`; among them the last inserted is the newest (the writer inserts in
-    event order): SQLite's rowid, and PostgreSQL's ctid in a table that only ever had rows appended.
-    """
-    physical = "ctid" if is_postgres(url) else "rowid"
+    """Per (user, asset), (available, locked) of its newest balance_changes row (by change_id)."""
     last: dict[tuple[str, str], tuple[int, int]] = {}
     for user, asset, available, locked in read(
-        url, f"SELECT user_id, asset, available, locked FROM balance_changes ORDER BY ts, {physical}"
+        url, "SELECT user_id, asset, available, locked FROM balance_changes ORDER BY change_id"
     ):
         last[(user, asset)] = (available, locked)
     return last
@@ -408,12 +403,6 @@ def test_storing_the_same_events_twice_stores_each_once(history_url: str, sequen
     assert db_trades(history_url) == trades_of(sequence_events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: balance_changes is unique on (user, asset, ts, available, locked), so a balance that "
-    "returns within one millisecond to a value it already had at that ts (deposit, then a post-only order "
-    "held and released) is dropped as a duplicate, and the newest row no longer is the balance",
-)
 def test_a_balance_that_returns_to_an_earlier_value_within_one_millisecond_is_still_the_newest_row(
     history_url: str, engines: list[Engine]
 ) -> None:

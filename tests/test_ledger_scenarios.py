@@ -330,11 +330,12 @@ def test_drain_changes_reports_each_touched_balance_once_with_its_value_now(venu
     changes = venue.ledger.drain_changes(ts=2)
 
     # In the order the balances first changed: the buyer's hold, its fill, then the seller's side.
+    # change_id goes on from the earlier drain (2 balances changed then) without a gap.
     assert changes == [
-        BalanceChanged("buyer", "INR", inr("800"), 0, 2),
-        BalanceChanged("buyer", "TATA", tata("2"), 0, 2),
-        BalanceChanged("seller", "TATA", 0, tata("3"), 2),
-        BalanceChanged("seller", "INR", inr("200"), 0, 2),
+        BalanceChanged("buyer", "INR", inr("800"), 0, 2, 3),
+        BalanceChanged("buyer", "TATA", tata("2"), 0, 2, 4),
+        BalanceChanged("seller", "TATA", 0, tata("3"), 2, 5),
+        BalanceChanged("seller", "INR", inr("200"), 0, 2, 6),
     ]
     assert venue.ledger.drain_changes(ts=3) == []
     venue.check_invariants()
