@@ -97,6 +97,9 @@ class RemoteEngine:
         self._connected = False
         self._listener: asyncio.Task[None] | None = None
         self._became_ready: asyncio.Event | None = None
+        self._outbox: list[tuple[bytes, asyncio.Future[None]]] = []
+        """Commands waiting to be written; all those of one loop pass go in one pipeline."""
+        self._flushing = False
 
     # ----------------------------------------------------------------- life cycle
     async def start(self, wait: float = 2.0) -> None:
@@ -149,29 +152,68 @@ class RemoteEngine:
         wait = self.reply_timeout if timeout is None else timeout
         request_id = f"{self.api_id}:{command.seq}"
         deadline_ms = time.time_ns() // 1_000_000 + int(wait * 1000)
-        payload = dumps(RoutedCommand(request_id, self.reply_to, deadline_ms, command))
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        payload = dumps(RoutedCommand(request_id, self.reply_to, deadline_ms, command)).encode()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Reply] = loop.create_future()
+        written: asyncio.Future[None] = loop.create_future()
         self._waiters[request_id] = future
+        self._outbox.append((payload, written))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._start_flush)
+        handle = loop.call_later(wait, _expire, future)
         try:
             try:
-                await self._client.xadd(COMMANDS, {"m": payload})
+                await written
             except redis.TimeoutError:
                 # The entry may or may not be in the stream: the outcome is unknown, like a late reply.
                 raise EngineTimeout(
                     f"request {request_id}: redis did not confirm the command; outcome unknown"
                 ) from None
-            except (redis.RedisError, OSError) as error:
-                self._lost(error)
+            except (redis.RedisError, OSError):
                 raise EngineUnavailable("redis is not reachable") from None
             try:
-                reply = await asyncio.wait_for(future, wait)
+                reply = await future
             except TimeoutError:
                 raise EngineTimeout(f"no reply to request {request_id} in {wait:g}s; its outcome is unknown") from None
         finally:
+            handle.cancel()
             self._waiters.pop(request_id, None)
         if reply.code is ResultCode.ENGINE_UNAVAILABLE:
             raise EngineUnavailable(reply.message)
         return reply
+
+    def _start_flush(self) -> None:
+        asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """Write everything in the outbox, one pipeline (one round trip) per pass, until it is empty."""
+        try:
+            while self._outbox:
+                batch, self._outbox = self._outbox, []
+                client = self._client
+                error: BaseException | None = None
+                try:
+                    if client is None:
+                        raise redis.ConnectionError("not connected")
+                    pipe = client.pipeline(transaction=False)
+                    for payload, _ in batch:
+                        pipe.xadd(COMMANDS, {"m": payload})
+                    await pipe.execute()
+                except redis.TimeoutError as timeout:
+                    error = timeout
+                except (redis.RedisError, OSError) as failure:
+                    self._lost(failure)
+                    error = failure
+                for _, written in batch:
+                    if written.done():
+                        continue
+                    if error is None:
+                        written.set_result(None)
+                    else:
+                        written.set_exception(error)
+        finally:
+            self._flushing = False
 
     # ----------------------------------------------------------------- replies in
     def _lost(self, error: object) -> None:
@@ -226,3 +268,8 @@ async def _close_quietly(pubsub: Any) -> None:
         await pubsub.aclose()
     except Exception:
         pass
+
+
+def _expire(future: asyncio.Future[Reply]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())

@@ -50,13 +50,33 @@ def _field_plan(cls: type) -> tuple[tuple[str, Any], ...]:
     return plan
 
 
+_PLAIN = (int, str, bool, type(None))
+_FAST: dict[type, tuple[str, tuple[str, ...]]] = {}
+
+
+def _fast_record(value: Any) -> dict[str, Any] | None:
+    """NamedTuple records (events, orders, replies: the bulk of the traffic) without per-field lookups."""
+    kind = type(value)
+    plan = _FAST.get(kind)
+    if plan is None:
+        if kind not in _NAMED_TUPLES:
+            return None
+        plan = _FAST[kind] = (kind.__name__, tuple(name for name, _ in _field_plan(kind)))
+    out: dict[str, Any] = {"@": plan[0]}
+    for name, item in zip(plan[1], value):
+        out[name] = item if type(item) in _PLAIN else to_wire(item)
+    return out
+
+
 def to_wire(value: Any) -> Any:
     """A JSON-able form of `value`."""
     if value is None or type(value) in (int, str, bool):
         return value
     if isinstance(value, Enum):
         return value.value
-    if (dataclasses.is_dataclass(value) and not isinstance(value, type)) or type(value) in _NAMED_TUPLES:
+    if type(value) in _NAMED_TUPLES:
+        return _fast_record(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         out: dict[str, Any] = {"@": type(value).__name__}
         for name, _ in _field_plan(type(value)):
             out[name] = to_wire(getattr(value, name))
