@@ -213,9 +213,15 @@ class Relay:
             pass
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 3)
+        except TimeoutError:
+            log.warning("relay tasks did not stop within 3 s")
         if self._redis is not None:
-            await self._redis.aclose()
+            try:
+                await asyncio.wait_for(self._redis.aclose(), 2)
+            except (redis.RedisError, OSError, TimeoutError):
+                pass
         log.info("relay stopped: %s", self.stats)
 
     # ----------------------------------------------------------------- commands in
@@ -445,9 +451,12 @@ class Relay:
     async def _trim_forever(self) -> None:
         """Trim the command stream below what the group still needs, now and then (see the module docstring)."""
         assert self._trim_due is not None
-        while True:
+        while not self.stopping.is_set():
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancel that lands as the
+            # timeout fires, and this loop would then outlive the relay's shutdown.
             try:
-                await asyncio.wait_for(self._trim_due.wait(), self.trim_interval)
+                async with asyncio.timeout(self.trim_interval):
+                    await self._trim_due.wait()
             except TimeoutError:
                 pass
             self._trim_due.clear()
