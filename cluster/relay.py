@@ -69,7 +69,7 @@ from openbell.core.commands import (
     PlaceOrder,
 )
 from openbell.core.grid import MarketSpec
-from openbell.core.marketdata import INTERVALS, KlineSnapshot
+from openbell.core.marketdata import INTERVALS
 from openbell.core.types import ResultCode
 
 log = logging.getLogger(__name__)
@@ -567,20 +567,7 @@ def _portable(command: Any, reply: Reply) -> Reply:
         name = INTERVAL_NAMES.get(command.interval_seconds, str(command.interval_seconds))
         now = time.time()
         snapshots = tuple(
-            KlineSnapshot(
-                command.market,
-                name,
-                c.start,
-                c.end,
-                c.open,
-                c.high,
-                c.low,
-                c.close,
-                c.volume,
-                c.quote_volume,
-                c.trades,
-                c.end <= now,
-            )
+            c.snapshot(command.market, name, c.end <= now)
             for c in reply.data  # type: ignore[attr-defined]
         )
         return Reply(reply.seq, reply.code, reply.message, snapshots)

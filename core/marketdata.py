@@ -85,6 +85,22 @@ class Candle:
         self.quote_volume += other.quote_volume
         self.trades += other.trades
 
+    def snapshot(self, market: str, interval_name: str, closed: bool) -> KlineSnapshot:
+        return KlineSnapshot(
+            market,
+            interval_name,
+            self.start,
+            self.end,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+            self.quote_volume,
+            self.trades,
+            closed,
+        )
+
     def copy(self) -> Candle:
         c = Candle(self.start, self.interval, self.open)
         c.high, c.low, c.close = self.high, self.low, self.close
@@ -204,32 +220,6 @@ class MarketData:
                 out.append(candle)
         return out
 
-    def current_kline(self, interval_name: str, now_seconds: int) -> KlineSnapshot | None:
-        """The candle of `interval_name` that holds the newest trade, marked closed if `now` is past it."""
-        if not self._minutes:
-            return None
-        interval = INTERVALS[interval_name]
-        newest_minute = self._minutes.peekitem(-1)[0]
-        bucket = bucket_start(newest_minute, interval)
-        candles = self.klines(interval, bucket, bucket + interval, 1)
-        if not candles:
-            return None
-        c = candles[0]
-        return KlineSnapshot(
-            self.market,
-            interval_name,
-            c.start,
-            c.end,
-            c.open,
-            c.high,
-            c.low,
-            c.close,
-            c.volume,
-            c.quote_volume,
-            c.trades,
-            now_seconds >= c.end,
-        )
-
     def _aggregate(self, start: int, end: int, interval: int) -> Candle | None:
         out: Candle | None = None
         for minute_start in self._minutes.irange(start, end, inclusive=(True, False)):
@@ -270,21 +260,7 @@ class MarketData:
             previous = self._published.get(name)
             if previous is not None and previous.start != start and not previous.closed:
                 out.append(_closed_copy(previous))
-            c = self._combined(self._closed[name], current, start, interval)
-            snapshot = KlineSnapshot(
-                self.market,
-                name,
-                c.start,
-                c.end,
-                c.open,
-                c.high,
-                c.low,
-                c.close,
-                c.volume,
-                c.quote_volume,
-                c.trades,
-                False,
-            )
+            snapshot = self._combined(self._closed[name], current, start, interval).snapshot(self.market, name, False)
             self._published[name] = snapshot
             out.append(snapshot)
         day = self._combined(self._closed["24h"], current, minute + 60 - 86400, 86400)
