@@ -155,7 +155,7 @@ def build_ws_app(redis_url: str) -> Any:
     from openbell.cluster.remote import RemoteEngine
 
     engine = RemoteEngine(redis_url, bus=RedisEventBus(redis_url))
-    app = Sanic("openbell_ws")
+    app = Sanic("openbell_ws", configure_logging=False)  # logging is configured once, in main
     app.ctx.engine = engine
 
     @app.get("/health")

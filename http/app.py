@@ -342,7 +342,7 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
 
 def create_app(engine: Engine, *, name: str = "openbell", websocket: bool = True) -> Sanic:
     """The app for one process. The caller owns the engine's life cycle (start before serving, stop after)."""
-    app = Sanic(name)
+    app = Sanic(name, configure_logging=False)  # run.py configures logging once, for every logger
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.OAS_UI_DEFAULT = "swagger"
