@@ -153,7 +153,6 @@ def parse_markets(markets: str, assets: str) -> list:
 
 
 CLUSTER_MODES = ("engine", "api", "ws", "cluster")
-TOOLS = ("inspect",)
 
 
 def main(argv: list[str] | None = None) -> int:

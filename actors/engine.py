@@ -30,7 +30,7 @@ from openbell.actors.balance import BalanceActor, BalanceCore, Intake
 from openbell.actors.bus import EventBus, InProcessEventBus
 from openbell.actors.market import MarketActor, MarketCore
 from openbell.actors.messages import WAKE, MarketQuery, Reply
-from openbell.core.commands import AddMarket, GetDepth, GetKlines, GetTicker, GetTrades, restamp
+from openbell.core.commands import MARKET_QUERIES, AddMarket, restamp
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.types import ResultCode
 
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 Recorder = Callable[[str, object], None]
 ReplyCallback = Callable[[Reply], None]
 C = TypeVar("C")
-
-MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
 
 
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -92,6 +90,7 @@ class Engine:
         self._seq = itertools.count(1)
         self._waiters: dict[int, Any] = {}
         self._specs: dict[str, MarketSpec] = {}
+        self._assets: dict[str, Asset] = {}
         self._market_refs: dict[str, pykka.ActorRef] = {}
         self.market_cores: dict[str, MarketCore] = {}
         self.balance_core = BalanceCore(max_open_orders_per_user)
@@ -205,12 +204,9 @@ class Engine:
         return MappingProxyType(self._specs)
 
     @property
-    def assets(self) -> dict[str, Asset]:
-        out: dict[str, Asset] = {}
-        for spec in list(self._specs.values()):
-            out.setdefault(spec.base.symbol, spec.base)
-            out.setdefault(spec.quote.symbol, spec.quote)
-        return out
+    def assets(self) -> Mapping[str, Asset]:
+        """Assets of the running markets by symbol (read-only view, kept as markets start)."""
+        return MappingProxyType(self._assets)
 
     def _spawn_market(self, spec: MarketSpec) -> pykka.ActorRef:
         """Called by the balance actor when it accepts a new market: the market trades at once."""
@@ -224,6 +220,8 @@ class Engine:
         self.market_cores[spec.symbol] = core
         self._market_refs[spec.symbol] = ref
         self._specs[spec.symbol] = spec
+        self._assets.setdefault(spec.base.symbol, spec.base)
+        self._assets.setdefault(spec.quote.symbol, spec.quote)
         log.info("market %s started", spec.symbol)
         return ref
 
@@ -253,7 +251,7 @@ class Engine:
         seq = command.seq
         self._waiters[seq] = future
         self._route(command)
-        handle = loop.call_later(timeout if timeout is not None else self.reply_timeout, _expire, future)
+        handle = loop.call_later(timeout if timeout is not None else self.reply_timeout, expire, future)
         try:
             reply = await future
         except TimeoutError:
@@ -335,6 +333,7 @@ def _resolve(items: list[tuple[asyncio.Future[Reply], Reply]]) -> None:
             future.set_result(reply)
 
 
-def _expire(future: asyncio.Future[Reply]) -> None:
+def expire(future: asyncio.Future[Reply]) -> None:
+    """A reply timer's end: fail the waiting future with TimeoutError unless its reply came."""
     if not future.done():
         future.set_exception(TimeoutError())

@@ -21,7 +21,7 @@ from openbell.actors.bus import EventBus
 from openbell.actors.messages import MarketQuery, MatchBatch, Reply, Settlement
 from openbell.core.book import OrderBook
 from openbell.core.commands import CancelOrder, GetDepth, GetKlines, GetTicker, GetTrades, PlaceOrder
-from openbell.core.events import DepthUpdated, OrderAccepted, OrderRejected, TradeExecuted
+from openbell.core.events import DepthUpdated, OrderAccepted, TradeExecuted
 from openbell.core.grid import MarketSpec
 from openbell.core.marketdata import MAX_KLINES, MarketData
 from openbell.core.types import ResultCode
@@ -179,7 +179,3 @@ class MarketActor(pykka.ThreadingActor):
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:  # type: ignore[no-untyped-def]
         log.error("market actor %s stopped by %s: %s", self.symbol, exception_type, exception_value)
-
-
-def rejected(market: str, command: PlaceOrder, code: ResultCode, reason: str) -> OrderRejected:
-    return OrderRejected(market, command.seq, command.user_id, code, reason, command.ts, command.client_order_id)

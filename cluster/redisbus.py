@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from openbell.actors.bus import InProcessEventBus
 from openbell.cluster import EVENT_PATTERN
 from openbell.core.codec import CodecError, loads
 from openbell.core.events import TradeExecuted
@@ -38,12 +38,13 @@ RECENT_TRADES = 4096
 """Trades remembered to deliver each once."""
 
 
-class RedisEventBus:
+class RedisEventBus(InProcessEventBus):
+    """An in-process bus (local `subscribe`/`publish`) fed from Redis pub/sub instead of from actors."""
+
     def __init__(self, redis_url: str) -> None:
+        super().__init__()
         self.redis_url = redis_url
-        self._subscribers: tuple[Subscriber, ...] = ()
         self._interruption_listeners: tuple[InterruptionListener, ...] = ()
-        self._lock = threading.Lock()
         self._wanted: dict[str, int] = {}
         self._selective = False
         self._recent_trades: OrderedDict[tuple[str, int], None] = OrderedDict()
@@ -54,16 +55,6 @@ class RedisEventBus:
         self.connected = False
 
     # ----------------------------------------------------------------- the bus interface
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        with self._lock:
-            self._subscribers = (*self._subscribers, subscriber)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._subscribers = tuple(s for s in self._subscribers if s is not subscriber)
-
-        return unsubscribe
-
     def on_interrupted(self, listener: InterruptionListener) -> Callable[[], None]:
         with self._lock:
             self._interruption_listeners = (*self._interruption_listeners, listener)
@@ -162,7 +153,7 @@ class RedisEventBus:
                         self._deliver(message)
             except asyncio.CancelledError:
                 self.connected = False
-                await _close_quietly(pubsub)
+                await close_quietly(pubsub)
                 raise
             except (redis.RedisError, OSError) as error:
                 was_connected = self.connected
@@ -171,7 +162,7 @@ class RedisEventBus:
                 if was_connected:
                     log.warning("event bus lost redis: %s", error)
                     self._interrupted(f"event feed lost: {error}")
-            await _close_quietly(pubsub)
+            await close_quietly(pubsub)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -192,13 +183,7 @@ class RedisEventBus:
             return
         if any(type(event) is TradeExecuted for event in events):
             events = tuple(event for event in events if type(event) is not TradeExecuted or self._first_sight(event))
-            if not events:
-                return
-        for subscriber in self._subscribers:
-            try:
-                subscriber(events)
-            except Exception:
-                log.exception("event subscriber %r failed", subscriber)
+        self.publish(events)
 
     def _first_sight(self, trade: TradeExecuted) -> bool:
         key = (trade.market, trade.trade_id)
@@ -210,19 +195,9 @@ class RedisEventBus:
             recent.popitem(last=False)
         return True
 
-    def publish(self, events: Sequence[object]) -> None:
-        """Deliver `events` to local subscribers (this bus only reads; the engine's relay publishes)."""
-        self._deliver_local(tuple(events))
 
-    def _deliver_local(self, events: tuple[object, ...]) -> None:
-        for subscriber in self._subscribers:
-            try:
-                subscriber(events)
-            except Exception:
-                log.exception("event subscriber %r failed", subscriber)
-
-
-async def _close_quietly(pubsub: Any) -> None:
+async def close_quietly(pubsub: Any) -> None:
+    """Close a pub/sub connection that may already be broken."""
     try:
         await pubsub.aclose()
     except Exception:

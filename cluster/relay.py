@@ -56,26 +56,13 @@ from openbell.cluster import (
     channels_of,
 )
 from openbell.core.codec import CodecError, dumps, loads
-from openbell.core.commands import (
-    AddMarket,
-    CancelOrder,
-    Deposit,
-    GetBalances,
-    GetDepth,
-    GetKlines,
-    GetOpenOrders,
-    GetTicker,
-    GetTrades,
-    PlaceOrder,
-)
+from openbell.core.commands import QUERIES, STATE_CHANGING, AddMarket, GetKlines, PlaceOrder
 from openbell.core.grid import MarketSpec
 from openbell.core.marketdata import INTERVALS
 from openbell.core.types import ResultCode
 
 log = logging.getLogger(__name__)
 
-STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket)
-QUERIES = (GetBalances, GetOpenOrders, GetDepth, GetTrades, GetTicker, GetKlines)
 ALLOWED = STATE_CHANGING + QUERIES
 INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
 

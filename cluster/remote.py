@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 
-from openbell.actors.engine import EngineTimeout, EngineUnavailable
+from openbell.actors.engine import EngineTimeout, EngineUnavailable, expire
 from openbell.actors.messages import Reply
 from openbell.cluster import COMMANDS, MARKETS, REGISTRY, MarketListed, RoutedCommand, RoutedReply, reply_channel
-from openbell.cluster.redisbus import RedisEventBus
+from openbell.cluster.redisbus import RedisEventBus, close_quietly
 from openbell.core.codec import CodecError, dumps, loads
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.types import ResultCode
@@ -50,8 +50,8 @@ class Registry:
         return MappingProxyType(self._specs)
 
     @property
-    def assets(self) -> dict[str, Asset]:
-        return dict(self._assets)
+    def assets(self) -> Mapping[str, Asset]:
+        return MappingProxyType(self._assets)
 
     def add(self, spec: MarketSpec) -> None:
         if self._specs.get(spec.symbol) == spec:
@@ -138,7 +138,7 @@ class RemoteEngine:
         return self.registry.markets
 
     @property
-    def assets(self) -> dict[str, Asset]:
+    def assets(self) -> Mapping[str, Asset]:
         return self.registry.assets
 
     # ----------------------------------------------------------------- entry
@@ -161,7 +161,7 @@ class RemoteEngine:
         if not self._flushing:
             self._flushing = True
             loop.call_soon(self._start_flush)
-        handle = loop.call_later(wait, _expire, future)
+        handle = loop.call_later(wait, expire, future)
         try:
             try:
                 await written
@@ -239,11 +239,11 @@ class RemoteEngine:
                     if message is not None:
                         self._on_message(message)
             except asyncio.CancelledError:
-                await _close_quietly(pubsub)
+                await close_quietly(pubsub)
                 raise
             except (redis.RedisError, OSError) as error:
                 self._lost(error)
-            await _close_quietly(pubsub)
+            await close_quietly(pubsub)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
@@ -261,15 +261,3 @@ class RemoteEngine:
             self.registry.add(decoded.spec)
         else:
             log.warning("unexpected %s on %r", type(decoded).__name__, message.get("channel"))
-
-
-async def _close_quietly(pubsub: Any) -> None:
-    try:
-        await pubsub.aclose()
-    except Exception:
-        pass
-
-
-def _expire(future: asyncio.Future[Reply]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())

@@ -39,6 +39,7 @@ from openbell.core.events import (
 from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, MarketSpec
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
 
+_new_object = object.__new__
 BUY = Side.BUY
 SELL = Side.SELL
 EXPIRE_MAKER = SelfTradePrevention.EXPIRE_MAKER
@@ -55,7 +56,6 @@ SELF_TRADE_PREVENTED = ResultCode.SELF_TRADE_PREVENTED
 _new = tuple.__new__
 """Builds an event on the hot path: `_new(OrderFilled, (...all fields in order...))` is the same NamedTuple as
 `OrderFilled(...)` without the Python-level `__new__` a NamedTuple call runs (about a third of an event's cost)."""
-_new_object = object.__new__
 
 
 class RestingOrder:
@@ -484,13 +484,11 @@ class OrderBook:
     def _drop_best_level(self, buying: bool, price: int) -> None:
         """Remove the emptied best level of the side a taker that is `buying` (or selling) matches against."""
         if buying:
-            asks = self._asks
-            del asks[price]
-            self._best_ask_level = asks.peekitem(0)[1] if asks else None
+            del self._asks[price]
+            self._refresh_best(SELL)
         else:
-            bids = self._bids
-            del bids[-price]
-            self._best_bid_level = bids.peekitem(0)[1] if bids else None
+            del self._bids[-price]
+            self._refresh_best(BUY)
 
     def _rest(
         self,
@@ -503,7 +501,7 @@ class OrderBook:
         ts: int,
         client_order_id: str | None,
     ) -> None:
-        # RestingOrder(...) without the call to its __init__: the same fields, set here.
+        # RestingOrder(...) inlined: once per resting order on the hot path; keep in step with its __init__.
         order = _new_object(RestingOrder)
         order.order_id = order_id
         order.user_id = user_id
@@ -580,19 +578,10 @@ class OrderBook:
     def from_state(cls, spec: MarketSpec, state: dict) -> OrderBook:  # type: ignore[type-arg]
         book = cls(spec)
         for side, rows in ((BUY, state["bids"]), (SELL, state["asks"])):
-            target = book._bids if side is BUY else book._asks
             for order_id, user_id, price, quantity, filled, ts, client_order_id in rows:
-                order = RestingOrder(order_id, user_id, side, price, quantity, filled, ts, client_order_id)
-                key = -price if side is BUY else price
-                level = target.get(key)
-                if level is None:
-                    level = target[key] = PriceLevel(price)
-                level.orders.append(order)
-                level.total += order.remaining
-                level.live += 1
-                book._orders[order_id] = order
-        book._refresh_best(BUY)
-        book._refresh_best(SELL)
+                book._rest(order_id, user_id, side, price, quantity, filled, ts, client_order_id)
+        book._changed_bids.clear()  # restoring is not a change to publish
+        book._changed_asks.clear()
         book.update_id = state["update_id"]
         book.next_trade_id = state["next_trade_id"]
         book._first_unpublished_update = book.update_id + 1

@@ -124,8 +124,11 @@ class GetKlines:
     """Unix seconds, exclusive."""
 
 
-Command = PlaceOrder | CancelOrder | Deposit | AddMarket
-Query = GetBalances | GetOpenOrders | GetDepth | GetTrades | GetTicker | GetKlines
+STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket)
+"""Commands that change state: journaled, deduplicated on redelivery."""
+MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
+"""Queries a market's actor answers."""
+QUERIES = (GetBalances, GetOpenOrders, *MARKET_QUERIES)
 
 
 def _typed_eq(self: tuple, other: object) -> bool:  # type: ignore[type-arg]

@@ -153,5 +153,4 @@ class DepthUpdated(NamedTuple):
     ts: int
 
 
-OrderEvent = OrderAccepted | OrderRejected | OrderPartiallyFilled | OrderFilled | OrderCanceled | OrderExpired
 TERMINAL_EVENTS = (OrderFilled, OrderCanceled, OrderExpired, OrderRejected)

@@ -14,6 +14,7 @@ Invariants a `MarketSpec` keeps (checked when it is made):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
 
@@ -194,14 +195,6 @@ class MarketSpec:
             _units(self.tick_size * self.lot_size, Decimal(1).scaleb(-self.quote.decimals))[0],
         )
 
-    @property
-    def price_decimals(self) -> int:
-        return step_decimals(self.tick_size)
-
-    @property
-    def quantity_decimals(self) -> int:
-        return step_decimals(self.lot_size)
-
     def parse_price(self, text: object) -> int:
         checked = _checked_text(text, "price", ResultCode.INVALID_PRICE)
         ticks, exact = _text_units(checked, *self._tick_parts)
@@ -251,7 +244,7 @@ def make_market_spec(
     symbol: str,
     tick_size: str,
     lot_size: str,
-    assets: dict[str, Asset],
+    assets: Mapping[str, Asset],
     *,
     maker_fee_bps: int = 0,
     taker_fee_bps: int = 0,

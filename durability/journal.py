@@ -45,14 +45,19 @@ def segment_name(first_lsn: int) -> str:
     return f"{SEGMENT_PREFIX}{first_lsn:020d}{SEGMENT_SUFFIX}"
 
 
-def segments(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
-    """(first LSN, path) of every segment, oldest first."""
+def numbered_files(directory: pathlib.Path, prefix: str, suffix: str) -> list[tuple[int, pathlib.Path]]:
+    """(number, path) of every `<prefix><digits><suffix>` file in `directory`, lowest number first."""
     out = []
-    for path in directory.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"):
-        digits = path.name[len(SEGMENT_PREFIX) : -len(SEGMENT_SUFFIX)]
+    for path in directory.glob(f"{prefix}*{suffix}"):
+        digits = path.name[len(prefix) : -len(suffix)]
         if digits.isdigit():
             out.append((int(digits), path))
     return sorted(out)
+
+
+def segments(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
+    """(first LSN, path) of every segment, oldest first."""
+    return numbered_files(directory, SEGMENT_PREFIX, SEGMENT_SUFFIX)
 
 
 def read_records(directory: pathlib.Path, after_lsn: int = 0, repair: bool = True) -> Iterator[tuple[int, bytes]]:

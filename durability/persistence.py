@@ -14,7 +14,6 @@ import logging
 import pathlib
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from openbell.actors.balance import BalanceCore
@@ -52,7 +51,6 @@ class Persistence:
         self.journal: EngineJournal | None = None
         self._last_snapshot_time = time.monotonic()
         self._writer: threading.Thread | None = None
-        self.snapshots_written = 0
         self.market_cores: dict[str, MarketCore] = {}
         """The engine's market cores (the same dict), read when a snapshot is taken."""
         self.history: Any = None
@@ -84,7 +82,9 @@ class Persistence:
         sink = self.history.on_events if self.history is not None else None
         replayed = replay(balance, markets, read_records(self.journal_dir, after_lsn=start_lsn), start_lsn, sink)
         journal_end = max(replayed.last_lsn, start_lsn)
-        last_on_disk = _last_lsn_on_disk(self.journal_dir)
+        # Replay read to the end of the journal; only if it found nothing after the snapshot must the last
+        # record on disk be looked up (it may be before the snapshot).
+        last_on_disk = replayed.last_lsn if replayed.records else _last_lsn_on_disk(self.journal_dir)
         if last_on_disk < start_lsn:
             log.warning(
                 "the journal ends at record %d, before the snapshot at %d: continuing from the snapshot",
@@ -154,7 +154,6 @@ class Persistence:
             path = snapshots.write_snapshot(self.snapshot_dir, lsn, state)
             oldest_kept = snapshots.prune(self.snapshot_dir, self.keep_snapshots)
             removed = journal.prune(oldest_kept + 1) if oldest_kept is not None else 0
-            self.snapshots_written += 1
             log.info(
                 "snapshot %s written in %.2fs; %d journal segments pruned",
                 path.name,
@@ -196,6 +195,3 @@ def _last_lsn_on_disk(directory: pathlib.Path) -> int:
     for lsn, _ in read_records(directory, after_lsn=found[-1][0] - 1, repair=False):
         last = lsn
     return last
-
-
-SnapshotHook = Callable[[], None]

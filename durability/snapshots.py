@@ -15,6 +15,8 @@ from typing import Any
 
 import ujson
 
+from openbell.durability.journal import numbered_files
+
 log = logging.getLogger(__name__)
 
 PREFIX = "snapshot-"
@@ -22,12 +24,8 @@ SUFFIX = ".json"
 
 
 def snapshot_files(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
-    out = []
-    for path in directory.glob(f"{PREFIX}*{SUFFIX}"):
-        digits = path.name[len(PREFIX) : -len(SUFFIX)]
-        if digits.isdigit():
-            out.append((int(digits), path))
-    return sorted(out)
+    """(LSN, path) of every snapshot, oldest first."""
+    return numbered_files(directory, PREFIX, SUFFIX)
 
 
 def write_snapshot(directory: pathlib.Path, lsn: int, state: dict[str, Any]) -> pathlib.Path:

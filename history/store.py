@@ -194,16 +194,6 @@ class HistoryStore:
             (market, start_ms, end_ms, limit),
         )
 
-    def trade_count(self, market: str) -> int:
-        return int(self._read("SELECT COUNT(*) FROM trades WHERE market = ?", (market,))[0][0])
-
-    def order_history(self, order_id: int) -> list[tuple[Any, ...]]:
-        """(status, filled, remaining, reason, ts) of every state the order went through, in order."""
-        return self._read(
-            "SELECT status, filled, remaining, reason, ts FROM order_events WHERE order_id = ? ORDER BY ts, filled",
-            (order_id,),
-        )
-
     def klines(
         self, market: str, interval: int, origin: int, start: int, end: int, limit: int
     ) -> list[tuple[int, ...]]:

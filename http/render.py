@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from openbell.core.events import TradeExecuted
@@ -121,7 +122,7 @@ def _percent(change: int, base: int) -> str:
     return "-" + text if change < 0 and hundredths else text
 
 
-def balances(assets: dict[str, Asset], values: dict[str, tuple[int, int]]) -> dict[str, Any]:
+def balances(assets: Mapping[str, Asset], values: dict[str, tuple[int, int]]) -> dict[str, Any]:
     out = {}
     for symbol, (available, locked) in sorted(values.items()):
         asset = assets.get(symbol) or Asset(symbol, 0)
