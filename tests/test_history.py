@@ -33,9 +33,9 @@ from typing import Any
 
 import httpx
 import psycopg
-import pykka
 import pytest
 from conftest import start_server
+from crash_helpers import abandon
 from psycopg import sql
 
 from openbell.actors.engine import Engine
@@ -663,29 +663,8 @@ def test_the_writer_connects_again_when_postgresql_drops_its_connection(engines:
 
 # --------------------------------------------------------------------------------------------- 5. crash
 def crash(engine: Engine) -> None:
-    """Abandon `engine` as a killed process would, once its journal is on disk: no stop(), no snapshot.
-
-    As in test_recovery.py: its actors are stopped (they run no code of ours when stopped), the journal is
-    flushed and closed, and the data directory's lock let go, as the kernel does for a dead process.
-    """
-    persistence = engine.persistence
-    assert persistence is not None and persistence.journal is not None
-    refs: list[pykka.ActorRef] = [engine._balance_ref, *engine._market_refs.values()]  # type: ignore[list-item]
-    for ref in refs:
-        try:
-            ref.stop(block=True, timeout=WAIT)
-        except pykka.ActorDeadError:
-            pass
-    writer = persistence._writer
-    if writer is not None:
-        writer.join(WAIT)
-        assert not writer.is_alive()
-    journal = persistence.journal.journal
-    assert journal.flush(WAIT)
-    journal.close(WAIT)
-    lock = getattr(persistence, "_lock_handle", None)
-    if lock is not None:
-        lock.close()
+    """Abandon `engine` as a killed process would (see crash_helpers.abandon)."""
+    abandon(engine)
 
 
 def retire(writer: HistoryWriter) -> None:

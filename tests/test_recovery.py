@@ -22,9 +22,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-import pykka
 import pytest
 import ujson
+from crash_helpers import abandon
 
 from openbell.actors.engine import Engine
 from openbell.actors.messages import Reply
@@ -157,30 +157,8 @@ def start_engine(data_dir: pathlib.Path, **options: Any) -> Engine:
 
 
 def crash(engine: Engine, engines: list[Engine]) -> None:
-    """Abandon `engine` as a killed process would, once its journal is on disk: no stop(), no snapshot.
-
-    The actors are stopped first (they run no code of ours when stopped); a snapshot they already
-    began is let finish, as if the kill came just after it. Then the journal is flushed and its file
-    closed, and the data directory's lock let go, as the kernel does for a dead process.
-    """
-    persistence = engine.persistence
-    assert persistence is not None and persistence.journal is not None
-    refs: list[pykka.ActorRef] = [engine._balance_ref, *engine._market_refs.values()]  # type: ignore[list-item]
-    for ref in refs:
-        try:
-            ref.stop(block=True, timeout=WAIT)
-        except pykka.ActorDeadError:
-            pass
-    writer = persistence._writer
-    if writer is not None:
-        writer.join(WAIT)
-        assert not writer.is_alive()
-    journal = persistence.journal.journal
-    assert journal.flush(WAIT)
-    journal.close(WAIT)
-    lock = getattr(persistence, "_lock_handle", None)
-    if lock is not None:
-        lock.close()
+    """Abandon `engine` as a killed process would (see crash_helpers.abandon) and forget it."""
+    abandon(engine)
     engines.remove(engine)  # never stop() it: that would write a snapshot
 
 
