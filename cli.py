@@ -98,19 +98,21 @@ def add_persistence_arguments(parser: argparse.ArgumentParser) -> None:
 def make_history(args: argparse.Namespace) -> object | None:
     if args.no_history:
         return None
-    url = args.db
-    if url is None:
-        if args.in_memory:
-            return None
-        import pathlib
+    import pathlib
 
-        data_dir = pathlib.Path(args.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{data_dir / 'history.sqlite3'}"
     from openbell.history.store import HistoryStore
-    from openbell.history.writer import HistoryWriter
+    from openbell.history.writer import REJECTED_FILE, HistoryWriter
 
-    return HistoryWriter(HistoryStore(url))
+    url = args.db
+    if url is None and args.in_memory:
+        return None
+    data_dir = None if args.in_memory else pathlib.Path(args.data_dir)
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    if url is None:
+        assert data_dir is not None
+        url = f"sqlite:///{data_dir / 'history.sqlite3'}"
+    return HistoryWriter(HistoryStore(url), rejected_path=data_dir / REJECTED_FILE if data_dir is not None else None)
 
 
 def make_persistence(args: argparse.Namespace) -> object | None:

@@ -80,9 +80,26 @@ def main(argv: list[str]) -> int:
         resting = {o.order_id for core in markets.values() for o in core.book.orders()}
         if resting != set(ledger.holds):
             problems.append("open orders on the books differ from the holds in the ledger")
+    report_set_aside(data_dir)
     if problems:
         for problem in problems:
             print(f"PROBLEM: {problem}")
         return 1
     print("funds conserved per asset; balances non-negative; holds match open orders; books uncrossed: OK")
     return 0
+
+
+def report_set_aside(data_dir: pathlib.Path) -> None:
+    """Events the history database refused (kept by the history writer); the venue's own state is not affected."""
+    from openbell.history.writer import REJECTED_FILE, read_set_aside
+
+    path = data_dir / REJECTED_FILE
+    if not path.exists():
+        print("history: no events set aside")
+        return
+    rejected = read_set_aside(path)
+    print(f"history: {len(rejected)} event(s) the database refused are set aside in {path}:")
+    for item in rejected[-5:]:
+        print(f"  {item.get('key')}: {item.get('error')}")
+    if len(rejected) > 5:
+        print(f"  ... and {len(rejected) - 5} older")

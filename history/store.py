@@ -1,13 +1,22 @@
 """Storage of history in SQLite (default, a file in the data directory) or PostgreSQL (`--db postgresql://...`).
 
 Tables (all amounts are the engine's integers: ticks, lots, minor units; times are ms since the epoch).
-Rows are the engine's events as they are, column for column, so storing one costs no conversion:
+Rows are the engine's events as they are, column for column:
 - `trades`: every `TradeExecuted`, primary key (market, trade_id);
 - `orders`: every accepted order as its `OrderAccepted` said it (side, type, price, quantity...);
 - `order_events`: every change of an order's state (status, filled, remaining, reason), in order;
   an order's current state is its newest row;
 - `balance_changes`: every `BalanceChanged` (user, asset, available, locked, ts, change_id); change_id
-  orders them and keys them.
+  orders them and keys them;
+- `history_meta`: the schema version (`SCHEMA_VERSION`); a database of another version is refused with
+  `HistorySchemaError`, never misread.
+
+Every value the engine accepts fits: prices and quantities are at most 10**15 ticks or lots and ids and
+times are well inside 64 bits (BIGINT), while amounts of an asset (balances, a market buy's quote budget)
+have no such bound and are stored exactly as arbitrary-precision integers: NUMERIC in PostgreSQL, and
+their decimal digits in TEXT columns in SQLite (whose INTEGER stops at 2**63 - 1). `read_amount` turns
+what a column holds back into an int. Aggregates that could overflow 64 bits (a candle's quote volume,
+sum of price x quantity) are computed in Python from exact per-price sums.
 
 Writes are idempotent (keys and unique constraints, inserts that ignore duplicates), so the writer may
 replay events after a crash without storing anything twice.
@@ -18,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from openbell.core.events import (
@@ -32,26 +42,38 @@ from openbell.core.events import (
 )
 from openbell.core.types import ResultCode
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS trades (
+SCHEMA_VERSION = 2
+"""1: amounts in NUMERIC/BIGINT columns (failed for values of 2**63 and more). 2: amounts stored exactly."""
+
+
+class HistorySchemaError(RuntimeError):
+    """The database holds history in a schema this version does not write."""
+
+
+def _schema(amount: str) -> list[str]:
+    return [
+        """CREATE TABLE IF NOT EXISTS trades (
         market TEXT NOT NULL, trade_id BIGINT NOT NULL, price BIGINT NOT NULL, quantity BIGINT NOT NULL,
         taker_side TEXT NOT NULL, maker_order_id BIGINT NOT NULL, maker_user_id TEXT NOT NULL,
         taker_order_id BIGINT NOT NULL, taker_user_id TEXT NOT NULL, ts BIGINT NOT NULL,
         PRIMARY KEY (market, trade_id))""",
-    "CREATE INDEX IF NOT EXISTS trades_market_ts ON trades (market, ts)",
-    """CREATE TABLE IF NOT EXISTS orders (
+        "CREATE INDEX IF NOT EXISTS trades_market_ts ON trades (market, ts)",
+        f"""CREATE TABLE IF NOT EXISTS orders (
         market TEXT NOT NULL, order_id BIGINT PRIMARY KEY, user_id TEXT NOT NULL, side TEXT NOT NULL,
         order_type TEXT NOT NULL, time_in_force TEXT NOT NULL, price BIGINT, quantity BIGINT,
-        quote_quantity NUMERIC, client_order_id TEXT, ts BIGINT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, ts)",
-    """CREATE TABLE IF NOT EXISTS order_events (
+        quote_quantity {amount}, client_order_id TEXT, ts BIGINT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, ts)",
+        """CREATE TABLE IF NOT EXISTS order_events (
         order_id BIGINT NOT NULL, market TEXT NOT NULL, user_id TEXT NOT NULL, status TEXT NOT NULL,
         filled BIGINT NOT NULL, remaining BIGINT NOT NULL, reason TEXT, ts BIGINT NOT NULL,
         UNIQUE (order_id, status, filled, remaining))""",
-    """CREATE TABLE IF NOT EXISTS balance_changes (
-        user_id TEXT NOT NULL, asset TEXT NOT NULL, available NUMERIC NOT NULL, locked NUMERIC NOT NULL,
+        f"""CREATE TABLE IF NOT EXISTS balance_changes (
+        user_id TEXT NOT NULL, asset TEXT NOT NULL, available {amount} NOT NULL, locked {amount} NOT NULL,
         ts BIGINT NOT NULL, change_id BIGINT PRIMARY KEY)""",
-]
+    ]
+
+
+_TABLES = ("trades", "orders", "order_events", "balance_changes")
 
 _INSERTS = {
     "trades": "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -61,19 +83,30 @@ _INSERTS = {
 }
 
 
+def read_amount(value: Any) -> int:
+    """An amount column's value (SQLite TEXT digits, PostgreSQL Decimal, or a plain int) as an int."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Decimal):
+        return int(value)
+    return int(str(value))
+
+
 class HistoryStore:
     """One connection for writing (the writer thread) and short-lived ones for reading."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.postgres = url.startswith(("postgresql://", "postgres://"))
+        self._amount = (lambda units: units) if self.postgres else _digits
         self._write_lock = threading.Lock()
         self._conn = self._connect()
         with self._write_lock:
-            cur = self._conn.cursor()
-            for statement in SCHEMA:
-                cur.execute(statement)
-            self._conn.commit()
+            try:
+                self._create_schema()
+            except BaseException:
+                self.close()
+                raise
 
     def _connect(self) -> Any:
         if self.postgres:
@@ -85,6 +118,41 @@ class HistoryStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
+
+    def _create_schema(self) -> None:
+        cur = self._conn.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS history_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        cur.execute(self._sql("SELECT value FROM history_meta WHERE name = ?"), ("schema_version",))
+        row = cur.fetchone()
+        if row is None:
+            existing = [table for table in _TABLES if self._has_table(cur, table)]
+            if existing:
+                raise HistorySchemaError(
+                    f"history database {self._where()} holds tables of schema version 1 ({', '.join(existing)}); "
+                    f"this openbell writes version {SCHEMA_VERSION}: move that database aside or give --db a new one"
+                )
+            for statement in _schema("NUMERIC" if self.postgres else "TEXT"):
+                cur.execute(statement)
+            cur.execute(self._sql("INSERT INTO history_meta VALUES (?, ?)"), ("schema_version", str(SCHEMA_VERSION)))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise HistorySchemaError(
+                f"history database {self._where()} has schema version {row[0]}; this openbell writes version "
+                f"{SCHEMA_VERSION}: move that database aside or give --db a new one"
+            )
+        self._conn.commit()
+
+    def _has_table(self, cur: Any, table: str) -> bool:
+        if self.postgres:
+            cur.execute("SELECT to_regclass(%s)", (table,))
+            return cur.fetchone()[0] is not None
+        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        return cur.fetchone() is not None
+
+    def _where(self) -> str:
+        """The database named without credentials, for messages."""
+        if self.postgres:
+            return self.url.rsplit("@", 1)[-1]
+        return self.url
 
     def _sql(self, statement: str) -> str:
         if self.postgres:
@@ -102,20 +170,48 @@ class HistoryStore:
     # ----------------------------------------------------------------- writing
     def write(self, events: Sequence[object]) -> None:
         """Store a batch of events in one transaction."""
+        amount = self._amount
         trades: list[Any] = []
         orders: list[Any] = []
         changes: list[Any] = []
         balances: list[Any] = []
         for event in events:
             kind = type(event)
+            e: Any = event
             if kind is TradeExecuted:
-                trades.append(event)
+                trades.append(
+                    (
+                        e.market,
+                        e.trade_id,
+                        e.price,
+                        e.quantity,
+                        e.taker_side.value,
+                        e.maker_order_id,
+                        e.maker_user_id,
+                        e.taker_order_id,
+                        e.taker_user_id,
+                        e.ts,
+                    )
+                )
             elif kind is BalanceChanged:
-                balances.append(event)
+                balances.append((e.user_id, e.asset, amount(e.available), amount(e.locked), e.ts, e.change_id))
             elif kind is OrderAccepted:
-                orders.append(event)
+                orders.append(
+                    (
+                        e.market,
+                        e.order_id,
+                        e.user_id,
+                        e.side.value,
+                        e.order_type.value,
+                        e.time_in_force.value,
+                        e.price,
+                        e.quantity,
+                        None if e.quote_quantity is None else amount(e.quote_quantity),
+                        e.client_order_id,
+                        e.ts,
+                    )
+                )
             elif kind in _STATE_EVENTS:
-                e: Any = event
                 if kind is OrderFilled:
                     changes.append((e.order_id, e.market, e.user_id, "FILLED", e.filled_quantity, 0, None, e.ts))
                 elif kind is OrderExpired:
@@ -199,39 +295,69 @@ class HistoryStore:
     ) -> list[tuple[int, ...]]:
         """(bucket start, open, high, low, close, volume in lots, sum of price x lots, trades) per bucket.
 
-        Buckets are `interval` seconds from `origin`; open and close are the first and last trade's
-        price by trade id. The caller turns price x lots into quote units with the market's grid.
+        Buckets are `interval` seconds from `origin` (unix seconds); open and close are the first and last
+        trade's price by trade id. The caller turns price x lots into quote units with the market's grid.
+        Two queries whatever the range: the first `limit` buckets that have trades, then per bucket and
+        price the lots, count and first and last trade id, summed exactly in Python (price x lots can
+        pass 64 bits).
         """
-        bucket = f"((ts / 1000 - {int(origin)}) / {int(interval)}) * {int(interval)} + {int(origin)}"
-        if self.postgres:
-            bucket = f"(floor((ts / 1000 - {int(origin)}) / {int(interval)})::bigint * {int(interval)} + {int(origin)})"
-        rows = self._read(
-            f"SELECT {bucket} AS b, MIN(trade_id), MAX(trade_id), MAX(price), MIN(price), SUM(quantity), "
-            f"SUM(price * quantity), COUNT(*) FROM trades WHERE market = ? AND ts >= ? AND ts < ? "
-            f"GROUP BY b ORDER BY b LIMIT ?",
+        bucket = self._bucket_sql(interval, origin)
+        first_buckets = self._read(
+            f"SELECT DISTINCT {bucket} AS b FROM trades WHERE market = ? AND ts >= ? AND ts < ? ORDER BY b LIMIT ?",
             (market, start * 1000, end * 1000, limit),
         )
-        out: list[tuple[int, ...]] = []
-        for b, first_id, last_id, high, low, volume, notional, count in rows:
-            prices = dict(
-                self._read(
-                    "SELECT trade_id, price FROM trades WHERE market = ? AND trade_id IN (?, ?)",
-                    (market, first_id, last_id),
-                )
+        if not first_buckets:
+            return []
+        last_end = min(end, int(first_buckets[-1][0]) + interval)
+        try:
+            rows = self._read(
+                f"SELECT {bucket} AS b, price, SUM(quantity), COUNT(*), MIN(trade_id), MAX(trade_id) FROM trades "
+                f"WHERE market = ? AND ts >= ? AND ts < ? GROUP BY b, price ORDER BY b",
+                (market, start * 1000, last_end * 1000),
             )
-            out.append(
-                (
-                    int(b),
-                    int(prices[first_id]),
-                    int(high),
-                    int(low),
-                    int(prices[last_id]),
-                    int(volume),
-                    int(notional),
-                    int(count),
+        except (sqlite3.OperationalError, OverflowError) as error:
+            if "overflow" not in str(error):
+                raise
+            # More than 2**63 lots at one price in one bucket: SQLite's SUM cannot say; add them up here.
+            rows = [
+                (b, price, quantity, 1, trade_id, trade_id)
+                for b, price, quantity, trade_id in self._read(
+                    f"SELECT {bucket} AS b, price, quantity, trade_id FROM trades "
+                    f"WHERE market = ? AND ts >= ? AND ts < ?",
+                    (market, start * 1000, last_end * 1000),
                 )
-            )
-        return out
+            ]
+        candles: dict[int, list[int]] = {}
+        # per bucket: [open id, open price, close id, close price, high, low, volume, notional, trades]
+        for b, price, quantity, count, first_id, last_id in rows:
+            b, price, quantity = int(b), int(price), int(quantity)
+            count, first_id, last_id = int(count), int(first_id), int(last_id)
+            candle = candles.get(b)
+            if candle is None:
+                candles[b] = [first_id, price, last_id, price, price, price, quantity, price * quantity, count]
+                continue
+            if first_id < candle[0]:
+                candle[0], candle[1] = first_id, price
+            if last_id > candle[2]:
+                candle[2], candle[3] = last_id, price
+            candle[4] = max(candle[4], price)
+            candle[5] = min(candle[5], price)
+            candle[6] += quantity
+            candle[7] += price * quantity
+            candle[8] += count
+        return [(b, c[1], c[4], c[5], c[3], c[6], c[7], c[8]) for b, c in sorted(candles.items())[:limit]]
+
+    def _bucket_sql(self, interval: int, origin: int) -> str:
+        """The SQL of a trade's bucket start (unix seconds) for `interval`-second buckets from `origin`."""
+        interval, origin = int(interval), int(origin)
+        if self.postgres:
+            return f"(floor((ts / 1000 - {origin}) / {interval})::bigint * {interval} + {origin})"
+        return f"((ts / 1000 - {origin}) / {interval}) * {interval} + {origin}"
+
+
+def _digits(units: int) -> str:
+    """An amount as SQLite stores it: its exact decimal digits."""
+    return str(units)
 
 
 _STATE_EVENTS = frozenset({OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired})

@@ -24,6 +24,8 @@ from __future__ import annotations
 import pathlib
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -34,7 +36,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from conftest import start_server
+from conftest import ROOT, start_server
 from crash_helpers import abandon
 from psycopg import sql
 
@@ -51,12 +53,12 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
-from openbell.core.grid import Asset, MarketSpec, make_market_spec
+from openbell.core.grid import MAX_AMOUNT_UNITS, MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, Asset, MarketSpec, make_market_spec
 from openbell.core.marketdata import INTERVALS, WEEK_ORIGIN
 from openbell.core.types import OrderStatus, OrderType, ResultCode, Side, TimeInForce
 from openbell.durability.persistence import Persistence
-from openbell.history.store import HistoryStore
-from openbell.history.writer import HistoryWriter
+from openbell.history.store import SCHEMA_VERSION, HistorySchemaError, HistoryStore, read_amount
+from openbell.history.writer import REJECTED_FILE, HistoryWriter, read_set_aside
 
 WAIT = 20.0
 """Seconds any single wait may take; the machine is shared, a healthy run needs far less."""
@@ -125,7 +127,11 @@ def db_trades(url: str) -> list[tuple[Any, ...]]:
 
 
 def db_orders(url: str) -> list[tuple[Any, ...]]:
-    return read(url, "SELECT * FROM orders ORDER BY order_id")
+    """Rows of `orders`, the quote budget (an amount column: TEXT digits in SQLite) as an int."""
+    return [
+        (*row[:8], None if row[8] is None else read_amount(row[8]), *row[9:])
+        for row in read(url, "SELECT * FROM orders ORDER BY order_id")
+    ]
 
 
 def db_final_states(url: str) -> dict[int, tuple[str, int, int]]:
@@ -144,7 +150,7 @@ def db_final_balances(url: str) -> dict[tuple[str, str], tuple[int, int]]:
     for user, asset, available, locked in read(
         url, "SELECT user_id, asset, available, locked FROM balance_changes ORDER BY change_id"
     ):
-        last[(user, asset)] = (available, locked)
+        last[(user, asset)] = (read_amount(available), read_amount(locked))
     return last
 
 
@@ -182,7 +188,7 @@ class ImpatientStore(HistoryStore):
 
     def write(self, events: Sequence[object]) -> None:
         if self.dead:
-            raise RuntimeError("this store belonged to a process that crashed")
+            raise ConnectionError("this store belonged to a process that crashed")
         super().write(events)
 
 
@@ -818,3 +824,178 @@ def test_trades_with_a_time_range_and_klines_older_than_a_week_are_served_from_t
     assert [(c["start"], c["open"], c["close"], c["volume"], c["trades"]) for c in week.json()] == [
         (this_week, "100.00", "101.50", "5", 2)
     ]
+
+
+# --------------------------------------------------------------------------------------------- 7. limits
+def test_the_largest_amounts_the_engine_accepts_are_stored_exactly_and_candles_sum_them_exactly(
+    history_url: str, engines: list[Engine]
+) -> None:
+    # Arrange: an 18-decimal asset (10 ETH is 10**19 minor units, past SQLite's INTEGER) and the largest
+    # deposits, prices and quantities the engine accepts
+    eth, usdt = Asset("ETH", 18), Asset("USDT", 6)
+    spec = make_market_spec("ETH_USDT", "0.01", "0.0001", {"ETH": eth, "USDT": usdt})
+    writer = HistoryWriter(HistoryStore(history_url))
+    engine = Engine(reply_timeout=WAIT, history=writer)
+    engines.append(engine)
+    engine.start([spec])
+    deposits = [
+        ("holder", "ETH", 9 * 10**18),
+        ("holder", "ETH", 10**18),  # the balance passes 2**63 here
+        ("whale", "USDT", MAX_AMOUNT_UNITS),
+        ("whale", "USDT", MAX_AMOUNT_UNITS),
+        ("seller", "ETH", MAX_QUANTITY_LOTS * spec.base_units_per_lot),
+    ]
+    for number, (user, asset, amount) in enumerate(deposits):
+        reply = engine.call(engine.new(Deposit, user_id=user, asset=asset, amount=amount, txn_id=f"big-{number}"))
+        assert reply.ok, reply
+    price = MAX_PRICE_TICKS // 2
+    orders = [
+        ("seller", SELL, OrderType.LIMIT, GTC, price, MAX_QUANTITY_LOTS, None),
+        ("whale", BUY, OrderType.LIMIT, GTC, price, MAX_QUANTITY_LOTS // 2, None),  # trade 1
+        ("whale", BUY, OrderType.MARKET, IOC, None, None, MAX_AMOUNT_UNITS),  # trade 2, by quote budget
+    ]
+    for user, side, order_type, tif, limit, quantity, budget in orders:
+        command = engine.new(
+            PlaceOrder,
+            user_id=user,
+            market="ETH_USDT",
+            side=side,
+            order_type=order_type,
+            time_in_force=tif,
+            price=limit,
+            quantity=quantity,
+            quote_quantity=budget,
+        )
+        reply = engine.call(command, timeout=WAIT)
+        assert reply.ok, reply
+
+    # Act
+    assert writer.flush(WAIT), f"backlog {writer.backlog}, failures {writer.failures}"
+    candles = writer.store.klines("ETH_USDT", 86_400, 0, 0, 10**10, 10)
+
+    # Assert: every balance as the ledger has it, exactly, and nothing refused
+    assert writer.failures == 0 and writer.set_aside == 0
+    ledger = ledger_balances(engine)
+    assert ledger[("holder", "ETH")] == (10 * 10**18, 0)
+    assert max(max(value) for value in ledger.values()) > 2**100
+    assert db_final_balances(history_url) == ledger
+    stored = db_trades(history_url)
+    assert len(stored) == 2
+    assert [order[8] for order in db_orders(history_url)] == [None, None, MAX_AMOUNT_UNITS]
+    (candle,) = candles
+    lots = sum(row[3] for row in stored)
+    assert candle[5] == lots and candle[6] == price * lots  # volume and price x lots, past 2**64
+    assert candle[6] > 2**64
+
+
+def unstorable_trade(trade_id: int) -> TradeExecuted:
+    """A trade whose price no BIGINT column can hold (the engine never makes one): the database refuses it."""
+    return trade(trade_id, BASE_TS + trade_id, 2**70, 1, market="BAD_INR")
+
+
+def test_an_event_the_database_refuses_is_set_aside_and_every_later_event_is_stored(
+    history_url: str, tmp_path: pathlib.Path
+) -> None:
+    # Arrange
+    rejected = tmp_path / REJECTED_FILE
+    writer = HistoryWriter(HistoryStore(history_url), rejected_path=rejected)
+    try:
+        good = [trade(number, BASE_TS + number, 100 + number, 1, market="BAD_INR") for number in (1, 2, 4, 5)]
+
+        # Act: a poisoned batch, then more events
+        writer.on_events([good[0], good[1], unstorable_trade(3), good[2]])
+        assert writer.flush(WAIT), f"a refused event blocked the flush: backlog {writer.backlog}"
+        writer.on_events([good[3]])
+        assert writer.flush(WAIT)
+    finally:
+        writer.close()
+
+    # Assert
+    assert writer.set_aside == 1
+    assert writer.failures == 0
+    assert [row[1] for row in db_trades(history_url)] == [1, 2, 4, 5]
+    (kept,) = read_set_aside(rejected)
+    assert kept["key"] == "TradeExecuted market=BAD_INR trade_id=3"
+    assert kept["event"]["price"] == 2**70
+    assert kept["error"]
+
+
+def test_inspect_reports_the_events_the_history_database_refused(tmp_path: pathlib.Path) -> None:
+    # Arrange: a data directory with a journal (an engine ran in it) and one refused event
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    engine = Engine(reply_timeout=WAIT, persistence=Persistence(data_dir, fsync=False))
+    engine.start([tata_inr()])
+    engine.stop()
+    writer = HistoryWriter(HistoryStore(f"sqlite:///{tmp_path / 'h.sqlite3'}"), rejected_path=data_dir / REJECTED_FILE)
+    writer.on_events([unstorable_trade(9)])
+    assert writer.flush(WAIT)
+    writer.close()
+
+    # Act
+    result = subprocess.run(
+        [sys.executable, "run.py", "inspect", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # Assert
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 event(s) the database refused are set aside" in result.stdout
+    assert "TradeExecuted market=BAD_INR trade_id=3" not in result.stdout
+    assert "TradeExecuted market=BAD_INR trade_id=9" in result.stdout
+
+
+def test_a_history_database_of_the_old_schema_is_refused_with_a_message(tmp_path: pathlib.Path) -> None:
+    # Arrange: a version-1 database (amount columns that stop at 2**63), as an earlier openbell made it
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE balance_changes (user_id TEXT NOT NULL, asset TEXT NOT NULL, available NUMERIC NOT NULL, "
+        "locked NUMERIC NOT NULL, ts BIGINT NOT NULL, change_id BIGINT PRIMARY KEY)"
+    )
+    old.commit()
+    old.close()
+
+    # Act / Assert
+    with pytest.raises(HistorySchemaError, match=f"schema version 1.*version {SCHEMA_VERSION}.*move that database"):
+        HistoryStore(f"sqlite:///{path}")
+
+
+def test_an_eighteen_decimal_balance_past_64_bits_keeps_trades_with_a_time_range_answering(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The reported reproduction: 9 ETH then 1 more ETH to one user on the default SQLite history."""
+    server = start_server(tmp_path, "--markets", "ETH_USDT:0.01:0.0001", "--assets", "ETH:18,USDT:6")
+    try:
+        with httpx.Client(base_url=server.api, timeout=WAIT) as client:
+            for number, amount in enumerate(("9", "1")):
+                body = {"user_id": "holder", "asset": "ETH", "amount": amount, "txnId": f"eth-{number}"}
+                credited = client.post("/onramp", json=body)
+                assert credited.status_code == 200, credited.text
+
+            # Act
+            started = time.monotonic()
+            ranged = client.get("/trades", params={"symbol": "ETH_USDT", "startTime": 0})
+            took = time.monotonic() - started
+            balance = client.get("/balance", params={"user_id": "holder"}).json()
+    finally:
+        stopped = time.monotonic()
+        code = server.stop()
+        stop_took = time.monotonic() - stopped
+
+    # Assert
+    assert ranged.status_code == 200, ranged.text
+    assert ranged.json() == []
+    assert balance["ETH"]["available"] == "10.000000000000000000"
+    assert code == 0, server.log()
+    assert "refused" not in server.log() and "failed" not in server.log(), server.log()
+    assert took < WAIT and stop_took < WAIT
+    history = sqlite3.connect(tmp_path / f"data-{server.port}" / "history.sqlite3")
+    try:
+        rows = history.execute("SELECT available FROM balance_changes WHERE user_id = 'holder'").fetchall()
+    finally:
+        history.close()
+    assert [read_amount(value) for (value,) in rows] == [9 * 10**18, 10 * 10**18]
