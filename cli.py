@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Any
 
 DEFAULT_MARKETS = "TATA_INR:0.01:1"
 DEFAULT_ASSETS = "TATA:2,INR:2"
@@ -174,19 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     specs = parse_markets(args.markets, args.assets)
     sys.setswitchinterval(args.switch_interval)
-
-    from openbell.actors.engine import Engine, tune_garbage_collector
-
-    tune_garbage_collector()
+    try:
+        check_port_free(args.host, args.port)
+        engine = start_engine(args, specs)
+    except StartupFailure as failure:
+        print(f"openbell: cannot start: {failure}", file=sys.stderr)
+        return 2
     from openbell.http.app import create_app
 
-    engine = Engine(
-        reply_timeout=args.reply_timeout,
-        max_open_orders_per_user=args.max_open_orders,
-        persistence=make_persistence(args),  # type: ignore[arg-type]
-        history=make_history(args),
-    )
-    engine.start(specs)
     try:
         app = create_app(engine)
         app.run(
@@ -200,3 +196,54 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         engine.stop()
     return 0
+
+
+class StartupFailure(Exception):
+    """Why the server cannot start, in one line that says what to do (printed without a traceback)."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail before recovery work if the address is taken (another openbell, most likely)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise StartupFailure(
+                f"cannot listen on {host}:{port} ({error.strerror}): is another server running there? "
+                "stop it or pass --port"
+            ) from None
+
+
+def start_engine(args: argparse.Namespace, specs: list) -> Any:
+    """The engine recovered from its data directory and started, or StartupFailure saying why not."""
+    from openbell.actors.engine import Engine, EngineError, tune_garbage_collector
+    from openbell.durability.journal import JournalCorrupt, JournalFormatError
+    from openbell.durability.persistence import DataDirLocked
+    from openbell.history.store import HistorySchemaError
+
+    tune_garbage_collector()
+    try:
+        engine = Engine(
+            reply_timeout=args.reply_timeout,
+            max_open_orders_per_user=args.max_open_orders,
+            persistence=make_persistence(args),  # type: ignore[arg-type]
+            history=make_history(args),
+        )
+        engine.start(specs)
+    except JournalCorrupt as error:
+        raise StartupFailure(
+            f"{error}. Acknowledged records follow the damaged one, so the server will not cut it off: "
+            "restore the file from a backup, or run `python run.py inspect` to see what the directory holds"
+        ) from None
+    except (JournalFormatError, DataDirLocked, HistorySchemaError, EngineError) as error:
+        raise StartupFailure(str(error)) from None
+    except OSError as error:
+        raise StartupFailure(f"{error}") from None
+    except Exception as error:  # a database that does not answer, a snapshot that does not load...
+        if type(error).__module__.startswith("psycopg"):
+            raise StartupFailure(f"the history database does not answer: {error}".strip()) from None
+        raise
+    return engine

@@ -1,16 +1,23 @@
-"""A write-ahead journal: length-prefixed, checksummed records in numbered segment files, group-committed.
+"""A write-ahead journal: checksummed records in numbered segment files, group-committed.
 
-Record framing: 4-byte little-endian payload length, 4-byte CRC32 of the payload, the payload (UTF-8
-JSON). Records are numbered from 1 in append order (the log sequence number, LSN); a segment file is
-named after the LSN of its first record, `journal-<lsn:020d>.log`.
+File format (`FORMAT_VERSION`): a segment starts with `FILE_HEADER` (16 bytes of magic, then the format
+version as 4 bytes little-endian). Then records, each a 16-byte header and a payload:
+`RECORD_MAGIC` (4 bytes), payload length (4 bytes LE), CRC32 of the payload (4 bytes LE), CRC32 of the
+twelve bytes before it (4 bytes LE), then the payload. Records are numbered from 1 in append order (the
+log sequence number, LSN); a segment file is named after the LSN of its first record,
+`journal-<lsn:020d>.log`. A segment without the header, or with another version, is refused with
+`JournalFormatError` (an older openbell wrote it), never misread.
 
 A writer thread takes everything appended since its last write, writes it in one go, fsyncs once,
 and only then runs the records' `on_durable` callbacks, in order (group commit). So a caller that
 replies from `on_durable` never tells a client about something that a crash could take back.
 
-Reading checks every record. A record cut short at the very end of the newest segment (a torn write
-at the moment of a crash) is dropped and the file truncated to the last whole record. Any other bad
-record stops recovery with `JournalCorrupt`, naming the file and the byte offset.
+Reading checks every record: the header's own checksum (so a flipped bit in a length is caught, not
+taken for the end of the file), then the payload's. A bad record in the newest segment is a torn write
+from a crash only if nothing valid follows it anywhere in the file (`_valid_record_from` scans for the
+next record magic): then it is dropped and the file truncated to the last whole record. Any other bad
+record, or any bad record in an older segment, stops recovery with `JournalCorrupt`, naming the file and
+the byte offset; the file is left untouched.
 """
 
 from __future__ import annotations
@@ -26,7 +33,13 @@ from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
-HEADER = struct.Struct("<II")
+FORMAT_VERSION = 2
+"""1: no file header, 8-byte record headers without their own checksum. 2: this format."""
+FILE_MAGIC = b"openbell journal"
+FILE_HEADER = FILE_MAGIC + struct.pack("<I", FORMAT_VERSION)
+RECORD_MAGIC = b"\xa7OBR"
+HEADER = struct.Struct("<4sIII")
+"""magic, payload length, payload CRC32, header CRC32 (of the first 12 bytes)."""
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 SEGMENT_PREFIX = "journal-"
 SEGMENT_SUFFIX = ".log"
@@ -39,6 +52,49 @@ class JournalCorrupt(Exception):
         super().__init__(f"journal {path} is corrupt at byte {offset}: {reason}")
         self.path = path
         self.offset = offset
+
+
+class JournalFormatError(Exception):
+    """A segment written in a format this version does not read."""
+
+    def __init__(self, path: pathlib.Path, found: str) -> None:
+        super().__init__(
+            f"journal {path} is {found}; this openbell reads journal format {FORMAT_VERSION}. "
+            "An older openbell wrote this data directory: start this one with a new --data-dir "
+            "(keep the old directory for the version that wrote it)"
+        )
+        self.path = path
+
+
+def frame(payload: bytes) -> bytes:
+    """One record as it is written: its header, then `payload`."""
+    head = struct.pack("<4sII", RECORD_MAGIC, len(payload), zlib.crc32(payload))
+    return head + struct.pack("<I", zlib.crc32(head)) + payload
+
+
+def _record_at(data: bytes, offset: int) -> tuple[int, str | None]:
+    """(end, None) for a valid record at `offset`, or (end if known else -1, what is wrong)."""
+    if offset + HEADER.size > len(data):
+        return -1, "record header cut short"
+    magic, length, checksum, header_checksum = HEADER.unpack_from(data, offset)
+    if magic != RECORD_MAGIC or zlib.crc32(data[offset : offset + 12]) != header_checksum:
+        return -1, "record header checksum mismatch"
+    end = offset + HEADER.size + length
+    if length > MAX_RECORD_BYTES or end > len(data):
+        return -1, f"record length {length} runs past the end of the file"
+    if zlib.crc32(data[offset + HEADER.size : end]) != checksum:
+        return end, "checksum mismatch"
+    return end, None
+
+
+def _valid_record_from(data: bytes, offset: int) -> int | None:
+    """The offset of the first valid record at or after `offset`, if any."""
+    position = data.find(RECORD_MAGIC, offset)
+    while position != -1:
+        if _record_at(data, position)[1] is None:
+            return position
+        position = data.find(RECORD_MAGIC, position + 1)
+    return None
 
 
 def segment_name(first_lsn: int) -> str:
@@ -60,10 +116,25 @@ def segments(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
     return numbered_files(directory, SEGMENT_PREFIX, SEGMENT_SUFFIX)
 
 
+def check_format(path: pathlib.Path, data: bytes, newest: bool) -> bool:
+    """Whether `data` (a whole segment) starts with this format's header. False only for the newest segment
+    cut short inside its header (a crash just after creating it: it holds no record). Raises otherwise."""
+    if data.startswith(FILE_HEADER):
+        return True
+    if len(data) < len(FILE_HEADER) and FILE_HEADER.startswith(data):
+        if newest:
+            return False
+        raise JournalCorrupt(path, 0, "file header cut short")
+    if data.startswith(FILE_MAGIC) and len(data) >= len(FILE_HEADER):
+        (version,) = struct.unpack_from("<I", data, len(FILE_MAGIC))
+        raise JournalFormatError(path, f"journal format {version}")
+    raise JournalFormatError(path, "of journal format 1 (no file header)")
+
+
 def read_records(directory: pathlib.Path, after_lsn: int = 0, repair: bool = True) -> Iterator[tuple[int, bytes]]:
     """Yield (lsn, payload) for every record with lsn > after_lsn, checking each one.
 
-    With `repair`, a torn record at the end of the newest segment is cut off the file.
+    With `repair`, a torn tail of the newest segment is cut off the file.
     """
     found = segments(directory)
     for index, (first_lsn, path) in enumerate(found):
@@ -71,29 +142,20 @@ def read_records(directory: pathlib.Path, after_lsn: int = 0, repair: bool = Tru
         if index + 1 < len(found) and found[index + 1][0] <= after_lsn + 1:
             continue  # every record of this segment is at or before after_lsn
         data = path.read_bytes()
-        offset = 0
+        if not check_format(path, data, newest):
+            _truncate(path, 0, repair, "a torn file header")
+            return
+        offset = len(FILE_HEADER)
         lsn = first_lsn
         while offset < len(data):
-            if offset + HEADER.size > len(data):
-                if newest:
-                    _truncate(path, offset, repair, "a torn record header")
+            end, problem = _record_at(data, offset)
+            if problem is not None:
+                if newest and _valid_record_from(data, offset + 1) is None:
+                    _truncate(path, offset, repair, f"a torn last record ({problem})")
                     return
-                raise JournalCorrupt(path, offset, "record header cut short")
-            length, checksum = HEADER.unpack_from(data, offset)
-            end = offset + HEADER.size + length
-            if length > MAX_RECORD_BYTES or end > len(data):
-                if newest:
-                    _truncate(path, offset, repair, "a torn record")
-                    return
-                raise JournalCorrupt(path, offset, f"record length {length} runs past the end of the file")
-            payload = data[offset + HEADER.size : end]
-            if zlib.crc32(payload) != checksum:
-                if newest and end == len(data):
-                    _truncate(path, offset, repair, "a torn last record (checksum mismatch)")
-                    return
-                raise JournalCorrupt(path, offset, "checksum mismatch")
+                raise JournalCorrupt(path, offset, problem)
             if lsn > after_lsn:
-                yield lsn, payload
+                yield lsn, data[offset + HEADER.size : end]
             lsn += 1
             offset = end
 
@@ -153,6 +215,9 @@ class Journal:
         else:
             path = self.directory / segment_name(first_lsn)
         self._file = path.open("ab")
+        if self._file.tell() == 0:
+            self._file.write(FILE_HEADER)
+            self._file.flush()
         self._segment_path = path
         self._segment_size = self._file.tell()
 
@@ -206,8 +271,7 @@ class Journal:
         records = 0
         for payload, _ in batch:
             if payload:
-                chunks.append(HEADER.pack(len(payload), zlib.crc32(payload)))
-                chunks.append(payload)
+                chunks.append(frame(payload))
                 records += 1
         if not records:
             return

@@ -465,3 +465,71 @@ def test_the_same_requests_with_and_without_a_kill_9_between_two_of_them_end_the
     after_kill = [int(order_ids[c]) for c in ("c2", "b3", "a3", "c3", "b4", "a4", "b5", "b6")]
     assert min(after_kill) > max(before_kill), "order ids after the restart must continue above the earlier ones"
     assert run_inspect(tmp_path / "interrupted").returncode == 0
+
+
+def test_a_flipped_bit_in_a_middle_record_after_a_kill_9_stops_the_restart_and_inspect_naming_file_and_offset(
+    tmp_path: pathlib.Path, servers: list[RunningServer]
+) -> None:
+    """The reported reproduction: 40 acknowledged buys, kill -9, one bit of a middle record's length flipped."""
+    from openbell.durability.journal import FILE_HEADER, HEADER, segments
+
+    data_dir = tmp_path / "data"
+    server = start_server(tmp_path, "--data-dir", str(data_dir))
+    servers.append(server)
+    with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT) as client:
+        body = {"user_id": "buyer", "asset": "INR", "amount": "100000", "txnId": "flip-1"}
+        assert client.post("/onramp", json=body).status_code == 200
+        for number in range(40):
+            order = {"user_id": "buyer", "market": MARKET, "side": "buy", "price": f"{50 + number}", "quantity": "1"}
+            assert client.post("/order", json=order).status_code == 200
+    kill_9(server)
+    segment = segments(data_dir / "journal")[-1][1]
+    data = bytearray(segment.read_bytes())
+    offsets = []
+    offset = len(FILE_HEADER)
+    while offset < len(data):
+        offsets.append(offset)
+        offset += HEADER.size + HEADER.unpack_from(data, offset)[1]
+    middle = offsets[len(offsets) // 2]
+    data[middle + 5] ^= 0x40  # a bit of the middle record's length: it now runs past the end of the file
+    segment.write_bytes(bytes(data))
+    size = segment.stat().st_size
+
+    # Act
+    restarted = subprocess.run(
+        [sys.executable, "run.py", "--port", "0", "--data-dir", str(data_dir), "--log-level", "warning"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    inspected = run_inspect(data_dir)
+
+    # Assert: neither serves an older state; both name the file and the offset; nothing was cut
+    assert restarted.returncode == 2, restarted.stdout + restarted.stderr
+    lines = [line for line in restarted.stderr.splitlines() if line.startswith("openbell:")]
+    assert len(lines) == 1 and f"{segment} is corrupt at byte {middle}" in lines[0], restarted.stderr
+    assert "Traceback" not in restarted.stderr
+    assert inspected.returncode == 1
+    assert f"{segment} is corrupt at byte {middle}" in inspected.stdout + inspected.stderr
+    assert segment.stat().st_size == size
+
+
+def test_a_start_that_cannot_bind_its_port_says_so_in_one_line(
+    tmp_path: pathlib.Path, servers: list[RunningServer]
+) -> None:
+    server = start_server(tmp_path)
+    servers.append(server)
+
+    second = subprocess.run(
+        [sys.executable, "run.py", "--port", str(server.port), "--in-memory"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert second.returncode == 2
+    assert "Traceback" not in second.stderr
+    (line,) = [line for line in second.stderr.splitlines() if line.strip()]
+    assert line.startswith("openbell: cannot start: cannot listen on 127.0.0.1:") and "--port" in line, line

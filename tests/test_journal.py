@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import struct
 import threading
 import time
 import zlib
@@ -18,9 +19,12 @@ import pytest
 
 from openbell.durability import journal as journal_module
 from openbell.durability.journal import (
+    FILE_HEADER,
     HEADER,
     Journal,
     JournalCorrupt,
+    JournalFormatError,
+    frame,
     last_lsn,
     read_records,
     segment_name,
@@ -37,7 +41,12 @@ def payload(number: int) -> bytes:
 
 
 def record_bytes(data: bytes) -> bytes:
-    return HEADER.pack(len(data), zlib.crc32(data)) + data
+    return frame(data)
+
+
+def record_offset(number: int) -> int:
+    """Where record `number` (1-based, every payload from `payload`) starts in a segment that starts at 1."""
+    return len(FILE_HEADER) + sum(len(record_bytes(payload(n))) for n in range(1, number))
 
 
 @pytest.fixture
@@ -122,7 +131,7 @@ def test_group_commit_writes_many_appends_with_few_fsyncs_and_calls_back_in_orde
     open_journals.append(journal)
     count = 300
     record_ends: list[int] = []
-    end = 0
+    end = len(FILE_HEADER)
     for number in range(1, count + 1):
         end += len(record_bytes(payload(number)))
         record_ends.append(end)
@@ -262,8 +271,9 @@ def test_a_last_record_cut_short_is_dropped_and_the_file_repaired(
     [
         pytest.param(b"\x07\x00", id="half-a-header"),
         pytest.param(b"\xff" * 24, id="absurd-length"),
-        pytest.param(HEADER.pack(6, 12345) + b"abcdef", id="whole-record-bad-checksum"),
-        pytest.param(HEADER.pack(100, 0) + b"short", id="length-past-the-end"),
+        pytest.param(frame(b"abcdef")[:-1] + b"g", id="whole-record-bad-checksum"),
+        pytest.param(frame(b"a" * 100)[:30], id="length-past-the-end"),
+        pytest.param(b"\x00" * 4096, id="zeroed-pages"),
     ],
 )
 def test_garbage_after_the_last_record_is_dropped_and_the_file_repaired(
@@ -308,7 +318,7 @@ def test_a_corrupt_record_before_the_last_raises_journal_corrupt_naming_file_and
 ) -> None:
     write_records(journal_dir, 5, open_journals).close(WAIT)
     path = only_segment(journal_dir)
-    third_record_at = sum(len(record_bytes(payload(n))) for n in (1, 2))
+    third_record_at = record_offset(3)
     data = bytearray(path.read_bytes())
     flipped = third_record_at + HEADER.size + 5  # a byte inside record 3's payload
     data[flipped] ^= 0x20
@@ -333,7 +343,7 @@ def test_records_before_a_corrupt_one_are_still_yielded_in_order(
 ) -> None:
     write_records(journal_dir, 5, open_journals).close(WAIT)
     path = only_segment(journal_dir)
-    fourth_record_at = sum(len(record_bytes(payload(n))) for n in (1, 2, 3))
+    fourth_record_at = record_offset(4)
     data = bytearray(path.read_bytes())
     data[fourth_record_at + HEADER.size] ^= 0x01
     path.write_bytes(bytes(data))
@@ -346,11 +356,79 @@ def test_records_before_a_corrupt_one_are_still_yielded_in_order(
     assert read == [1, 2, 3]
 
 
+@pytest.mark.parametrize("byte", range(HEADER.size))
+def test_a_flipped_bit_in_any_header_byte_of_a_middle_record_stops_recovery_naming_file_and_offset(
+    journal_dir: pathlib.Path, open_journals: list[Journal], byte: int
+) -> None:
+    """A length that now runs past the end of the file is not a torn tail when valid records follow it."""
+    write_records(journal_dir, 40, open_journals).close(WAIT)
+    path = only_segment(journal_dir)
+    middle = record_offset(20)
+    data = bytearray(path.read_bytes())
+    data[middle + byte] ^= 0x40
+    path.write_bytes(bytes(data))
+    size = path.stat().st_size
+
+    with pytest.raises(JournalCorrupt) as caught:
+        list(read_records(journal_dir))
+
+    assert caught.value.path == path
+    assert caught.value.offset == middle
+    assert f"{path} is corrupt at byte {middle}" in str(caught.value)
+    assert path.stat().st_size == size, "a corrupt journal must not be cut"
+
+
+@pytest.mark.parametrize("kept", [1, 7, HEADER.size - 1, HEADER.size, HEADER.size + 3])
+def test_the_last_record_cut_at_any_point_is_a_torn_tail(
+    journal_dir: pathlib.Path, open_journals: list[Journal], kept: int
+) -> None:
+    write_records(journal_dir, 6, open_journals).close(WAIT)
+    path = only_segment(journal_dir)
+    with path.open("r+b") as handle:
+        handle.truncate(record_offset(6) + kept)
+
+    assert [n for n, _ in read_records(journal_dir)] == [1, 2, 3, 4, 5]
+    assert path.stat().st_size == record_offset(6)
+
+
+def test_a_segment_of_the_older_format_is_refused_with_a_message(journal_dir: pathlib.Path) -> None:
+    journal_dir.mkdir()
+    old = journal_dir / segment_name(1)
+    body = b'["B",[]]'
+    old.write_bytes(struct.pack("<II", len(body), zlib.crc32(body)) + body)
+
+    with pytest.raises(JournalFormatError, match=r"journal format 1.*new --data-dir"):
+        list(read_records(journal_dir))
+    assert old.read_bytes().endswith(body), "an old journal must not be touched"
+
+
+def test_a_newest_segment_cut_inside_its_file_header_holds_no_record(
+    journal_dir: pathlib.Path, open_journals: list[Journal]
+) -> None:
+    journal = Journal(journal_dir, next_lsn=1, fsync=False, segment_bytes=150)
+    open_journals.append(journal)
+    for number in range(1, 4):
+        journal.append(payload(number))
+        assert journal.flush(WAIT)
+    journal.close(WAIT)
+    newest = segments(journal_dir)[-1][1]
+    newest.write_bytes(FILE_HEADER[:5])
+
+    records = [n for n, _ in read_records(journal_dir)]
+
+    assert records == list(range(1, newest_first(journal_dir)))
+    assert newest.stat().st_size == 0
+
+
+def newest_first(directory: pathlib.Path) -> int:
+    return segments(directory)[-1][0]
+
+
 # --------------------------------------------------------------------------------------------- prune
 def test_prune_removes_only_segments_wholly_before_the_given_lsn(
     journal_dir: pathlib.Path, open_journals: list[Journal]
 ) -> None:
-    three_records = 3 * len(record_bytes(payload(1)))
+    three_records = len(FILE_HEADER) + 3 * len(record_bytes(payload(1)))
     journal = Journal(journal_dir, next_lsn=1, fsync=False, segment_bytes=three_records)
     open_journals.append(journal)
     for number in range(1, 13):

@@ -32,7 +32,7 @@ from openbell.core.commands import AddMarket, CancelOrder, Deposit, PlaceOrder, 
 from openbell.core.events import OrderExpired
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
 from openbell.core.types import OrderType, ResultCode, Side, TimeInForce
-from openbell.durability.journal import HEADER, JournalCorrupt, segments
+from openbell.durability.journal import FILE_HEADER, HEADER, JournalCorrupt, segments
 from openbell.durability.persistence import Persistence
 from openbell.durability.snapshots import snapshot_files
 
@@ -319,9 +319,9 @@ def journal_records(segment: pathlib.Path) -> list[tuple[int, int, list[Any]]]:
     """(start offset, end offset, decoded payload) of every record in one segment."""
     data = segment.read_bytes()
     out = []
-    offset = 0
+    offset = len(FILE_HEADER)
     while offset < len(data):
-        length, checksum = HEADER.unpack_from(data, offset)
+        _, length, checksum, _ = HEADER.unpack_from(data, offset)
         end = offset + HEADER.size + length
         body = data[offset + HEADER.size : end]
         assert zlib.crc32(body) == checksum
