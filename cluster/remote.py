@@ -5,10 +5,12 @@ use: `new`, `await request`, `markets`, `assets`, `running`, and `bus` (a `Redis
 process streams events). `request` writes one `RoutedCommand` to the command stream and waits for the
 `RoutedReply` with its request id on this process's own reply channel.
 
-Faults: while Redis is unreachable (or this process's reply subscription is down) `request` raises
-`EngineUnavailable` at once, without writing anything; a background task reconnects with backoff and
-re-reads the market registry. A reply that does not come in `reply_timeout` raises `EngineTimeout`:
-the command may still be applied later (it waits in the stream while the engine is down).
+Faults: `EngineUnavailable` (503) always means the command was not written: Redis was unreachable (or
+this process's reply subscription was down) before anything was sent; a background task reconnects
+with backoff and re-reads the market registry. Anything that may have been written raises
+`EngineTimeout` (504, outcome unknown): a write that failed after its first byte left, or a reply that
+did not come in `reply_timeout` (the command may still be applied later: it waits in the stream while
+the engine is down). A client retries a 504 with the same clientOrderId.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio as aioredis
 
-from openbell.actors.engine import EngineTimeout, EngineUnavailable, expire
+from openbell.actors.engine import EngineError, EngineTimeout, EngineUnavailable, expire
 from openbell.actors.messages import Reply
 from openbell.cluster import COMMANDS, MARKETS, REGISTRY, MarketListed, RoutedCommand, RoutedReply, reply_channel
 from openbell.cluster.redisbus import RedisEventBus, close_quietly
@@ -124,8 +126,8 @@ class RemoteEngine:
             await asyncio.gather(self._listener, return_exceptions=True)
         self._connected = False
         for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(EngineUnavailable("stopping"))
+            if not future.done():  # written: the engine may still apply it
+                future.set_exception(EngineTimeout("this API process is stopping; the outcome is unknown"))
         if self._client is not None:
             await self._client.aclose()
 
@@ -163,15 +165,7 @@ class RemoteEngine:
             loop.call_soon(self._start_flush)
         handle = loop.call_later(wait, expire, future)
         try:
-            try:
-                await written
-            except redis.TimeoutError:
-                # The entry may or may not be in the stream: the outcome is unknown, like a late reply.
-                raise EngineTimeout(
-                    f"request {request_id}: redis did not confirm the command; outcome unknown"
-                ) from None
-            except (redis.RedisError, OSError):
-                raise EngineUnavailable("redis is not reachable") from None
+            await written  # raises EngineUnavailable (nothing was written) or EngineTimeout (outcome unknown)
             try:
                 reply = await future
             except TimeoutError:
@@ -187,23 +181,14 @@ class RemoteEngine:
         asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Write everything in the outbox, one pipeline (one round trip) per pass, until it is empty."""
+        """Write everything in the outbox, one round trip per pass, until it is empty."""
         try:
             while self._outbox:
                 batch, self._outbox = self._outbox, []
-                client = self._client
-                error: BaseException | None = None
+                error: EngineError | None = None
                 try:
-                    if client is None:
-                        raise redis.ConnectionError("not connected")
-                    pipe = client.pipeline(transaction=False)
-                    for payload, _ in batch:
-                        pipe.xadd(COMMANDS, {"m": payload})
-                    await pipe.execute()
-                except redis.TimeoutError as timeout:
-                    error = timeout
-                except (redis.RedisError, OSError) as failure:
-                    self._lost(failure)
+                    await self._write_commands([payload for payload, _ in batch])
+                except EngineError as failure:
                     error = failure
                 for _, written in batch:
                     if written.done():
@@ -214,6 +199,43 @@ class RemoteEngine:
                         written.set_exception(error)
         finally:
             self._flushing = False
+
+    async def _write_commands(self, payloads: list[bytes]) -> None:
+        """XADD each payload to the command stream, in one round trip on one connection.
+
+        What a failure means for the caller depends on when it happens, so the steps are taken by hand
+        rather than through a pipeline (whose retries reconnect and send again, and whose last error
+        would hide that a first attempt may have reached Redis):
+        - no connection could be had: nothing was sent: EngineUnavailable (503, "not applied");
+        - anything after the first byte was sent: the commands may be in the stream: EngineTimeout (504,
+          "outcome unknown; retry with the same clientOrderId").
+        """
+        client = self._client
+        if client is None or not self._connected:
+            raise EngineUnavailable("redis is not reachable")
+        pool = client.connection_pool
+        try:
+            connection = await pool.get_connection()
+        except (redis.RedisError, OSError) as error:
+            self._lost(error)
+            raise EngineUnavailable("redis is not reachable") from None
+        try:
+            commands = [("XADD", COMMANDS, "*", "m", payload) for payload in payloads]
+            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+            for _ in commands:
+                response = await connection.read_response()
+                if isinstance(response, redis.ResponseError):
+                    raise response
+        except (redis.RedisError, OSError) as error:
+            await connection.disconnect()
+            if not isinstance(error, (redis.TimeoutError, redis.ResponseError)):
+                self._lost(error)
+            raise EngineTimeout(
+                f"redis did not confirm {len(payloads)} command(s) ({type(error).__name__}); "
+                "they may have been applied: the outcome is unknown"
+            ) from None
+        finally:
+            await pool.release(connection)
 
     # ----------------------------------------------------------------- replies in
     def _lost(self, error: object) -> None:

@@ -133,3 +133,118 @@ def test_a_websocket_process_that_loses_redis_closes_its_clients_streams_with_a_
     code, reason = asyncio.run(scenario())
     assert code == 1011, (code, reason)
     assert "resync" in reason, reason
+
+
+def test_a_503_during_redis_restarts_under_load_was_never_applied(cluster: Cluster) -> None:  # noqa: F811
+    """503 means "not applied"; anything that may have reached Redis is a 504 ("outcome unknown").
+
+    Four clients place resting buys with unique clientOrderIds while Redis is stopped (SIGTERM or SIGKILL,
+    alternately) and started again at random moments. Afterwards every order answered 200 rests on the
+    book, and no order answered 503 exists: sending its clientOrderId again makes a new order (a 200, not
+    the 409 that names an order already made).
+    """
+    import random
+    import threading
+
+    cluster.engine()
+    api = cluster.api(reply_timeout=2.0)
+    assert deposit(api, "restarts", "INR", "1000000", "restarts-funds").status_code == 200
+    rng = random.Random(5)
+    stop = threading.Event()
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        with httpx.Client(base_url=api.api, timeout=10) as http:
+            for number in range(2_000):  # a bound only: `stop` ends the load first
+                if stop.is_set():
+                    return
+                client_order_id = f"r{worker}-{number}"
+                body = {
+                    "user_id": "restarts",
+                    "market": "TATA_INR",
+                    "side": "buy",
+                    "price": "1.00",
+                    "quantity": "1",
+                    "clientOrderId": client_order_id,
+                }
+                try:
+                    status = http.post("/order", json=body).status_code
+                except httpx.HTTPError:
+                    status = 0
+                with lock:
+                    outcomes[client_order_id] = status
+
+    threads = [threading.Thread(target=client, args=(worker,)) for worker in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for restart in range(8):
+            time.sleep(rng.uniform(0.05, 0.6))
+            if restart % 2:
+                cluster.redis.process.kill()  # type: ignore[union-attr]
+                cluster.redis.process.wait(5)  # type: ignore[union-attr]
+            else:
+                cluster.redis.stop()
+            time.sleep(rng.uniform(0.05, 0.4))
+            cluster.redis.start()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(WAIT)
+
+    def settled() -> bool:
+        try:
+            return deposit(api, "restarts", "INR", "1", "restarts-after", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(settled, what="the cluster to recover", timeout=WAIT)
+    by_status: dict[int, list[str]] = {}
+    for client_order_id, status in outcomes.items():
+        by_status.setdefault(status, []).append(client_order_id)
+    assert set(by_status) <= {200, 503, 504}, {status: len(ids) for status, ids in by_status.items()}
+    assert by_status.get(503), "Redis was never seen down: the test proved nothing"
+    assert by_status.get(200)
+
+    # Every acknowledged order rests; no 503'd one does.
+    resting = {o["clientOrderId"] for o in get(api, "/order/open", user_id="restarts")}
+    assert set(by_status[200]) <= resting
+    assert not resting & set(by_status[503]), sorted(resting & set(by_status[503]))[:10]
+    # And none was made later (a late-applied command would now answer 409 with the order it made).
+    for client_order_id in by_status[503][:200]:
+        again = order(api, "restarts", "buy", "1.00", "1", clientOrderId=client_order_id)
+        assert again.status_code == 200, (client_order_id, again.status_code, again.text)
+
+
+def test_a_command_that_reached_redis_before_the_connection_broke_is_a_504_never_a_503(
+    cluster: Cluster,  # noqa: F811
+) -> None:
+    """The API's connection to Redis breaks after an order's XADD reached Redis and before Redis's answer came
+    back, and Redis stays unreachable for a moment: the order is applied, so its answer must be 504."""
+    from tcp_proxy import TcpProxy
+
+    cluster.engine()
+    proxy = TcpProxy(cluster.redis.port).start()
+    try:
+        api = cluster.api("--redis", proxy.url, reply_timeout=3.0)
+        assert deposit(api, "cut", "INR", "1000", "cut-funds").status_code == 200
+
+        # Act
+        proxy.cut_after_next_request(refuse_for=1.5)
+        cut = order(api, "cut", "buy", "1.00", "1", clientOrderId="cut-order")
+
+        # Assert: the order was applied (the engine read it from Redis), and the client was told "unknown"
+        assert proxy.cuts == 1
+        assert cut.status_code == 504, cut.text
+
+        def recovered() -> bool:
+            try:
+                return order(api, "cut", "buy", "1.00", "1", clientOrderId="cut-order").status_code == 409
+            except httpx.HTTPError:
+                return False
+
+        wait_for(recovered, what="the retried clientOrderId to name the order the cut one made", timeout=WAIT)
+        assert [o["clientOrderId"] for o in get(api, "/order/open", user_id="cut")] == ["cut-order"]
+    finally:
+        proxy.close()
