@@ -16,7 +16,7 @@ run: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
-	$(BIN)/mypy core actors http ws durability history cli.py run.py
+	$(BIN)/mypy core actors edge http ws durability history cluster cli.py options.py run.py
 
 test: lint
 	$(BIN)/python -m pytest -q

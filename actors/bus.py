@@ -12,13 +12,15 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from openbell.core.events import Event
+
 log = logging.getLogger(__name__)
 
-Subscriber = Callable[[Sequence[object]], None]
+Subscriber = Callable[[Sequence[Event]], None]
 
 
 class EventBus(Protocol):
-    def publish(self, events: Sequence[object]) -> None: ...
+    def publish(self, events: Sequence[Event]) -> None: ...
 
 
 class InProcessEventBus:
@@ -37,7 +39,11 @@ class InProcessEventBus:
 
         return unsubscribe
 
-    def publish(self, events: Sequence[object]) -> None:
+    def on_interrupted(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """In one process no event is ever lost between the engine and its subscribers: nothing to report."""
+        return lambda: None
+
+    def publish(self, events: Sequence[Event]) -> None:
         if not events:
             return
         for subscriber in self._subscribers:

@@ -1,16 +1,17 @@
-"""The engine: starts the actors, numbers commands as they enter, and routes replies back to callers.
+"""The engine in one process: starts the actors, numbers commands as they enter, routes replies back.
 
-Public entry points, safe from any thread:
+It implements `openbell.edge.client.EngineClient`. Entry points, safe from any thread:
 - `new(CommandClass, **fields)` stamps a command with the next `seq` and the entry time;
-- `submit(command, callback)` sends it and calls `callback(reply)` from an actor thread;
 - `await request(command)` sends it from asyncio code and awaits the reply without blocking the loop
   (the reply is handed over with `loop.call_soon_threadsafe`, once per loop per batch of replies);
+- `submit(command, callback)` sends it and calls `callback(reply)` from an actor thread;
 - `call(command)` sends it and blocks the calling thread (tests and tools; never on an event loop).
 Every wait has a timeout; a caller whose reply does not come in time gets `EngineTimeout`, and a
 reply that arrives later is dropped.
 
-Commands and account queries go through the intake to the balance actor (one total order of
-commands); market-data queries go straight to the market's actor.
+Where a command goes: state-changing commands and account queries through the intake to the balance
+actor (one total order of commands); market queries straight to their market's actor; history queries
+to a worker thread that reads the history database.
 """
 
 from __future__ import annotations
@@ -21,27 +22,40 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pykka
 
-from openbell.actors.balance import BalanceActor, BalanceCore, Intake
-from openbell.actors.bus import EventBus, InProcessEventBus
-from openbell.actors.market import MarketActor, MarketCore
-from openbell.actors.messages import WAKE, MarketQuery, Reply
-from openbell.core.commands import MARKET_QUERIES, AddMarket, restamp
+from openbell.actors.balance import WAKE, BalanceActor, Intake
+from openbell.actors.bus import InProcessEventBus
+from openbell.actors.market import MarketActor
+from openbell.core.commands import HISTORY_QUERIES, MARKET_QUERIES, AddMarket, Command, HistoryQuery, restamp
 from openbell.core.grid import Asset, MarketSpec
+from openbell.core.matching import MarketCore
+from openbell.core.messages import Reply
+from openbell.core.risk import BalanceCore
 from openbell.core.types import ResultCode
-
-if TYPE_CHECKING:
-    from openbell.durability.persistence import Persistence
+from openbell.durability.persistence import Persistence
+from openbell.edge.client import EngineError, EngineTimeout, EngineUnavailable
+from openbell.history.writer import HistoryWriter
 
 log = logging.getLogger(__name__)
 
 Recorder = Callable[[str, object], None]
 ReplyCallback = Callable[[Reply], None]
 C = TypeVar("C")
+
+
+class BatchSink:
+    """Where `submit_all` sends replies: `deliver(replies)` is called once per batch of replies, on an actor
+    or worker thread, instead of once per reply."""
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, deliver: Callable[[list[Reply]], None]) -> None:
+        self.deliver = deliver
 
 
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -60,35 +74,23 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-class EngineError(Exception):
-    code = ResultCode.ENGINE_ERROR
-
-
-class EngineUnavailable(EngineError):
-    code = ResultCode.ENGINE_UNAVAILABLE
-
-
-class EngineTimeout(EngineError):
-    code = ResultCode.ENGINE_TIMEOUT
-
-
 class Engine:
     def __init__(
         self,
         *,
-        bus: EventBus | None = None,
+        bus: InProcessEventBus | None = None,
         reply_timeout: float = 5.0,
         recorder: Recorder | None = None,
         max_open_orders_per_user: int = 1000,
         persistence: Persistence | None = None,
-        history: Any = None,
+        history: HistoryWriter | None = None,
     ) -> None:
-        self.bus: EventBus = bus if bus is not None else InProcessEventBus()
+        self.bus: InProcessEventBus = bus if bus is not None else InProcessEventBus()
         self.reply_timeout = reply_timeout
         self._recorder = recorder
         self._intake = Intake()
         self._seq = itertools.count(1)
-        self._waiters: dict[int, Any] = {}
+        self._waiters: dict[int, ReplyCallback | asyncio.Future[Reply] | BatchSink] = {}
         self._specs: dict[str, MarketSpec] = {}
         self._assets: dict[str, Asset] = {}
         self._market_refs: dict[str, pykka.ActorRef] = {}
@@ -100,6 +102,7 @@ class Engine:
         """With persistence, start() recovers from its data directory and every outcome is journaled."""
         self.history = history
         """A HistoryWriter fed from the bus (trades, orders, balance changes), or None."""
+        self._history_readers: ThreadPoolExecutor | None = None
 
     # ----------------------------------------------------------------- life cycle
     def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
@@ -107,9 +110,8 @@ class Engine:
             return self
         replayed = None
         if self.history is not None:
-            subscribe = getattr(self.bus, "subscribe", None)
-            if subscribe is not None:
-                subscribe(self.history.on_events)
+            self.bus.subscribe(self.history.on_events)
+            self._history_readers = ThreadPoolExecutor(2, thread_name_prefix="history-reader")
             if self.persistence is not None:
                 self.persistence.history = self.history
         if self.persistence is not None:
@@ -170,6 +172,8 @@ class Engine:
                 except Exception:
                     log.exception("could not write the shutdown snapshot; the journal still has everything")
             self.persistence.close()
+        if self._history_readers is not None:
+            self._history_readers.shutdown(wait=True, cancel_futures=True)
         if self.history is not None:
             self.history.close()
         waiting = list(self._waiters)
@@ -226,15 +230,15 @@ class Engine:
         return ref
 
     # ----------------------------------------------------------------- entry
-    def new(self, command_class: type[C], **fields: Any) -> C:
+    def new(self, command_class: Callable[..., C], **fields: Any) -> C:
         """A command stamped with the next sequence number and the entry time."""
-        return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)  # type: ignore[call-arg]
+        return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)
 
-    def restamp(self, command: C) -> C:
+    def restamp(self, command: Command) -> Command:
         """`command` (made elsewhere, e.g. in an API process) with this engine's next seq and entry time."""
-        return restamp(command, next(self._seq), time.time_ns() // 1_000_000)  # type: ignore[no-any-return]
+        return restamp(command, next(self._seq), time.time_ns() // 1_000_000)
 
-    def submit(self, command: Any, callback: ReplyCallback) -> None:
+    def submit(self, command: Command, callback: ReplyCallback) -> None:
         """Send `command`; `callback(reply)` runs later on an actor thread (or now, on a fast rejection)."""
         if not self._running:
             callback(Reply(command.seq, ResultCode.ENGINE_UNAVAILABLE, "engine is not running"))
@@ -242,7 +246,17 @@ class Engine:
         self._waiters[command.seq] = callback
         self._route(command)
 
-    async def request(self, command: Any, timeout: float | None = None) -> Reply:
+    def submit_all(self, commands: Sequence[Command], sink: BatchSink) -> None:
+        """Send `commands`; their replies reach `sink` in batches (a relay's way in: no callback per command)."""
+        if not self._running:
+            sink.deliver([Reply(c.seq, ResultCode.ENGINE_UNAVAILABLE, "engine is not running") for c in commands])
+            return
+        waiters = self._waiters
+        for command in commands:
+            waiters[command.seq] = sink
+            self._route(command)
+
+    async def request(self, command: Command, timeout: float | None = None) -> Reply:
         """Send `command` from asyncio code and await its reply. Raises EngineTimeout or EngineUnavailable."""
         if not self._running:
             raise EngineUnavailable("engine is not running")
@@ -263,7 +277,7 @@ class Engine:
             raise EngineUnavailable(reply.message)
         return reply
 
-    def call(self, command: Any, timeout: float | None = None) -> Reply:
+    def call(self, command: Command, timeout: float | None = None) -> Reply:
         """Send `command` and block this thread for its reply. Not for use on an event loop."""
         done = threading.Event()
         box: list[Reply] = []
@@ -278,13 +292,16 @@ class Engine:
             raise EngineTimeout(f"no reply to command {command.seq} in time; its outcome is unknown")
         return box[0]
 
-    def _route(self, command: Any) -> None:
+    def _route(self, command: Command) -> None:
         if isinstance(command, MARKET_QUERIES):
             ref = self._market_refs.get(command.market)
             if ref is None:
                 self._deliver([Reply(command.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}")])
                 return
-            ref.tell(MarketQuery(command))
+            ref.tell(command)
+            return
+        if isinstance(command, HISTORY_QUERIES):
+            self._read_history(command)
             return
         intake = self._intake
         intake.queue.append(command)
@@ -296,16 +313,47 @@ class Engine:
             except pykka.ActorDeadError:
                 self._deliver([Reply(command.seq, ResultCode.ENGINE_UNAVAILABLE, "engine is not running")])
 
+    def _read_history(self, query: HistoryQuery) -> None:
+        """Answer a history query on a reader thread: the actors never wait for the database."""
+        from openbell.history.queries import answer
+
+        history, readers, spec = self.history, self._history_readers, self._specs.get(query.market)
+        if history is None or readers is None:
+            self._deliver([Reply(query.seq, ResultCode.NOT_FOUND, "this server keeps no history database")])
+            return
+        if spec is None:
+            self._deliver([Reply(query.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {query.market}")])
+            return
+
+        def read() -> None:
+            try:
+                reply = answer(history, query, spec.quote_units_per_tick_lot)
+            except Exception as error:
+                log.warning("history query %r failed: %s", query, error)
+                reply = Reply(query.seq, ResultCode.HISTORY_BEHIND, "the history database did not answer")
+            self._deliver([reply])
+
+        readers.submit(read)
+
     # ----------------------------------------------------------------- replies
     def _deliver(self, replies: Sequence[Reply]) -> None:
         """Hand replies to their waiters. Called from actor threads (and for fast rejections)."""
         waiters = self._waiters
         per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Reply], Reply]]] | None = None
+        per_sink: dict[BatchSink, list[Reply]] | None = None
         for reply in replies:
             waiter = waiters.pop(reply.seq, None)
             if waiter is None:
                 continue
-            if isinstance(waiter, asyncio.Future):
+            if isinstance(waiter, BatchSink):
+                if per_sink is None:
+                    per_sink = {}
+                batch = per_sink.get(waiter)
+                if batch is None:
+                    per_sink[waiter] = [reply]
+                else:
+                    batch.append(reply)
+            elif isinstance(waiter, asyncio.Future):
                 if per_loop is None:
                     per_loop = {}
                 loop = waiter.get_loop()
@@ -319,6 +367,12 @@ class Engine:
                     waiter(reply)
                 except Exception:
                     log.exception("reply callback failed for %r", reply)
+        if per_sink:
+            for sink, batch in per_sink.items():
+                try:
+                    sink.deliver(batch)
+                except Exception:
+                    log.exception("reply sink failed for %d replies", len(batch))
         if per_loop:
             for loop, items in per_loop.items():
                 try:

@@ -117,7 +117,6 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                         str(port),
                         "--log-level",
                         "warning",
-                        "--no-access-log",
                         "--no-history",
                         *(["--in-memory"] if args.in_memory else ["--data-dir", str(work / "embedded-data")]),
                     ],

@@ -10,7 +10,7 @@ before anything is timed. Each scenario then replays the same commands on fresh 
 - `plain`: a minimal SortedDict + deque price-time matcher written here, with no validation, no events
   and no funds; the floor that any Python matcher on these structures pays;
 - `book`: `OrderBook.place` / `OrderBook.cancel`;
-- `book+ledger`: `Ledger.hold_for` -> `OrderBook.place` -> `Ledger.settle`, and for cancels
+- `book+ledger`: `validate_order` -> `Ledger.hold_for` -> `OrderBook.place` -> `Ledger.settle`, and for cancels
   `OrderBook.cancel` -> `Ledger.settle`, with every user funded far beyond need so nothing is refused.
 
 Throughput is the median over `--runs` passes of commands per second, each pass timed as a whole with
@@ -44,6 +44,7 @@ from openbell.core.commands import CancelOrder, PlaceOrder
 from openbell.core.events import OrderExpired, OrderRejected, TradeExecuted
 from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
+from openbell.core.orders import validate_order
 from openbell.core.types import ResultCode, Side, TimeInForce
 
 TARGET_ORDERS_PER_SECOND = 300_000
@@ -153,6 +154,8 @@ def make_book_and_ledger(spec: MarketSpec, users: Sequence[str]) -> Engine:
     book_cancel = book.cancel
 
     def place(cmd: PlaceOrder) -> None:
+        if validate_order(cmd) is not None:  # the one validation, as the balance stage runs it
+            return
         code, cmd = hold_for(cmd)
         if code is OK:
             settle(book_place(cmd))

@@ -70,7 +70,7 @@ def throughput(orders: int, runs: int, producers: int, window: int) -> dict[str,
 
 def write_journal(data_dir: pathlib.Path, commands: int, users: int = 200) -> float:
     """A snapshot, then `commands` journaled orders; left without a shutdown snapshot. Returns seconds."""
-    from openbell.cli import DEFAULT_ASSETS, DEFAULT_MARKETS, parse_markets
+    from openbell.options import DEFAULT_ASSETS, DEFAULT_MARKETS, parse_markets
 
     persistence = Persistence(data_dir, snapshot_every_commands=10**12, snapshot_every_seconds=10**9)
     engine = Engine(max_open_orders_per_user=10**6, persistence=persistence).start(

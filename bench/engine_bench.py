@@ -47,13 +47,15 @@ from typing import Any
 
 from bench import core_bench, streams
 from openbell.actors import balance as balance_module
-from openbell.actors.balance import BalanceActor, BalanceCore
+from openbell.actors.balance import BalanceActor
 from openbell.actors.engine import Engine, tune_garbage_collector
-from openbell.actors.market import MarketActor, MarketCore
-from openbell.actors.messages import Reply
+from openbell.actors.market import MarketActor
 from openbell.core.book import OrderBook
 from openbell.core.commands import CancelOrder, Deposit, GetBalances, PlaceOrder
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
+from openbell.core.matching import MarketCore
+from openbell.core.messages import Reply
+from openbell.core.risk import BalanceCore
 from openbell.core.types import ResultCode
 
 TARGET_ORDERS_PER_SECOND = 100_000
@@ -400,7 +402,7 @@ class Sections:
         (BalanceActor, "_drain", "balance._drain"),
         (BalanceCore, "handle_commands", "balance.handle_commands"),
         (BalanceCore, "handle_settlement", "balance.handle_settlement"),
-        (BalanceActor, "_dispatch", "balance._dispatch (tell + replies)"),
+        (BalanceActor, "_send", "balance._send (replies + events)"),
         (Engine, "_deliver", "engine._deliver (callbacks)"),
         (MarketActor, "on_receive", "market.on_receive (all)"),
         (MarketCore, "handle_batch", "market.handle_batch"),

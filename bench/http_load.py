@@ -38,7 +38,7 @@ from each request's scheduled time, so queueing behind a busy server is not hidd
 `--compare` pins itself to the last core and starts each server with `taskset -c 0` (when there are at
 least two cores and taskset is found), then for each run: starts the ceiling
 (`bench.http_ceiling_server`), measures it, stops it; starts the exchange (`python run.py --port P
---log-level warning --no-access-log --max-open-orders 100000`, plus a fresh `--data-dir` per run when
+--log-level warning --max-open-orders 100000`, plus a fresh `--data-dir` per run when
 run.py has that option, plus `--exchange-args`), prefunds, measures it at saturation,
 then (unless `--paced-fraction 0`) paced at that fraction of the throughput it just reached, and stops
 it. It reports medians over runs and exchange / ceiling. Every wait is bounded, servers are always
@@ -734,7 +734,7 @@ def compare(args: argparse.Namespace) -> int:
                     argv.append("--bare")
             else:
                 argv = [python, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-                argv += ["--no-access-log", "--max-open-orders", "100000"]
+                argv += ["--max-open-orders", "100000"]
                 if data_dir_option:
                     argv += ["--data-dir", tempfile.mkdtemp(prefix=f"exchange-run{run}-", dir=log_dir)]
                 argv += args.exchange_args.split()

@@ -1,130 +1,139 @@
-"""The engine's relay: Redis messages in, actor messages through the engine, replies and events out.
+"""The engine's relay: stream entries in, commands through the engine, replies and events out.
 
-The engine does not know the relay exists: the relay stamps each `RoutedCommand`'s command with the
-engine's own seq and ts (`engine.new`), `submit`s it, and when the reply comes publishes it to the
-asking API process and acknowledges the stream entry (XACK), in that order. Events on the engine's
-bus are published on their channels (`openbell.cluster.channels_of`).
+The engine does not know the relay exists. The relay reads `CommandEntry`s from the command stream with
+its consumer group, stamps each command with the engine's own seq and ts (`engine.restamp`), and hands
+them to the engine in one call per read (`submit_all`). Replies come back in batches; once per flush it
+publishes one `ReplyBatch` per API process that is owed replies, one `EventBatch` with every event the
+engine published meanwhile, and acknowledges (XACK) every entry whose commands all have their replies out,
+in one pipeline.
 
-Durability is the engine's own (`Engine(persistence=...)`, a journal on disk; it replies only once a
-command is durable). What the relay adds is exactly-once across restarts: before a state-changing
-command enters the engine, `APPLIED[request id] = seq` is written; the field is deleted with the XACK.
-A restarted engine first re-reads the entries it had been given and not acknowledged (XAUTOCLAIM, then
-the pending list from id 0): a request whose seq is at most the recovered `last_seq` is in the
-journal already and is answered, not applied again; any other is applied as new. The XACK and the
-`APPLIED` deletion go in one MULTI/EXEC, so a lost connection cannot leave one without the other;
-fields left behind otherwise (say, an entry deleted from the stream by hand) are swept once at start.
+Durability is the engine's own (its journal; it replies only once a command is durable). At most once is
+the engine's too: a state-changing command carries its request id, which the engine applies at most once
+and journals with the command. So a restarted relay simply re-reads the entries it had been given and not
+acknowledged (XAUTOCLAIM, then its pending list from id 0) and submits them again: the engine answers a
+request it already applied with DUPLICATE_REQUEST, which the relay turns into "applied before the engine
+restarted, as order N" (504 to the client: query the order). Within one run the relay also remembers the
+newest replies (`remembered_requests`), so a request delivered twice gets its first reply again.
 
-Trimming: an entry is acknowledged only after its reply, and a reply only once the engine's journal holds
-the command, so every entry older than the oldest one still pending in the group (or, when none is
+Trimming: an entry is acknowledged only after its replies, and a reply only once the engine's journal
+holds the command, so every entry older than the oldest one still pending in the group (or, when none is
 pending, up to the group's last-delivered-id) is journaled. Every `trim_interval` seconds, or sooner after
 `trim_after_acks` acknowledgements, and only if something was acknowledged since the last trim, the relay
 runs `XTRIM COMMANDS MINID <that bound>` (`trim_journaled`). Entries not yet delivered to the group are
 never trimmed, and neither is any pending entry.
 
-Invariants: an entry is acknowledged only after its reply was produced; the stream is trimmed only below
-its oldest pending or undelivered entry; a request id is applied at most once (the `APPLIED` hash across
-restarts, a bounded map of recent request ids within one process); no message that fails to decode stops
-the relay (it is logged and acknowledged).
+Invariants: an entry is acknowledged only after every reply it is owed was produced; the stream is trimmed
+only below its oldest pending or undelivered entry; no message that fails to decode stops the relay (it is
+logged, counted and acknowledged).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import pathlib
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
-from openbell.actors.engine import Engine
-from openbell.actors.messages import Reply
+from openbell.actors.engine import BatchSink, Engine
 from openbell.cluster import (
-    APPLIED,
     COMMANDS,
+    EVENTS,
     GROUP,
     MARKETS,
     REGISTRY,
+    CommandEntry,
+    EventBatch,
     MarketListed,
+    ReplyBatch,
     RoutedCommand,
     RoutedReply,
-    channels_of,
 )
-from openbell.core.codec import CodecError, dumps, loads
-from openbell.core.commands import QUERIES, STATE_CHANGING, AddMarket, GetKlines, PlaceOrder
+from openbell.cluster.reconnect import keep_connected
+from openbell.core.commands import QUERIES, STATE_CHANGING, AddMarket, Command, PlaceOrder
+from openbell.core.events import Event
 from openbell.core.grid import MarketSpec
-from openbell.core.marketdata import INTERVALS
+from openbell.core.messages import AlreadyApplied, Reply
 from openbell.core.types import ResultCode
+from openbell.core.wire import WireError, decode, encode
 
 log = logging.getLogger(__name__)
 
-ALLOWED = STATE_CHANGING + QUERIES
-INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
+MAX_REPLIES_PER_FLUSH = 4000
+MAX_EVENT_BATCHES_PER_FLUSH = 500
 
 
-# --------------------------------------------------------------------------- relay
+@dataclass(slots=True)
+class Entry:
+    """A stream entry being worked off: acknowledged once `waiting` reaches 0."""
+
+    entry_id: Any
+    waiting: int = 0
+
+
 @dataclass(slots=True)
 class InFlight:
-    command: Any
+    """A request submitted to the engine, and the entries (one, or more if redelivered) waiting for it."""
+
+    request_id: str
     reply_to: str
-    entry_ids: list[Any]
+    command: Command
+    entries: list[Entry] = field(default_factory=list)
 
 
 class Relay:
     def __init__(
         self,
         redis_url: str,
+        engine: Engine,
         boot_markets: Sequence[MarketSpec] = (),
         *,
-        data_dir: str | None = None,
         consumer: str = "engine",
         batch_size: int = 256,
         block_ms: int = 200,
         max_in_flight: int = 20_000,
         remembered_requests: int = 100_000,
-        reply_timeout: float = 5.0,
-        max_open_orders_per_user: int = 1000,
         trim_interval: float = 5.0,
         trim_after_acks: int = 10_000,
     ) -> None:
         self.redis_url = redis_url
+        self.engine = engine
         self.boot_markets = list(boot_markets)
-        self.data_dir = data_dir
         self.consumer = consumer
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.max_in_flight = max_in_flight
         self.remembered_requests = remembered_requests
-        self.reply_timeout = reply_timeout
-        self.max_open_orders_per_user = max_open_orders_per_user
         self.trim_interval = max(trim_interval, 0.05)
         self.trim_after_acks = trim_after_acks
-        self.engine: Engine | None = None
         self.stopping = threading.Event()
-        self.recovered_last_seq = 0
-        """The highest seq in the engine's journal when it started: what a previous run applied."""
-        self._restart_checked = False
-        self._startup_request_ids: set[str] | None = None
-        """Request ids of the pending entries re-read at start (for the one-time sweep of `APPLIED`)."""
         self._acked_since_trim = 1
         """Entries acknowledged since the last successful trim (1 at start: trim what a previous run left)."""
         self._trim_due: asyncio.Event | None = None
         self._in_flight: dict[str, InFlight] = {}
+        self._by_seq: dict[int, str] = {}
+        """Engine seq -> request id, for the commands in flight."""
         self._done: OrderedDict[str, Reply] = OrderedDict()
-        self._replies: deque[tuple[str, Reply]] = deque()
-        self._resend: deque[tuple[str | None, RoutedReply | None, Any]] = deque()
-        """(reply channel, reply, entry id): replies already known, and entries to acknowledge only."""
-        self._events: deque[Sequence[object]] = deque()
+        self._replies: deque[list[Reply]] = deque()
+        """Batches of replies from the engine (appended on actor threads), worked off by the flush."""
+        self._resend: deque[tuple[str, RoutedReply]] = deque()
+        """(reply channel, reply) of requests answered from memory."""
+        self._acks: list[Any] = []
+        """Entries every reply of which is out (or that get none: malformed, or a query given up on)."""
+        self._events: deque[Sequence[Event]] = deque()
+        self._sink = BatchSink(self._on_replies)
         self._reread_pending = False
         self._wake_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._redis: aioredis.Redis | None = None
+        self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.stats = {
             "applied": 0,
@@ -137,53 +146,33 @@ class Relay:
 
     # ----------------------------------------------------------------- life cycle
     async def run(self, stop: asyncio.Event) -> None:
-        """Start the engine, relay until `stop` is set, then stop everything cleanly."""
+        """Relay for the (started) engine until `stop` is set, then stop it and everything else cleanly."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._trim_due = asyncio.Event()
         self._redis = aioredis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=1)
+        self._stop = stop
         tasks: list[asyncio.Task[None]] = []
         try:
             await asyncio.to_thread(self._start_engine)
             tasks = [asyncio.create_task(self._flush_forever()), asyncio.create_task(self._trim_forever())]
-            delay = 0.05
-            while not stop.is_set():
-                try:
-                    await self._serve(stop)
-                    delay = 0.05
-                except (redis.RedisError, OSError) as error:
-                    self.ready.clear()
-                    log.warning("redis unavailable (%s); reconnecting in %.2fs", error, delay)
-                    await _sleep_or_stop(stop, delay)
-                    delay = min(delay * 2, 2.0)
+            await keep_connected(self._serve, what="relay", on_lost=lambda error: self.ready.clear(), stop=stop)
         finally:
             await self._shutdown(tasks)
 
     def _start_engine(self) -> None:
-        persistence = None
-        if self.data_dir is not None:
-            from openbell.durability.persistence import Persistence
-
-            persistence = Persistence(pathlib.Path(self.data_dir))
-        engine = Engine(
-            reply_timeout=self.reply_timeout,
-            max_open_orders_per_user=self.max_open_orders_per_user,
-            persistence=persistence,
-        )
-        engine.start(())
-        self.recovered_last_seq = engine.balance_core.last_seq
+        engine = self.engine
+        engine.bus.subscribe(self._on_events)
         for spec in self.boot_markets:
             if spec.symbol not in engine.markets:
                 reply = engine.call(engine.new(AddMarket, spec=spec))
                 if not reply.ok:
                     log.error("could not add market %s: %s", spec.symbol, reply.message)
-        engine.bus.subscribe(self._on_events)  # type: ignore[attr-defined]
-        self.engine = engine
         log.info(
             "engine started (%s); markets %s; journal ends at seq %d",
-            f"data in {self.data_dir}" if self.data_dir else "in memory, nothing survives a restart",
+            f"data in {engine.persistence.data_dir}" if engine.persistence else "in memory, nothing survives a restart",
             ", ".join(engine.markets) or "(none)",
-            self.recovered_last_seq,
+            engine.balance_core.last_seq,
         )
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -191,8 +180,7 @@ class Relay:
         while self._in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         self.stopping.set()
-        if self.engine is not None:
-            await asyncio.to_thread(self.engine.stop)
+        await asyncio.to_thread(self.engine.stop)
         await asyncio.sleep(0)
         try:
             await asyncio.wait_for(self._flush_once(), 2)
@@ -212,22 +200,18 @@ class Relay:
         log.info("relay stopped: %s", self.stats)
 
     # ----------------------------------------------------------------- commands in
-    async def _serve(self, stop: asyncio.Event) -> None:
+    async def _serve(self, connected: Any) -> None:
         r = self._redis
         assert r is not None
         await self._ensure_group()
         await self._write_registry()
         await self._claim_pending()
-        if not self._restart_checked:
-            self._startup_request_ids = set()
         await self._read_pending()
-        if not self._restart_checked:
-            await self._sweep_applied()
-        self._restart_checked = True
+        connected()
         if not self.ready.is_set():
             log.info("relay ready: reading %s as %s/%s", COMMANDS, GROUP, self.consumer)
         self.ready.set()
-        while not stop.is_set():
+        while not self._stop.is_set():
             if self._reread_pending:
                 self._reread_pending = False
                 await self._read_pending()
@@ -238,7 +222,7 @@ class Relay:
                 GROUP, self.consumer, {COMMANDS: ">"}, count=self.batch_size, block=self.block_ms
             )
             for _stream, entries in response or ():
-                await self._accept(entries)
+                self._accept(entries)
 
     async def _ensure_group(self) -> None:
         assert self._redis is not None
@@ -255,7 +239,7 @@ class Relay:
         for _ in range(10_000):
             result = await self._redis.xautoclaim(
                 COMMANDS, GROUP, self.consumer, min_idle_time=0, start_id=cursor, count=1000
-            )  # (redis-py drops the cursor of a JUSTID reply, so the entries come along)
+            )
             cursor = result[0]
             if cursor in (b"0-0", "0-0"):
                 return
@@ -270,104 +254,65 @@ class Relay:
             if not entries:
                 return
             self.stats["redelivered"] += len(entries)
-            await self._accept(entries)
+            self._accept(entries)
             last = entries[-1][0]
 
-    async def _accept(self, entries: Sequence[tuple[Any, Any]]) -> None:
+    def _accept(self, entries: Sequence[tuple[Any, Any]]) -> None:
         engine = self.engine
-        r = self._redis
-        assert engine is not None and r is not None
         now_ms = time.time_ns() // 1_000_000
-        routed_entries: list[tuple[Any, RoutedCommand]] = []
+        submit: list[Command] = []
         for entry_id, fields in entries:
             try:
                 if not fields:
-                    raise CodecError("entry was deleted")
-                routed = loads(fields[b"m"])
-                if not isinstance(routed, RoutedCommand) or not isinstance(routed.command, ALLOWED):
-                    raise CodecError(f"not a routed command: {type(routed).__name__}")
-            except (CodecError, KeyError) as error:
+                    raise WireError("entry was deleted")
+                commands = decode(fields[b"m"], CommandEntry).commands
+            except (WireError, KeyError) as error:
                 self.stats["malformed"] += 1
                 log.warning("command entry %s skipped: %s", entry_id, error)
-                self._ack_later(entry_id)
+                self._ack(entry_id)
                 continue
-            routed_entries.append((entry_id, routed))
-        if self._startup_request_ids is not None:
-            self._startup_request_ids.update(routed.request_id for _, routed in routed_entries)
-        applied_before: dict[str, int] = {}
-        if not self._restart_checked:
-            ids = [routed.request_id for _, routed in routed_entries if isinstance(routed.command, STATE_CHANGING)]
-            if ids:
-                for request_id, seq in zip(ids, await r.hmget(APPLIED, ids)):
-                    if seq is not None and int(seq) <= self.recovered_last_seq:
-                        applied_before[request_id] = int(seq)
-        submit: list[tuple[str, Any]] = []
-        applied: dict[str, int] = {}
-        for entry_id, routed in routed_entries:
-            request_id = routed.request_id
-            done = self._done.get(request_id)
-            if done is None and request_id in applied_before:
-                done = _applied_before_restart(routed.command, applied_before[request_id])
-                self.stats["already_applied"] += 1
-            if done is not None:
-                self._resend.append((routed.reply_to, RoutedReply(request_id, done), entry_id))
-                self._schedule_flush()
-                continue
-            pending = self._in_flight.get(request_id)
-            if pending is not None:
-                pending.entry_ids.append(entry_id)
-                continue
-            command = routed.command
-            if isinstance(command, QUERIES) and routed.deadline_ms < now_ms:
-                self._ack_later(entry_id)
-                continue
-            stamped = engine.restamp(command)
-            self._in_flight[request_id] = InFlight(stamped, routed.reply_to, [entry_id])
-            submit.append((request_id, stamped))
-            if isinstance(stamped, STATE_CHANGING):
-                applied[request_id] = stamped.seq
-        if applied:
-            try:
-                await r.hset(APPLIED, mapping=applied)  # type: ignore[arg-type]
-            except BaseException:
-                for request_id, _ in submit:
-                    self._in_flight.pop(request_id, None)
-                raise
-        for request_id, stamped in submit:
-            self.stats["applied"] += 1
-            engine.submit(stamped, self._reply_callback(request_id))
+            entry = Entry(entry_id)
+            for routed in commands:
+                if self._take(routed, entry, now_ms, submit):
+                    entry.waiting += 1
+            if entry.waiting == 0:
+                self._ack(entry_id)
+        if submit:
+            self.stats["applied"] += len(submit)
+            engine.submit_all(submit, self._sink)
 
-    async def _sweep_applied(self) -> None:
-        """Delete `APPLIED` fields of requests whose entries are no longer pending (called once, at start).
+    def _take(self, routed: RoutedCommand, entry: Entry, now_ms: int, submit: list[Command]) -> bool:
+        """Whether `entry` waits for this command's reply (else it is answered now, or dropped)."""
+        request_id = routed.request_id
+        done = self._done.get(request_id)
+        if done is not None:
+            self._resend.append((routed.reply_to, RoutedReply(request_id, done)))
+            self._schedule_flush()
+            return False
+        pending = self._in_flight.get(request_id)
+        if pending is not None:
+            pending.entries.append(entry)
+            return True
+        command = routed.command
+        if isinstance(command, QUERIES) and routed.deadline_ms < now_ms:
+            return False  # its caller gave up: nobody reads the answer
+        stamped = self.engine.restamp(command)
+        self._in_flight[request_id] = InFlight(request_id, routed.reply_to, stamped, [entry])
+        self._by_seq[stamped.seq] = request_id
+        submit.append(stamped)
+        return True
 
-        At that point the only fields anyone still needs are those of the pending entries just re-read;
-        the relay writes new fields only for entries it reads later.
-        """
-        assert self._redis is not None
-        keep, self._startup_request_ids = self._startup_request_ids or set(), None
-        stale: list[bytes] = []
-        async for field, _seq in self._redis.hscan_iter(APPLIED, count=1000):
-            if field.decode() not in keep:
-                stale.append(field)
-        for start in range(0, len(stale), 1000):
-            await self._redis.hdel(APPLIED, *stale[start : start + 1000])
-        if stale:
-            log.warning("removed %d stale %s fields (their entries were no longer pending)", len(stale), APPLIED)
-
-    def _ack_later(self, entry_id: Any) -> None:
-        """Acknowledge an entry that gets no reply (malformed, or a query its caller gave up on)."""
-        self._resend.append((None, None, entry_id))
+    def _ack(self, entry_id: Any) -> None:
+        self._acks.append(entry_id)
         self._schedule_flush()
 
-    def _reply_callback(self, request_id: str) -> Any:
-        def callback(reply: Reply) -> None:
-            # Actor thread. An "engine stopped" reply means the command never ran: leave it pending.
-            if reply.code is ResultCode.ENGINE_UNAVAILABLE and self.stopping.is_set():
-                return
-            self._replies.append((request_id, reply))
-            self._schedule_flush()
-
-        return callback
+    def _on_replies(self, replies: list[Reply]) -> None:
+        """The engine's replies (actor thread). An "engine stopped" reply means the command never ran: it stays
+        pending in the stream for the next run."""
+        if self.stopping.is_set():
+            replies = [reply for reply in replies if reply.code is not ResultCode.ENGINE_UNAVAILABLE]
+        self._replies.append(replies)
+        self._schedule_flush()
 
     # ----------------------------------------------------------------- replies and events out
     def _schedule_flush(self) -> None:
@@ -378,7 +323,7 @@ class Relay:
             except RuntimeError:
                 pass
 
-    def _on_events(self, events: Sequence[object]) -> None:
+    def _on_events(self, events: Sequence[Event]) -> None:
         self._events.append(events)
         self._schedule_flush()
 
@@ -397,43 +342,60 @@ class Relay:
     async def _flush_once(self) -> None:
         r = self._redis
         assert r is not None
-        while self._replies or self._events or self._resend:
-            pipe = r.pipeline(transaction=True)  # XACK and HDEL APPLIED together or not at all
-            acks: list[Any] = []
-            finished: list[str] = []
+        while self._replies or self._events or self._resend or self._acks:
+            pipe = r.pipeline(transaction=False)
+            owed: dict[str, list[RoutedReply]] = {}
             resend = self._resend
-            for _ in range(min(len(resend), 2000)):
-                channel, routed, entry_id = resend.popleft()
-                if channel is not None and routed is not None:
-                    pipe.publish(channel, dumps(routed))
-                    finished.append(routed.request_id)
-                acks.append(entry_id)
+            for _ in range(min(len(resend), MAX_REPLIES_PER_FLUSH)):
+                channel, routed = resend.popleft()
+                owed.setdefault(channel, []).append(routed)
             replies = self._replies
-            for _ in range(min(len(replies), 2000)):
-                request_id, reply = replies.popleft()
-                self._reply_to(pipe, request_id, reply, acks, finished)
-            events = self._events
-            per_channel: dict[str, list[object]] = {}
-            for _ in range(min(len(events), 500)):
-                for event in events.popleft():
-                    for channel in channels_of(event):
-                        per_channel.setdefault(channel, []).append(event)
-            for channel, items in per_channel.items():
-                pipe.publish(channel, dumps(tuple(items)))
+            taken = 0
+            while replies and taken < MAX_REPLIES_PER_FLUSH:
+                batch = replies.popleft()
+                taken += len(batch)
+                for reply in batch:
+                    self._reply_to(pipe, reply, owed)
+            for channel, routed_replies in owed.items():
+                pipe.publish(channel, encode(ReplyBatch(tuple(routed_replies))))
+            events: list[Event] = []
+            for _ in range(min(len(self._events), MAX_EVENT_BATCHES_PER_FLUSH)):
+                events.extend(self._events.popleft())
+            if events:
+                pipe.publish(EVENTS, encode(EventBatch(tuple(events))))
+            acks, self._acks = self._acks, []
             if acks:
                 pipe.xack(COMMANDS, GROUP, *acks)
-            if finished:
-                pipe.hdel(APPLIED, *finished)
             try:
                 await pipe.execute()
             except (redis.RedisError, OSError):
-                if per_channel:
-                    self.stats["dropped_events"] += sum(len(items) for items in per_channel.values())
+                self.stats["dropped_events"] += len(events)
                 raise
             if acks:
                 self._acked_since_trim += len(acks)
                 if self._acked_since_trim >= self.trim_after_acks and self._trim_due is not None:
                     self._trim_due.set()
+
+    def _reply_to(self, pipe: Any, reply: Reply, owed: dict[str, list[RoutedReply]]) -> None:
+        request_id = self._by_seq.pop(reply.seq, None)
+        pending = self._in_flight.pop(request_id, None) if request_id is not None else None
+        if pending is None:
+            return
+        command = pending.command
+        if reply.code is ResultCode.DUPLICATE_REQUEST:
+            reply = _applied_before_restart(command, reply)
+            self.stats["already_applied"] += 1
+        if isinstance(command, STATE_CHANGING):
+            self._remember(pending.request_id, reply)
+        if isinstance(command, AddMarket) and reply.ok:
+            spec = command.spec
+            pipe.hset(MARKETS, spec.symbol, encode(spec))
+            pipe.publish(REGISTRY, encode(MarketListed(spec)))
+        owed.setdefault(pending.reply_to, []).append(RoutedReply(pending.request_id, reply))
+        for entry in pending.entries:
+            entry.waiting -= 1
+            if entry.waiting == 0:
+                self._acks.append(entry.entry_id)
 
     async def _trim_forever(self) -> None:
         """Trim the command stream below what the group still needs, now and then (see the module docstring)."""
@@ -460,22 +422,6 @@ class Relay:
             if removed:
                 log.debug("trimmed %d journaled entries from %s", removed, COMMANDS)
 
-    def _reply_to(self, pipe: Any, request_id: str, reply: Reply, acks: list[Any], finished: list[str]) -> None:
-        pending = self._in_flight.pop(request_id, None)
-        if pending is None:
-            return
-        acks.extend(pending.entry_ids)
-        command = pending.command
-        reply = _portable(command, reply)
-        if isinstance(command, STATE_CHANGING):
-            self._remember(request_id, reply)
-            finished.append(request_id)
-        if type(command) is AddMarket and reply.ok:
-            spec = command.spec
-            pipe.hset(MARKETS, spec.symbol, dumps(spec))
-            pipe.publish(REGISTRY, dumps(MarketListed(spec)))
-        pipe.publish(pending.reply_to, dumps(RoutedReply(request_id, reply)))
-
     def _remember(self, request_id: str, reply: Reply) -> None:
         done = self._done
         done[request_id] = reply
@@ -483,14 +429,14 @@ class Relay:
             done.popitem(last=False)
 
     async def _write_registry(self) -> None:
-        assert self._redis is not None and self.engine is not None
+        assert self._redis is not None
         specs = list(self.engine.markets.values())
         if not specs:
             return
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(MARKETS, mapping={spec.symbol: dumps(spec) for spec in specs})
+        pipe.hset(MARKETS, mapping={spec.symbol: encode(spec) for spec in specs})
         for spec in specs:
-            pipe.publish(REGISTRY, dumps(MarketListed(spec)))
+            pipe.publish(REGISTRY, encode(MarketListed(spec)))
         await pipe.execute()
 
 
@@ -535,34 +481,16 @@ async def trim_journaled(client: aioredis.Redis) -> int:
     return int(removed)
 
 
-def _applied_before_restart(command: Any, seq: int) -> Reply:
+def _applied_before_restart(command: Command, reply: Reply) -> Reply:
     """The answer to a request the engine's journal already holds, from before a restart.
 
     Its original reply was not kept, so the caller learns that it was applied and where to look.
     """
-    what = f"order {seq}" if type(command) is PlaceOrder else f"command {seq}"
+    seq = reply.data.seq if isinstance(reply.data, AlreadyApplied) else reply.seq
+    what = f"order {seq}" if isinstance(command, PlaceOrder) else f"command {seq}"
     return Reply(
-        seq,
+        reply.seq,
         ResultCode.ENGINE_TIMEOUT,
         f"this request was applied (as {what}) before the engine restarted; its result is not kept: query it",
+        data=reply.data,
     )
-
-
-def _portable(command: Any, reply: Reply) -> Reply:
-    """A reply whose data the codec can carry: candles become `KlineSnapshot`s (same fields)."""
-    if type(command) is GetKlines and reply.ok and reply.data:
-        name = INTERVAL_NAMES.get(command.interval_seconds, str(command.interval_seconds))
-        now = time.time()
-        snapshots = tuple(
-            c.snapshot(command.market, name, c.end <= now)
-            for c in reply.data  # type: ignore[attr-defined]
-        )
-        return Reply(reply.seq, reply.code, reply.message, snapshots)
-    return reply
-
-
-async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), delay)
-    except TimeoutError:
-        pass

@@ -1,9 +1,9 @@
-"""`RemoteEngine`: the engine as an API or WebSocket process sees it, through Redis.
+"""`RemoteEngine`: the engine as an API or WebSocket process sees it, through Redis. An `EngineClient`.
 
-Same duck interface as `openbell.actors.engine.Engine` for what the REST app and the WebSocket server
-use: `new`, `await request`, `markets`, `assets`, `running`, and `bus` (a `RedisEventBus`, when the
-process streams events). `request` writes one `RoutedCommand` to the command stream and waits for the
-`RoutedReply` with its request id on this process's own reply channel.
+`request` queues one `RoutedCommand`; everything queued in one pass of the event loop is written as one
+`CommandEntry` (one XADD, one round trip), and the reply comes back in a `ReplyBatch` on this process's
+own reply channel, matched by request id. A state-changing command carries its request id into the
+engine (`command.request_id`), which applies it at most once.
 
 Faults: `EngineUnavailable` (503) always means the command was not written: Redis was unreachable (or
 this process's reply subscription was down) before anything was sent; a background task reconnects
@@ -20,24 +20,38 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
+import msgspec
 import redis
 import redis.asyncio as aioredis
 
-from openbell.actors.engine import EngineError, EngineTimeout, EngineUnavailable, expire
-from openbell.actors.messages import Reply
-from openbell.cluster import COMMANDS, MARKETS, REGISTRY, MarketListed, RoutedCommand, RoutedReply, reply_channel
-from openbell.cluster.redisbus import RedisEventBus, close_quietly
-from openbell.core.codec import CodecError, dumps, loads
+from openbell.actors.engine import expire
+from openbell.cluster import (
+    COMMANDS,
+    MARKETS,
+    REGISTRY,
+    CommandEntry,
+    MarketListed,
+    ReplyBatch,
+    RoutedCommand,
+    reply_channel,
+)
+from openbell.cluster.reconnect import close_quietly, keep_connected
+from openbell.cluster.redisbus import RedisEventBus
+from openbell.core.commands import STATE_CHANGING, Command
 from openbell.core.grid import Asset, MarketSpec
+from openbell.core.messages import Reply
 from openbell.core.types import ResultCode
+from openbell.core.wire import WireError, decode, encode
+from openbell.edge.client import EngineError, EngineTimeout, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
+_REGISTRY_MESSAGE = MarketListed | ReplyBatch
 
 
 class Registry:
@@ -68,13 +82,9 @@ class Registry:
     async def load(self, client: aioredis.Redis) -> None:
         for symbol, payload in sorted((await client.hgetall(MARKETS)).items()):
             try:
-                spec = loads(payload)
-                if not isinstance(spec, MarketSpec):
-                    raise CodecError(f"not a market spec: {type(spec).__name__}")
-            except CodecError as error:
+                self.add(decode(payload, MarketSpec))
+            except WireError as error:
                 log.warning("registry entry %r skipped: %s", symbol, error)
-                continue
-            self.add(spec)
 
 
 class RemoteEngine:
@@ -89,7 +99,7 @@ class RemoteEngine:
         self.redis_url = redis_url
         self.reply_timeout = reply_timeout
         self.command_timeout = command_timeout
-        self.bus = bus
+        self._bus = bus
         self.api_id = uuid.uuid4().hex[:12]
         self.reply_to = reply_channel(self.api_id)
         self.registry = Registry()
@@ -99,9 +109,12 @@ class RemoteEngine:
         self._connected = False
         self._listener: asyncio.Task[None] | None = None
         self._became_ready: asyncio.Event | None = None
-        self._outbox: list[tuple[bytes, asyncio.Future[None]]] = []
-        """Commands waiting to be written; all those of one loop pass go in one pipeline."""
+        self._outbox: list[RoutedCommand] = []
+        self._written: list[asyncio.Future[None]] = []
+        """Commands waiting to be written, and their callers' futures; all of one loop pass go in one entry."""
         self._flushing = False
+        self.skipped = 0
+        """Messages on this process's channels that did not decode."""
 
     # ----------------------------------------------------------------- life cycle
     async def start(self, wait: float = 2.0) -> None:
@@ -110,17 +123,19 @@ class RemoteEngine:
             self.redis_url, socket_timeout=self.command_timeout, socket_connect_timeout=self.command_timeout
         )
         self._became_ready = asyncio.Event()
-        self._listener = asyncio.create_task(self._listen_forever())
-        if self.bus is not None:
-            await self.bus.start()
+        self._listener = asyncio.create_task(
+            keep_connected(self._listen, what=f"api {self.api_id}", on_lost=self._lost)
+        )
+        if self._bus is not None:
+            await self._bus.start()
         try:
             await asyncio.wait_for(self._became_ready.wait(), wait)
         except TimeoutError:
             log.warning("redis not reachable at %s yet; answering 503 until it is", self.redis_url)
 
     async def stop(self) -> None:
-        if self.bus is not None:
-            await self.bus.stop()
+        if self._bus is not None:
+            await self._bus.stop()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
@@ -143,23 +158,29 @@ class RemoteEngine:
     def assets(self) -> Mapping[str, Asset]:
         return self.registry.assets
 
-    # ----------------------------------------------------------------- entry
-    def new(self, command_class: type[C], **fields: Any) -> C:
-        """A command with placeholder seq/ts; the engine's relay stamps its own."""
-        return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)  # type: ignore[call-arg]
+    @property
+    def bus(self) -> RedisEventBus | None:
+        return self._bus
 
-    async def request(self, command: Any, timeout: float | None = None) -> Reply:
+    # ----------------------------------------------------------------- entry
+    def new(self, command_class: Callable[..., C], **fields: Any) -> C:
+        """A command with placeholder seq/ts; the engine's relay stamps its own."""
+        return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)
+
+    async def request(self, command: Command, timeout: float | None = None) -> Reply:
         if not self._connected or self._client is None:
             raise EngineUnavailable("redis is not reachable")
         wait = self.reply_timeout if timeout is None else timeout
         request_id = f"{self.api_id}:{command.seq}"
+        if isinstance(command, STATE_CHANGING):
+            command = msgspec.structs.replace(command, request_id=request_id)
         deadline_ms = time.time_ns() // 1_000_000 + int(wait * 1000)
-        payload = dumps(RoutedCommand(request_id, self.reply_to, deadline_ms, command)).encode()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
         written: asyncio.Future[None] = loop.create_future()
         self._waiters[request_id] = future
-        self._outbox.append((payload, written))
+        self._outbox.append(RoutedCommand(request_id, self.reply_to, deadline_ms, command))
+        self._written.append(written)
         if not self._flushing:
             self._flushing = True
             loop.call_soon(self._start_flush)
@@ -181,31 +202,32 @@ class RemoteEngine:
         asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Write everything in the outbox, one round trip per pass, until it is empty."""
+        """Write everything in the outbox, one entry (one round trip) per pass, until it is empty."""
         try:
             while self._outbox:
-                batch, self._outbox = self._outbox, []
+                commands, self._outbox = self._outbox, []
+                written, self._written = self._written, []
                 error: EngineError | None = None
                 try:
-                    await self._write_commands([payload for payload, _ in batch])
+                    await self._write(encode(CommandEntry(tuple(commands))), len(commands))
                 except EngineError as failure:
                     error = failure
-                for _, written in batch:
-                    if written.done():
+                for future in written:
+                    if future.done():
                         continue
                     if error is None:
-                        written.set_result(None)
+                        future.set_result(None)
                     else:
-                        written.set_exception(error)
+                        future.set_exception(error)
         finally:
             self._flushing = False
 
-    async def _write_commands(self, payloads: list[bytes]) -> None:
-        """XADD each payload to the command stream, in one round trip on one connection.
+    async def _write(self, payload: bytes, count: int) -> None:
+        """XADD one entry to the command stream, by hand on one pooled connection.
 
         What a failure means for the caller depends on when it happens, so the steps are taken by hand
-        rather than through a pipeline (whose retries reconnect and send again, and whose last error
-        would hide that a first attempt may have reached Redis):
+        rather than through redis-py's command methods (whose retries reconnect and send again, and whose
+        last error would hide that a first attempt may have reached Redis):
         - no connection could be had: nothing was sent: EngineUnavailable (503, "not applied");
         - anything after the first byte was sent: the commands may be in the stream: EngineTimeout (504,
           "outcome unknown; retry with the same clientOrderId").
@@ -220,18 +242,16 @@ class RemoteEngine:
             self._lost(error)
             raise EngineUnavailable("redis is not reachable") from None
         try:
-            commands = [("XADD", COMMANDS, "*", "m", payload) for payload in payloads]
-            await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-            for _ in commands:
-                response = await connection.read_response()
-                if isinstance(response, redis.ResponseError):
-                    raise response
+            await connection.send_command("XADD", COMMANDS, "*", "m", payload, check_health=False)
+            response = await connection.read_response()
+            if isinstance(response, redis.ResponseError):
+                raise response
         except (redis.RedisError, OSError) as error:
             await connection.disconnect()
             if not isinstance(error, (redis.TimeoutError, redis.ResponseError)):
                 self._lost(error)
             raise EngineTimeout(
-                f"redis did not confirm {len(payloads)} command(s) ({type(error).__name__}); "
+                f"redis did not confirm {count} command(s) ({type(error).__name__}); "
                 "they may have been applied: the outcome is unknown"
             ) from None
         finally:
@@ -239,47 +259,38 @@ class RemoteEngine:
 
     # ----------------------------------------------------------------- replies in
     def _lost(self, error: object) -> None:
-        if self._connected:
-            log.warning("redis connection lost: %s", error)
         self._connected = False
 
-    async def _listen_forever(self) -> None:
-        delay = 0.05
-        while True:
-            assert self._client is not None
-            pubsub = self._client.pubsub()
-            try:
-                await pubsub.subscribe(self.reply_to, REGISTRY)
-                await self.registry.load(self._client)
-                self._connected = True
-                delay = 0.05
-                if self._became_ready is not None:
-                    self._became_ready.set()
-                log.info("connected to redis; replies on %s", self.reply_to)
-                while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None:
-                        self._on_message(message)
-            except asyncio.CancelledError:
-                await close_quietly(pubsub)
-                raise
-            except (redis.RedisError, OSError) as error:
-                self._lost(error)
+    async def _listen(self, connected: Callable[[], None]) -> None:
+        assert self._client is not None
+        pubsub = self._client.pubsub()
+        try:
+            await pubsub.subscribe(self.reply_to, REGISTRY)
+            await self.registry.load(self._client)
+            self._connected = True
+            connected()
+            if self._became_ready is not None:
+                self._became_ready.set()
+            log.info("connected to redis; replies on %s", self.reply_to)
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None:
+                    self._on_message(message)
+        finally:
             await close_quietly(pubsub)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         try:
-            decoded = loads(message["data"])
-        except CodecError as error:
+            decoded = decode(message["data"], _REGISTRY_MESSAGE)
+        except WireError as error:
+            self.skipped += 1
             log.warning("message on %r skipped: %s", message.get("channel"), error)
             return
-        if type(decoded) is RoutedReply:
-            future = self._waiters.get(decoded.request_id)
-            if future is not None and not future.done():
-                future.set_result(decoded.reply)
-        elif type(decoded) is MarketListed:
-            self.registry.add(decoded.spec)
+        if isinstance(decoded, ReplyBatch):
+            waiters = self._waiters
+            for routed in decoded.replies:
+                future = waiters.get(routed.request_id)
+                if future is not None and not future.done():
+                    future.set_result(routed.reply)
         else:
-            log.warning("unexpected %s on %r", type(decoded).__name__, message.get("channel"))
+            self.registry.add(decoded.spec)

@@ -73,24 +73,14 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def children_of(args: argparse.Namespace) -> list[Child]:
+    """The engine, API and WebSocket children, each given the options that are its own (`openbell.options`)."""
+    from openbell.options import engine_argv
+
     common = ["--redis", args.redis, "--log-level", args.log_level]
-    engine = [
-        "engine",
-        *common,
-        "--markets",
-        args.markets,
-        "--assets",
-        args.assets,
-        "--max-open-orders",
-        str(args.max_open_orders),
-        "--batch",
-        str(args.batch),
-        "--trim-interval",
-        str(args.trim_interval),
-        *(["--in-memory"] if args.in_memory else ["--data-dir", args.data_dir]),
-    ]
+    engine = ["engine", *common, *engine_argv(args)]
+    access_log = ["--access-log"] if args.access_log else []
     api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
-    api += ["--reply-timeout", str(args.reply_timeout)]
+    api += ["--reply-timeout", str(args.reply_timeout), *access_log]
     ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
     children = [Child("engine", engine), Child("api", api)]
     if args.ws_workers > 0:
@@ -112,6 +102,8 @@ def run_cluster(args: argparse.Namespace) -> int:
         for child in children:
             if not stopping:
                 child.start()
+        ws = f", WebSocket streams on ws://{args.host}:{args.ws_port}/ws" if args.ws_workers > 0 else ""
+        log.info("cluster: REST API on http://%s:%d%s", args.host, args.api_port, ws)
         while not stopping:
             now = time.monotonic()
             for child in children:

@@ -12,22 +12,25 @@ totals at once (O(1) after the index lookup, O(log n) if the level empties); mat
 at the head, and a level compacts its deque when dead entries pile up. Bids are keyed by the negated
 price so that the best level of either side is the first key.
 
-`place` is the hot path, written for CPython's costs: it unpacks the command once instead of reading its
-fields by name, takes a well-formed GTC limit that does not cross straight to the book (the commonest
-order: it only rests), and builds events with `tuple.__new__` (see `_new`). None of this changes what
-any order does or which events it gives; `tests/test_core_properties.py` checks that against a
-reference matcher.
+`place` takes orders that `openbell.core.orders.validate_order` accepted (the balance stage validates
+every order once, before it holds funds for it); it is the hot path, written for CPython's costs: it
+takes a GTC limit that does not cross straight to the book (the commonest order: it only rests). None
+of this changes what any order does or which events it gives; `tests/test_core_properties.py` checks
+that against a reference matcher.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 from sortedcontainers import SortedDict
 
 from openbell.core.commands import PlaceOrder
 from openbell.core.events import (
+    CancelRejected,
+    Event,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -36,10 +39,9 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
-from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, MarketSpec
-from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
+from openbell.core.grid import MAX_QUANTITY_LOTS, MarketSpec
+from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce, require
 
-_new_object = object.__new__
 BUY = Side.BUY
 SELL = Side.SELL
 EXPIRE_MAKER = SelfTradePrevention.EXPIRE_MAKER
@@ -52,10 +54,6 @@ FOK = TimeInForce.FOK
 NO_LIQUIDITY = ResultCode.NO_LIQUIDITY
 FOK_NOT_FILLED = ResultCode.FOK_NOT_FILLED
 SELF_TRADE_PREVENTED = ResultCode.SELF_TRADE_PREVENTED
-
-_new = tuple.__new__
-"""Builds an event on the hot path: `_new(OrderFilled, (...all fields in order...))` is the same NamedTuple as
-`OrderFilled(...)` without the Python-level `__new__` a NamedTuple call runs (about a third of an event's cost)."""
 
 
 class RestingOrder:
@@ -109,39 +107,6 @@ class PriceLevel:
         """Number of live orders."""
         self.dead = 0
         """Canceled orders still in the deque, skipped by matching."""
-
-
-def validate_order(cmd: PlaceOrder) -> tuple[ResultCode, str] | None:
-    """Shape checks that need no book state. None when the order is well formed."""
-    if cmd.order_type is LIMIT:
-        if cmd.price is None or not 0 < cmd.price <= MAX_PRICE_TICKS:
-            return ResultCode.INVALID_PRICE, "a limit order needs a positive price"
-        if cmd.quantity is None or not 0 < cmd.quantity <= MAX_QUANTITY_LOTS:
-            return ResultCode.INVALID_QUANTITY, "a limit order needs a positive quantity"
-        if cmd.quote_quantity is not None:
-            return ResultCode.INVALID_ORDER, "quoteQuantity is only for market buys"
-        if cmd.post_only and cmd.time_in_force is not GTC:
-            return ResultCode.INVALID_ORDER, "postOnly needs timeInForce GTC"
-        return None
-    if cmd.price is not None:
-        return ResultCode.INVALID_PRICE, "a market order takes no price"
-    if cmd.post_only:
-        return ResultCode.INVALID_ORDER, "a market order cannot be postOnly"
-    if cmd.quantity is not None and not 0 < cmd.quantity <= MAX_QUANTITY_LOTS:
-        return ResultCode.INVALID_QUANTITY, "quantity must be positive"
-    if cmd.side is SELL:
-        if cmd.quantity is None:
-            return ResultCode.INVALID_QUANTITY, "a market sell needs a quantity"
-        if cmd.quote_quantity is not None:
-            return ResultCode.INVALID_ORDER, "quoteQuantity is only for market buys"
-        return None
-    if cmd.quantity is None and cmd.quote_quantity is None:
-        return ResultCode.INVALID_QUANTITY, "a market buy needs a quantity or a quoteQuantity"
-    if cmd.quote_quantity is not None and cmd.quote_quantity <= 0:
-        return ResultCode.INVALID_AMOUNT, "quoteQuantity must be positive"
-    if cmd.time_in_force is FOK and cmd.quantity is None:
-        return ResultCode.INVALID_ORDER, "a FOK market buy needs a quantity"
-    return None
 
 
 class OrderBook:
@@ -217,28 +182,25 @@ class OrderBook:
         return first, self.update_id, bids, asks
 
     # ----------------------------------------------------------------- commands
-    def place(self, cmd: PlaceOrder, out: list[object] | None = None) -> list[object]:
-        """Match `cmd` against the book, rest what a GTC limit leaves, and return the events.
+    def place(self, cmd: PlaceOrder, out: list[Event] | None = None) -> list[Event]:
+        """Match `cmd` (a validated order) against the book, rest what a GTC limit leaves, and return the events.
 
         With `out`, events are appended to it as they happen, so a caller still has the events of
         the fills already made if something raises half-way.
         """
-        events: list[object] = out if out is not None else []
-        seq, ts, user_id, _, side, order_type, time_in_force, price, quantity, quote_quantity, _, client_order_id, _ = (
-            cmd
-        )
-        # Fast path for the commonest order: a well-formed GTC limit (what `validate_order` accepts) that does
-        # not cross. It only rests, with the events and state `_place` would give it; anything else goes there.
+        events: list[Event] = out if out is not None else []
+        seq = cmd.seq
+        price = cmd.price
+        # Fast path for the commonest order: a GTC limit that does not cross. It only rests, with the
+        # events and state `_place` would give it; anything else goes there.
         if (
-            order_type is LIMIT
-            and time_in_force is GTC
-            and quote_quantity is None
+            cmd.order_type is LIMIT
+            and cmd.time_in_force is GTC
             and price is not None
-            and quantity is not None
-            and 0 < price <= MAX_PRICE_TICKS
-            and 0 < quantity <= MAX_QUANTITY_LOTS
+            and cmd.quantity is not None
             and seq not in self._orders
         ):
+            side = cmd.side
             if side is BUY:
                 best = self._best_ask_level
                 rests = best is None or price < best.price
@@ -246,22 +208,10 @@ class OrderBook:
                 best = self._best_bid_level
                 rests = best is None or price > best.price
             if rests:
+                user_id, quantity, ts, client_order_id = cmd.user_id, cmd.quantity, cmd.ts, cmd.client_order_id
                 events.append(
-                    _new(
-                        OrderAccepted,
-                        (
-                            self.symbol,
-                            seq,
-                            user_id,
-                            side,
-                            order_type,
-                            time_in_force,
-                            price,
-                            quantity,
-                            None,
-                            client_order_id,
-                            ts,
-                        ),
+                    OrderAccepted(
+                        self.symbol, seq, user_id, side, LIMIT, GTC, price, quantity, None, client_order_id, ts
                     )
                 )
                 self._rest(seq, user_id, side, price, quantity, 0, ts, client_order_id)
@@ -270,20 +220,21 @@ class OrderBook:
         self._place(cmd, events)
         return events
 
-    def _place(self, cmd: PlaceOrder, events: list[object]) -> None:
-        seq, ts, user_id, _, side, order_type, time_in_force, limit, asked, budget, post_only, client_order_id, stp = (
-            cmd
-        )
+    def _place(self, cmd: PlaceOrder, events: list[Event]) -> None:
+        seq, ts, user_id, side, limit = cmd.seq, cmd.ts, cmd.user_id, cmd.side, cmd.price
+        order_type, time_in_force, asked, budget = cmd.order_type, cmd.time_in_force, cmd.quantity, cmd.quote_quantity
+        client_order_id = cmd.client_order_id
         symbol = self.symbol
-        problem = validate_order(cmd)
-        if problem is None and seq in self._orders:
-            problem = (ResultCode.INVALID_ORDER, "order id already on the book")
-        if problem is not None:
-            events.append(OrderRejected(symbol, seq, user_id, problem[0], problem[1], ts, client_order_id))
+        if seq in self._orders:
+            events.append(
+                OrderRejected(
+                    symbol, seq, user_id, ResultCode.INVALID_ORDER, "order id already on the book", ts, client_order_id
+                )
+            )
             return
-        if post_only:
+        if cmd.post_only and limit is not None:
             best = self.best_ask if side is BUY else self.best_bid
-            if best is not None and (best <= limit if side is BUY else best >= limit):  # type: ignore[operator]
+            if best is not None and (best <= limit if side is BUY else best >= limit):
                 events.append(
                     OrderRejected(
                         symbol,
@@ -298,16 +249,17 @@ class OrderBook:
                 return
         accepted_at = len(events)
         events.append(
-            _new(
-                OrderAccepted,
-                (symbol, seq, user_id, side, order_type, time_in_force, limit, asked, budget, client_order_id, ts),
+            OrderAccepted(
+                symbol, seq, user_id, side, order_type, time_in_force, limit, asked, budget, client_order_id, ts
             )
         )
         quantity = asked if asked is not None else MAX_QUANTITY_LOTS
         if time_in_force is FOK and not self._can_fill_completely(cmd, quantity, budget):
-            events.append(_new(OrderExpired, (symbol, seq, user_id, 0, quantity, FOK_NOT_FILLED, ts)))
+            events.append(OrderExpired(symbol, seq, user_id, 0, quantity, FOK_NOT_FILLED, ts))
             return
-        filled, taker_stopped, budget_left = self._match(side, limit, seq, user_id, ts, stp, quantity, budget, events)
+        filled, taker_stopped, budget_left = self._match(
+            side, limit, seq, user_id, ts, cmd.stp, quantity, budget, events
+        )
         remaining = quantity - filled
         changed = bool(filled) or len(events) > accepted_at + 1
         if remaining and asked is None and taker_stopped is None and filled:
@@ -320,29 +272,28 @@ class OrderBook:
             ):
                 remaining = 0
         if remaining == 0:
-            events.append(_new(OrderFilled, (symbol, seq, user_id, filled, ts)))
-        elif order_type is LIMIT and time_in_force is GTC and taker_stopped is None:
-            assert limit is not None
+            events.append(OrderFilled(symbol, seq, user_id, filled, ts))
+        elif order_type is LIMIT and time_in_force is GTC and taker_stopped is None and limit is not None:
             self._rest(seq, user_id, side, limit, quantity, filled, ts, client_order_id)
             changed = True
             if filled:
-                events.append(_new(OrderPartiallyFilled, (symbol, seq, user_id, filled, remaining, ts)))
+                events.append(OrderPartiallyFilled(symbol, seq, user_id, filled, remaining, ts))
         else:
             if asked is None:  # market buy by quote: nothing was asked in lots
                 remaining = 0
             reason = taker_stopped or NO_LIQUIDITY
-            events.append(_new(OrderExpired, (symbol, seq, user_id, filled, remaining, reason, ts)))
+            events.append(OrderExpired(symbol, seq, user_id, filled, remaining, reason, ts))
         if changed:
             self.update_id += 1
 
-    def cancel(self, order_id: int, user_id: str, ts: int) -> list[object]:
+    def cancel(self, order_id: int, user_id: str, ts: int) -> list[Event]:
         """Cancel a resting order of `user_id`. Another user's order is reported as unknown."""
         order = self._orders.get(order_id)
         if order is None or order.user_id != user_id:
-            return [OrderRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
+            return [CancelRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
         self._remove(order)
         self.update_id += 1
-        return [_new(OrderCanceled, (self.symbol, order_id, user_id, order.filled, order.remaining, ts))]
+        return [OrderCanceled(self.symbol, order_id, user_id, order.filled, order.remaining, ts)]
 
     # ----------------------------------------------------------------- internals
     def _opposite(self, side: Side) -> SortedDict:
@@ -390,7 +341,7 @@ class OrderBook:
         stp: SelfTradePrevention,
         quantity: int,
         budget: int | None,
-        events: list[object],
+        events: list[Event],
     ) -> tuple[int, ResultCode | None, int | None]:
         """Fill the taker (`taker_id`, up to `quantity` lots or `budget` quote) against the opposite side.
 
@@ -435,9 +386,8 @@ class OrderBook:
                         level.live -= 1
                         level.total -= maker_remaining
                         append(
-                            _new(
-                                OrderExpired,
-                                (symbol, maker_id, maker_user, maker.filled, maker_remaining, SELF_TRADE_PREVENTED, ts),
+                            OrderExpired(
+                                symbol, maker_id, maker_user, maker.filled, maker_remaining, SELF_TRADE_PREVENTED, ts
                             )
                         )
                     if stp is not EXPIRE_MAKER:
@@ -460,21 +410,16 @@ class OrderBook:
                 trade_id = self.next_trade_id
                 self.next_trade_id = trade_id + 1
                 append(
-                    _new(
-                        TradeExecuted,
-                        (symbol, trade_id, price, take, side, maker_id, maker_user, taker_id, taker_user, ts),
-                    )
+                    TradeExecuted(symbol, trade_id, price, take, side, maker_id, maker_user, taker_id, taker_user, ts)
                 )
                 if maker_remaining == 0:
                     orders.popleft()
                     maker.live = False
                     del index[maker_id]
                     level.live -= 1
-                    append(_new(OrderFilled, (symbol, maker_id, maker_user, maker_filled, ts)))
+                    append(OrderFilled(symbol, maker_id, maker_user, maker_filled, ts))
                 else:
-                    append(
-                        _new(OrderPartiallyFilled, (symbol, maker_id, maker_user, maker_filled, maker_remaining, ts))
-                    )
+                    append(OrderPartiallyFilled(symbol, maker_id, maker_user, maker_filled, maker_remaining, ts))
             if not level.live:
                 self._drop_best_level(buying, price)
             elif remaining:
@@ -501,18 +446,8 @@ class OrderBook:
         ts: int,
         client_order_id: str | None,
     ) -> None:
-        # RestingOrder(...) inlined: once per resting order on the hot path; keep in step with its __init__.
-        order = _new_object(RestingOrder)
-        order.order_id = order_id
-        order.user_id = user_id
-        order.side = side
-        order.price = price
-        order.quantity = quantity
-        order.remaining = remaining = quantity - filled
-        order.filled = filled
-        order.ts = ts
-        order.client_order_id = client_order_id
-        order.live = True
+        order = RestingOrder(order_id, user_id, side, price, quantity, filled, ts, client_order_id)
+        remaining = order.remaining
         if side is BUY:
             book, key, changed = self._bids, -price, self._changed_bids
         else:
@@ -575,7 +510,7 @@ class OrderBook:
         }
 
     @classmethod
-    def from_state(cls, spec: MarketSpec, state: dict) -> OrderBook:  # type: ignore[type-arg]
+    def from_state(cls, spec: MarketSpec, state: dict[str, Any]) -> OrderBook:
         book = cls(spec)
         for side, rows in ((BUY, state["bids"]), (SELL, state["asks"])):
             for order_id, user_id, price, quantity, filled, ts, client_order_id in rows:
@@ -593,24 +528,25 @@ class OrderBook:
         seen: set[int] = set()
         for book, side in ((self._bids, BUY), (self._asks, SELL)):
             for key, level in book.items():
-                assert key == (-level.price if side is BUY else level.price), "level keyed at the wrong price"
+                require(key == (-level.price if side is BUY else level.price), "level keyed at the wrong price")
                 live = [o for o in level.orders if o.live]
-                assert live, f"empty level {level.price} left on the book"
-                assert level.live == len(live), f"level {level.price} live count {level.live} != {len(live)}"
-                assert level.dead == len(level.orders) - len(live), f"level {level.price} dead count is wrong"
-                assert level.total == sum(o.remaining for o in live), f"level {level.price} total is wrong"
+                require(live, f"empty level {level.price} left on the book")
+                require(level.live == len(live), f"level {level.price} live count {level.live} != {len(live)}")
+                require(level.dead == len(level.orders) - len(live), f"level {level.price} dead count is wrong")
+                require(level.total == sum(o.remaining for o in live), f"level {level.price} total is wrong")
                 o: RestingOrder
                 for o in live:
-                    assert o.remaining > 0, f"order {o.order_id} rests with nothing left"
-                    assert o.filled + o.remaining == o.quantity, f"order {o.order_id} quantities disagree"
-                    assert o.side is side and o.price == level.price, f"order {o.order_id} on the wrong level"
-                    assert o.order_id in self._orders and self._orders[o.order_id] is o, (
-                        f"order {o.order_id} missing from the index"
+                    require(o.remaining > 0, f"order {o.order_id} rests with nothing left")
+                    require(o.filled + o.remaining == o.quantity, f"order {o.order_id} quantities disagree")
+                    require(o.side is side and o.price == level.price, f"order {o.order_id} on the wrong level")
+                    require(
+                        o.order_id in self._orders and self._orders[o.order_id] is o,
+                        (f"order {o.order_id} missing from the index"),
                     )
-                    assert o.order_id not in seen, f"order {o.order_id} rests twice"
+                    require(o.order_id not in seen, f"order {o.order_id} rests twice")
                     seen.add(o.order_id)
-        assert seen == set(self._orders), "index holds orders that are not on any level"
-        assert self._best_bid_level is (self._bids.peekitem(0)[1] if self._bids else None), "best bid cache is stale"
-        assert self._best_ask_level is (self._asks.peekitem(0)[1] if self._asks else None), "best ask cache is stale"
+        require(seen == set(self._orders), "index holds orders that are not on any level")
+        require(self._best_bid_level is (self._bids.peekitem(0)[1] if self._bids else None), "best bid cache is stale")
+        require(self._best_ask_level is (self._asks.peekitem(0)[1] if self._asks else None), "best ask cache is stale")
         bid, ask = self.best_bid, self.best_ask
-        assert bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}"
+        require(bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}")

@@ -1,26 +1,27 @@
-"""Commands: what a client asks the engine to do, as immutable records.
+"""Commands: what a client asks the engine to do, and queries: what it asks to know. All are `Record`s.
 
 Every command carries `seq`, a number unique per engine assigned where the command enters it, and
 `ts`, the entry time in milliseconds since the epoch. Both are inputs, not read from a clock inside an
 actor, so that processing the same commands in the same order always gives the same state. A placed
 order's id is its `seq`. Amounts are integers on the market's grid (see `openbell.core.grid`).
 
-`PlaceOrder` and `CancelOrder`, made once per order on the hot path, are `NamedTuple`s: as immutable
-and serialisable as the frozen dataclasses used for the rarer commands, at a third of the cost to
-build. `restamp` gives any command a new seq and entry time, whichever kind it is.
+A command that changes state also carries `request_id`: the name of the client request it came from
+when it crossed Redis (empty in one process). The balance stage applies a request id at most once
+(`openbell.core.risk`), so a request delivered twice is answered, not applied again; the journal keeps
+the request id with the command, so this holds across restarts.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TypeAlias
+
+import msgspec
 
 from openbell.core.grid import MarketSpec
-from openbell.core.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from openbell.core.types import OrderType, Record, SelfTradePrevention, Side, TimeInForce
 
 
-class PlaceOrder(NamedTuple):
+class PlaceOrder(Record):
     seq: int
     """Entry sequence number; also the new order's id."""
     ts: int
@@ -40,22 +41,24 @@ class PlaceOrder(NamedTuple):
     """Limit only: reject the order rather than let it take liquidity."""
     client_order_id: str | None = None
     stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER
+    """Self-trade prevention: what happens when it would trade with an order of the same user."""
+    request_id: str = ""
 
     @property
     def order_id(self) -> int:
         return self.seq
 
 
-class CancelOrder(NamedTuple):
+class CancelOrder(Record):
     seq: int
     ts: int
     user_id: str
     market: str
     order_id: int
+    request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Deposit:
+class Deposit(Record):
     seq: int
     ts: int
     user_id: str
@@ -64,24 +67,23 @@ class Deposit:
     """Minor units of `asset`, positive."""
     txn_id: str
     """Idempotency key: a second deposit with the same id credits nothing."""
+    request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class AddMarket:
+class AddMarket(Record):
     seq: int
     ts: int
     spec: MarketSpec
+    request_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class GetBalances:
+class GetBalances(Record):
     seq: int
     ts: int
     user_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class GetOpenOrders:
+class GetOpenOrders(Record):
     seq: int
     ts: int
     user_id: str
@@ -89,31 +91,29 @@ class GetOpenOrders:
     """None: every market."""
 
 
-@dataclass(frozen=True, slots=True)
-class GetDepth:
+class GetDepth(Record):
     seq: int
     ts: int
     market: str
     limit: int
+    """Levels per side; the market caps it at `MAX_DEPTH_LEVELS`."""
 
 
-@dataclass(frozen=True, slots=True)
-class GetTrades:
+class GetTrades(Record):
     seq: int
     ts: int
     market: str
     limit: int
+    """Newest trades; the market caps it at `MAX_TRADES`."""
 
 
-@dataclass(frozen=True, slots=True)
-class GetTicker:
+class GetTicker(Record):
     seq: int
     ts: int
     market: str
 
 
-@dataclass(frozen=True, slots=True)
-class GetKlines:
+class GetKlines(Record):
     seq: int
     ts: int
     market: str
@@ -124,29 +124,56 @@ class GetKlines:
     """Unix seconds, exclusive."""
 
 
+class GetTradeHistory(Record):
+    """Trades of a time range, from the history database (any age)."""
+
+    seq: int
+    ts: int
+    market: str
+    start_ms: int
+    """Inclusive."""
+    end_ms: int
+    """Exclusive."""
+    limit: int
+
+
+class GetKlineHistory(Record):
+    """Candles of a time range, aggregated by the history database (any age)."""
+
+    seq: int
+    ts: int
+    market: str
+    interval_seconds: int
+    start: int
+    """Unix seconds, inclusive."""
+    end: int
+    """Unix seconds, exclusive."""
+    limit: int
+
+
+MAX_DEPTH_LEVELS = 5000
+"""Most levels per side a depth query returns."""
+MAX_TRADES = 1000
+"""Most trades a trades query returns."""
+
+StateChanging: TypeAlias = PlaceOrder | CancelOrder | Deposit | AddMarket
+MarketQuery: TypeAlias = GetDepth | GetTrades | GetTicker | GetKlines
+HistoryQuery: TypeAlias = GetTradeHistory | GetKlineHistory
+Query: TypeAlias = GetBalances | GetOpenOrders | MarketQuery | HistoryQuery
+Command: TypeAlias = StateChanging | Query
+"""Everything that enters the engine."""
+MatchCommand: TypeAlias = PlaceOrder | CancelOrder
+"""What the balance stage forwards to a market."""
+
 STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket)
-"""Commands that change state: journaled, deduplicated on redelivery."""
+"""Commands that change state: journaled, applied at most once per request id."""
 MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
 """Queries a market's actor answers."""
-QUERIES = (GetBalances, GetOpenOrders, *MARKET_QUERIES)
+HISTORY_QUERIES = (GetTradeHistory, GetKlineHistory)
+"""Queries the history database answers (off the matching path)."""
+QUERIES = (GetBalances, GetOpenOrders, *MARKET_QUERIES, *HISTORY_QUERIES)
 
 
-def _typed_eq(self: tuple, other: object) -> bool:  # type: ignore[type-arg]
-    return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
-
-
-def _typed_ne(self: tuple, other: object) -> bool:  # type: ignore[type-arg]
-    return not _typed_eq(self, other)
-
-
-for _command_class in (PlaceOrder, CancelOrder):
-    _command_class.__eq__ = _typed_eq  # type: ignore[assignment,method-assign]
-    _command_class.__ne__ = _typed_ne  # type: ignore[assignment,method-assign]
-    _command_class.__hash__ = tuple.__hash__  # type: ignore[assignment,method-assign]
-
-
-def restamp(command: Any, seq: int, ts: int) -> Any:
+def restamp(command: Command, seq: int, ts: int) -> Command:
     """The same command with a new `seq` and entry time `ts`."""
-    if isinstance(command, tuple):
-        return command._replace(seq=seq, ts=ts)  # type: ignore[attr-defined]
-    return dataclasses.replace(command, seq=seq, ts=ts)
+    return msgspec.structs.replace(command, seq=seq, ts=ts)

@@ -1,4 +1,4 @@
-"""Events: what happened, in the past tense, as immutable records.
+"""Events: what happened, in the past tense, as `Record`s.
 
 The order book returns the events each operation caused, in the order they happened, so no caller
 ever has to compare states to learn what changed. The ledger settles funds from those same events.
@@ -8,21 +8,19 @@ Per placed order the book emits, in order: `OrderAccepted` (or only `OrderReject
 fill a `TradeExecuted` followed by the maker's `OrderFilled` or `OrderPartiallyFilled`; any maker
 removed by self-trade prevention as `OrderExpired`; and last, the taker's own outcome if it changed:
 `OrderFilled`, `OrderPartiallyFilled` (rests after some fills), or `OrderExpired` (remainder dropped).
-
-Events are `NamedTuple`s rather than frozen dataclasses: they are just as immutable and serialisable,
-and an order makes three or four of them, where a frozen dataclass costs about four times as much to
-build (measured in bench/core_bench.py). Equality also compares the event type, so an `OrderFilled`
-never equals an `OrderCanceled` that happens to hold the same values.
+A cancel emits `OrderCanceled`, or `CancelRejected` when there is no such order of that user (which
+leaves every order as it was). Equality compares the event type too, so an `OrderFilled` never
+equals an `OrderCanceled` that happens to hold the same values.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TypeAlias
 
-from openbell.core.types import OrderStatus, OrderType, ResultCode, Side, TimeInForce
+from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 
-class OrderAccepted(NamedTuple):
+class OrderAccepted(Record):
     market: str
     order_id: int
     user_id: str
@@ -36,7 +34,9 @@ class OrderAccepted(NamedTuple):
     ts: int
 
 
-class OrderRejected(NamedTuple):
+class OrderRejected(Record):
+    """An order refused before it reached the book (or by it: post-only would take, an id in use)."""
+
     market: str
     order_id: int
     user_id: str
@@ -50,7 +50,18 @@ class OrderRejected(NamedTuple):
         return OrderStatus.REJECTED
 
 
-class TradeExecuted(NamedTuple):
+class CancelRejected(Record):
+    """A cancel refused: the user has no open order with this id in this market. No order changed."""
+
+    market: str
+    order_id: int
+    user_id: str
+    code: ResultCode
+    reason: str
+    ts: int
+
+
+class TradeExecuted(Record):
     market: str
     trade_id: int
     """Per-market, increasing from 1."""
@@ -69,7 +80,7 @@ class TradeExecuted(NamedTuple):
         return self.taker_side is Side.SELL
 
 
-class OrderPartiallyFilled(NamedTuple):
+class OrderPartiallyFilled(Record):
     market: str
     order_id: int
     user_id: str
@@ -84,7 +95,7 @@ class OrderPartiallyFilled(NamedTuple):
         return OrderStatus.PARTIALLY_FILLED
 
 
-class OrderFilled(NamedTuple):
+class OrderFilled(Record):
     market: str
     order_id: int
     user_id: str
@@ -100,7 +111,7 @@ class OrderFilled(NamedTuple):
         return 0
 
 
-class OrderCanceled(NamedTuple):
+class OrderCanceled(Record):
     market: str
     order_id: int
     user_id: str
@@ -114,7 +125,7 @@ class OrderCanceled(NamedTuple):
         return OrderStatus.CANCELED
 
 
-class OrderExpired(NamedTuple):
+class OrderExpired(Record):
     market: str
     order_id: int
     user_id: str
@@ -130,7 +141,7 @@ class OrderExpired(NamedTuple):
         return OrderStatus.EXPIRED
 
 
-class BalanceChanged(NamedTuple):
+class BalanceChanged(Record):
     user_id: str
     asset: str
     available: int
@@ -141,7 +152,7 @@ class BalanceChanged(NamedTuple):
     is the same when replay makes the event again (the history store's key)."""
 
 
-class DepthUpdated(NamedTuple):
+class DepthUpdated(Record):
     """Levels changed by updates `first_update_id`..`last_update_id`, as their totals after them."""
 
     market: str
@@ -153,4 +164,52 @@ class DepthUpdated(NamedTuple):
     ts: int
 
 
+class Ticker(Record):
+    """24 h statistics of one market, published after a batch with trades and returned by ticker queries."""
+
+    market: str
+    first_price: int | None
+    """Price of the first trade in the window (ticks); None if the window had no trade."""
+    last_price: int | None
+    """Price of the newest trade ever seen (ticks); None before the first trade."""
+    high: int | None
+    low: int | None
+    volume: int
+    """Lots traded in the window."""
+    quote_volume: int
+    """Quote traded in the window, in minor units."""
+    trades: int
+    window_start: int
+    """Unix seconds."""
+    window_end: int
+
+
+class KlineSnapshot(Record):
+    """One candle, as published and returned; prices in ticks, volume in lots, quote in minor units."""
+
+    market: str
+    interval: str
+    """Its wire name: "1m", "1h", ..."""
+    start: int
+    """Unix seconds."""
+    end: int
+    open: int
+    high: int
+    low: int
+    close: int
+    volume: int
+    quote_volume: int
+    trades: int
+    closed: bool
+    """Whether the candle's time is over (no trade can change it any more)."""
+
+
+OrderEvent: TypeAlias = (
+    OrderAccepted | OrderRejected | OrderPartiallyFilled | OrderFilled | OrderCanceled | OrderExpired
+)
+Event = OrderEvent | CancelRejected | TradeExecuted | BalanceChanged | DepthUpdated | KlineSnapshot | Ticker
+"""Everything the engine publishes."""
+
+ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired)
 TERMINAL_EVENTS = (OrderFilled, OrderCanceled, OrderExpired, OrderRejected)
+"""An order's last event: after one of these it holds nothing and is on no book."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation, localcontext
 
-from openbell.core.types import ResultCode
+from msgspec.structs import force_setattr
+
+from openbell.core.types import Record, ResultCode
 
 MAX_DECIMALS = 18
 """No asset, tick or lot may be finer than 10**-18."""
@@ -97,8 +98,7 @@ def step_decimals(step: Decimal) -> int:
     return max(0, -exponent)
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
+class Asset(Record):
     symbol: str
     """Upper-case name such as "INR"."""
     decimals: int
@@ -137,9 +137,12 @@ def _format_scaled(units: int, decimals: int) -> str:
     return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
-@dataclass(frozen=True, slots=True)
-class MarketSpec:
-    """A market's grid and fees. Prices are in quote per one base."""
+class MarketSpec(Record):
+    """A market's grid and fees. Prices are in quote per one base.
+
+    The last four fields are derived from the others when a spec is made or decoded (whatever values
+    they were given), so a spec that crossed the wire is checked and complete.
+    """
 
     symbol: str
     """"BASE_QUOTE", such as "TATA_INR"."""
@@ -153,12 +156,14 @@ class MarketSpec:
     """Fee charged to the resting side of a trade, in basis points of what it receives."""
     taker_fee_bps: int = 0
     """Fee charged to the incoming side of a trade, in basis points of what it receives."""
-    base_units_per_lot: int = field(init=False, repr=False, compare=False)
+    base_units_per_lot: int = 0
     """Base minor units in one lot (derived)."""
-    quote_units_per_tick_lot: int = field(init=False, repr=False, compare=False)
+    quote_units_per_tick_lot: int = 0
     """Quote minor units in one tick times one lot (derived)."""
-    _tick_parts: tuple[int, int] = field(init=False, repr=False, compare=False)
-    _lot_parts: tuple[int, int] = field(init=False, repr=False, compare=False)
+    tick_parts: tuple[int, int] = (0, 0)
+    """The tick size as (units, decimals): units x 10**-decimals (derived)."""
+    lot_parts: tuple[int, int] = (0, 0)
+    """The lot size as (units, decimals) (derived)."""
 
     def __post_init__(self) -> None:
         if self.symbol != f"{self.base.symbol}_{self.quote.symbol}":
@@ -186,10 +191,10 @@ class MarketSpec:
                 ResultCode.INVALID_MARKET_SPEC,
                 f"tickSize x lotSize is finer than {self.quote.symbol}'s {self.quote.decimals} decimals",
             )
-        object.__setattr__(self, "base_units_per_lot", _units(self.lot_size, Decimal(1).scaleb(-self.base.decimals))[0])
-        object.__setattr__(self, "_tick_parts", _step_parts(self.tick_size))
-        object.__setattr__(self, "_lot_parts", _step_parts(self.lot_size))
-        object.__setattr__(
+        force_setattr(self, "base_units_per_lot", _units(self.lot_size, Decimal(1).scaleb(-self.base.decimals))[0])
+        force_setattr(self, "tick_parts", _step_parts(self.tick_size))
+        force_setattr(self, "lot_parts", _step_parts(self.lot_size))
+        force_setattr(
             self,
             "quote_units_per_tick_lot",
             _units(self.tick_size * self.lot_size, Decimal(1).scaleb(-self.quote.decimals))[0],
@@ -197,7 +202,7 @@ class MarketSpec:
 
     def parse_price(self, text: object) -> int:
         checked = _checked_text(text, "price", ResultCode.INVALID_PRICE)
-        ticks, exact = _text_units(checked, *self._tick_parts)
+        ticks, exact = _text_units(checked, *self.tick_parts)
         if not exact:
             raise GridError(
                 ResultCode.INVALID_PRICE, f"price {text} is not a multiple of the tick size {self.tick_size}"
@@ -210,7 +215,7 @@ class MarketSpec:
 
     def parse_quantity(self, text: object) -> int:
         checked = _checked_text(text, "quantity", ResultCode.INVALID_QUANTITY)
-        lots, exact = _text_units(checked, *self._lot_parts)
+        lots, exact = _text_units(checked, *self.lot_parts)
         if not exact:
             raise GridError(
                 ResultCode.INVALID_QUANTITY, f"quantity {text} is not a multiple of the lot size {self.lot_size}"
@@ -225,11 +230,11 @@ class MarketSpec:
         return self.quote.parse_amount(text, "quoteQuantity")
 
     def format_price(self, ticks: int) -> str:
-        units, decimals = self._tick_parts
+        units, decimals = self.tick_parts
         return _format_scaled(ticks * units, decimals)
 
     def format_quantity(self, lots: int) -> str:
-        units, decimals = self._lot_parts
+        units, decimals = self.lot_parts
         return _format_scaled(lots * units, decimals)
 
     def quote_value(self, ticks: int, lots: int) -> int:

@@ -15,19 +15,32 @@ Invariants (`check_invariants` verifies them):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
 from openbell.core.commands import PlaceOrder
-from openbell.core.events import BalanceChanged, OrderCanceled, OrderExpired, OrderFilled, OrderRejected, TradeExecuted
+from openbell.core.events import (
+    BalanceChanged,
+    Event,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    TradeExecuted,
+)
 from openbell.core.grid import Asset, MarketSpec
-from openbell.core.types import OrderType, ResultCode, Side
+from openbell.core.types import OrderType, ResultCode, Side, require
 
 FEE_ACCOUNT = "#fees"
 """The account fees are paid into. No user id can look like it (user ids have no '#')."""
 
-_new_object = object.__new__
 BUY = Side.BUY
 LIMIT = OrderType.LIMIT
 OK = ResultCode.OK
-UNKNOWN_ORDER = ResultCode.UNKNOWN_ORDER
+_ENDING = frozenset({OrderFilled, OrderExpired, OrderCanceled, OrderRejected})
+"""Events after which an order holds nothing."""
 
 
 class Balance:
@@ -48,6 +61,7 @@ class Hold:
     __slots__ = (
         "amount",
         "asset",
+        "balance",
         "client_order_id",
         "filled",
         "market",
@@ -55,11 +69,10 @@ class Hold:
         "order_type",
         "price",
         "quantity",
+        "receive",
         "side",
         "ts",
         "user_id",
-        "balance",
-        "receive",
     )
 
     def __init__(
@@ -85,8 +98,10 @@ class Hold:
         self.side = side
         self.order_type = order_type
         self.price = price
+        """The limit price (ticks); None for a market order."""
         self.quantity = quantity
         self.filled = filled
+        """Lots filled so far."""
         self.asset = asset
         self.amount = amount
         """What is still held, in `asset` minor units."""
@@ -186,7 +201,8 @@ class Ledger:
         A market buy sized only in base gets as budget everything available in quote; the order sent
         on to the book then carries that budget as its `quote_quantity`.
         """
-        seq, ts, user_id, market, side, order_type, _, price, quantity, quote_quantity, _, client_order_id, _ = cmd
+        seq, user_id, market, side = cmd.seq, cmd.user_id, cmd.market, cmd.side
+        order_type, price, quantity = cmd.order_type, cmd.price, cmd.quantity
         spec = self.markets.get(market)
         if spec is None:
             return ResultCode.UNKNOWN_MARKET, cmd
@@ -202,12 +218,12 @@ class Ledger:
                 if price is None or quantity is None:
                     return ResultCode.INVALID_ORDER, cmd
                 amount = price * quantity * spec.quote_units_per_tick_lot
-            elif quote_quantity is not None:
-                amount = quote_quantity
+            elif cmd.quote_quantity is not None:
+                amount = cmd.quote_quantity
             else:
                 amount = balance.available
                 if amount > 0:
-                    cmd = _with_budget(cmd, amount)
+                    cmd = msgspec.structs.replace(cmd, quote_quantity=amount)
             receive_asset = spec.base.symbol
         else:
             if quantity is None:
@@ -221,23 +237,22 @@ class Ledger:
         balance.available -= amount
         balance.locked += amount
         self._changed[balance] = None
-        # Hold(...) inlined: this runs once per order, and the constructor call costs about 2% of book + ledger
-        # throughput (bench/core_bench.py). Keep the fields in step with Hold.__init__.
-        hold = holds[seq] = _new_object(Hold)
-        hold.order_id = seq
-        hold.user_id = user_id
-        hold.market = market
-        hold.side = side
-        hold.order_type = order_type
-        hold.price = price
-        hold.quantity = quantity
-        hold.filled = 0
-        hold.asset = asset
-        hold.amount = amount
-        hold.ts = ts
-        hold.client_order_id = client_order_id
-        hold.balance = balance
-        hold.receive = account.get(receive_asset)
+        hold = holds[seq] = Hold(
+            seq,
+            user_id,
+            market,
+            side,
+            order_type,
+            price,
+            quantity,
+            0,
+            asset,
+            amount,
+            cmd.ts,
+            cmd.client_order_id,
+            balance,
+            account.get(receive_asset),
+        )
         user_holds = self._user_holds.get(user_id)
         if user_holds is None:
             user_holds = self._user_holds[user_id] = {}
@@ -257,23 +272,20 @@ class Ledger:
         balance.available += hold.amount
         self._changed[balance] = None
 
-    def settle(self, events: list[object]) -> None:
-        """Apply the book's events: move funds for trades, release what ended orders still hold."""
+    def settle(self, events: Iterable[Event]) -> None:
+        """Apply the book's events: move funds for trades, release what ended orders still hold.
+
+        A `CancelRejected` changes nothing: whatever order has that id (maybe another user's) is untouched.
+        """
         holds = self.holds
         changed = self._changed
+        event: Any
         for event in events:
             kind = type(event)
             if kind is TradeExecuted:
-                self._settle_trade(event)  # type: ignore[arg-type]
-            elif (
-                kind is OrderFilled
-                or kind is OrderExpired
-                or kind is OrderCanceled
-                # A refused cancel: whatever order has that id (maybe another user's) is untouched.
-                or (kind is OrderRejected and event.code is not UNKNOWN_ORDER)  # type: ignore[attr-defined]
-            ):
-                # `release(event.order_id)`, inline: order_id is field 1 of each of these events.
-                order_id = event[1]  # type: ignore[index]
+                self._settle_trade(event)
+            elif kind in _ENDING:
+                order_id = event.order_id
                 hold = holds.pop(order_id, None)
                 if hold is None:
                     continue
@@ -286,18 +298,18 @@ class Ledger:
                     changed[balance] = None
 
     def _settle_trade(self, trade: TradeExecuted) -> None:
-        market, _, price, quantity, taker_side, maker_order_id, _, taker_order_id, _, _ = trade
-        spec = self.markets[market]
+        spec = self.markets[trade.market]
         per_lot = spec.quote_units_per_tick_lot
-        quote = price * quantity * per_lot
+        quantity = trade.quantity
+        quote = trade.price * quantity * per_lot
         base = quantity * spec.base_units_per_lot
         holds = self.holds
-        if taker_side is BUY:
-            buyer, buyer_bps = holds[taker_order_id], spec.taker_fee_bps
-            seller, seller_bps = holds[maker_order_id], spec.maker_fee_bps
+        if trade.taker_side is BUY:
+            buyer, buyer_bps = holds[trade.taker_order_id], spec.taker_fee_bps
+            seller, seller_bps = holds[trade.maker_order_id], spec.maker_fee_bps
         else:
-            buyer, buyer_bps = holds[maker_order_id], spec.maker_fee_bps
-            seller, seller_bps = holds[taker_order_id], spec.taker_fee_bps
+            buyer, buyer_bps = holds[trade.maker_order_id], spec.maker_fee_bps
+            seller, seller_bps = holds[trade.taker_order_id], spec.taker_fee_bps
         changed = self._changed
 
         # Buyer pays quote from its hold and receives base less its fee; a limit buy that paid less
@@ -306,8 +318,9 @@ class Ledger:
         buyer.filled += quantity
         paying = buyer.balance
         paying.locked -= quote
-        if buyer.order_type is LIMIT:
-            excess = buyer.amount - buyer.price * (buyer.quantity - buyer.filled) * per_lot  # type: ignore[operator]
+        limit, asked = buyer.price, buyer.quantity
+        if limit is not None and asked is not None:  # a limit buy
+            excess = buyer.amount - limit * (asked - buyer.filled) * per_lot
             if excess:
                 buyer.amount -= excess
                 paying.locked -= excess
@@ -358,11 +371,9 @@ class Ledger:
 
     # ----------------------------------------------------------------- state
     def to_state(self) -> dict[str, object]:
-        """Everything needed to rebuild the ledger, as plain JSON-able values."""
-        from openbell.core.codec import to_wire
-
+        """Everything needed to rebuild the ledger, as plain values (msgspec encodes them)."""
         return {
-            "markets": [to_wire(spec) for spec in self.markets.values()],
+            "markets": [msgspec.to_builtins(spec) for spec in self.markets.values()],
             "assets": [[a.symbol, a.decimals] for a in self.assets.values()],
             "accounts": {
                 user: {asset: [b.available, b.locked] for asset, b in account.items()}
@@ -390,14 +401,12 @@ class Ledger:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> Ledger:  # type: ignore[type-arg]
-        from openbell.core.codec import from_wire
-
+    def from_state(cls, state: dict[str, Any]) -> Ledger:
         ledger = cls()
         for symbol, decimals in state["assets"]:
             ledger.assets[symbol] = Asset(symbol, decimals)
         for wire in state["markets"]:
-            spec = from_wire(wire)
+            spec = msgspec.convert(wire, MarketSpec)
             ledger.markets[spec.symbol] = spec
         for user, account in state["accounts"].items():
             for asset, (available, locked) in account.items():
@@ -433,30 +442,25 @@ class Ledger:
     def check_invariants(self) -> None:
         held: dict[tuple[str, str], int] = {}
         by_user = {(h.user_id, order_id) for holds in self._user_holds.values() for order_id, h in holds.items()}
-        assert by_user == {(h.user_id, order_id) for order_id, h in self.holds.items()}, "per-user index disagrees"
+        require(by_user == {(h.user_id, order_id) for order_id, h in self.holds.items()}, "per-user index disagrees")
         for hold in self.holds.values():
-            assert hold.amount >= 0, f"order {hold.order_id} holds a negative amount"
+            require(hold.amount >= 0, f"order {hold.order_id} holds a negative amount")
             key = (hold.user_id, hold.asset)
             held[key] = held.get(key, 0) + hold.amount
         for user_id, account in self._accounts.items():
             for asset, balance in account.items():
-                assert balance.available >= 0, f"{user_id} has negative available {asset}"
-                assert balance.locked >= 0, f"{user_id} has negative locked {asset}"
-                assert balance.locked == held.get((user_id, asset), 0), (
-                    f"{user_id} locks {balance.locked} {asset} but its orders hold {held.get((user_id, asset), 0)}"
+                require(balance.available >= 0, f"{user_id} has negative available {asset}")
+                require(balance.locked >= 0, f"{user_id} has negative locked {asset}")
+                require(
+                    balance.locked == held.get((user_id, asset), 0),
+                    (f"{user_id} locks {balance.locked} {asset} but its orders hold {held.get((user_id, asset), 0)}"),
                 )
         totals = self.totals()
         for asset, amount in self.deposited().items():
-            assert totals.get(asset, 0) == amount, (
-                f"{asset}: accounts hold {totals.get(asset, 0)}, deposits were {amount}"
+            require(
+                totals.get(asset, 0) == amount,
+                (f"{asset}: accounts hold {totals.get(asset, 0)}, deposits were {amount}"),
             )
-
-
-def _with_budget(cmd: PlaceOrder, budget: int) -> PlaceOrder:
-    """`cmd` with `budget` as its quote_quantity (built as in `cmd._replace`, without its Python-level calls)."""
-    fields = list(cmd)
-    fields[9] = budget  # quote_quantity
-    return tuple.__new__(PlaceOrder, fields)
 
 
 _NO_ACCOUNT: dict[str, Balance] = {}

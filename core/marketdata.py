@@ -13,11 +13,11 @@ Invariants:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
+import msgspec
 from sortedcontainers import SortedDict
 
-from openbell.core.events import TradeExecuted
+from openbell.core.events import KlineSnapshot, Ticker, TradeExecuted
 from openbell.core.types import Side
 
 INTERVALS: dict[str, int] = {
@@ -35,9 +35,10 @@ INTERVALS: dict[str, int] = {
     "1w": 604800,
 }
 """Kline intervals by wire name, in seconds."""
+INTERVAL_NAMES = {seconds: name for name, seconds in INTERVALS.items()}
 
-STREAMED_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d", "1w")
-"""Intervals whose current candle is published after every batch with trades."""
+STREAMED_INTERVALS = tuple(INTERVALS)
+"""Intervals whose current candle is published after every batch with trades: all of them."""
 
 WEEK_ORIGIN = 4 * 86400
 """Weekly candles start on Mondays 00:00 UTC (1970-01-05 was the first Monday after the epoch)."""
@@ -108,41 +109,6 @@ class Candle:
         return c
 
 
-@dataclass(frozen=True, slots=True)
-class Ticker:
-    market: str
-    first_price: int | None
-    """Price of the first trade in the window (ticks); None if the window had no trade."""
-    last_price: int | None
-    """Price of the newest trade ever seen (ticks); None before the first trade."""
-    high: int | None
-    low: int | None
-    volume: int
-    quote_volume: int
-    trades: int
-    window_start: int
-    """Unix seconds."""
-    window_end: int
-
-
-@dataclass(frozen=True, slots=True)
-class KlineSnapshot:
-    """One candle, as published and returned; prices in ticks, volume in lots, quote in minor units."""
-
-    market: str
-    interval: str
-    start: int
-    end: int
-    open: int
-    high: int
-    low: int
-    close: int
-    volume: int
-    quote_volume: int
-    trades: int
-    closed: bool
-
-
 class MarketData:
     def __init__(
         self, market: str, quote_units_per_tick_lot: int, keep_trades: int = 1000, keep_minutes: int = 7 * 1440
@@ -180,7 +146,7 @@ class MarketData:
             ],
         }
 
-    def load_state(self, state: dict) -> None:  # type: ignore[type-arg]
+    def load_state(self, state: dict) -> None:
         self.last_price = state["last_price"]
         self.trades.clear()
         for row in state["trades"]:
@@ -291,8 +257,8 @@ class MarketData:
             if first is None:
                 first, high, low = c.open, c.high, c.low
             else:
-                high = max(high, c.high)  # type: ignore[type-var]
-                low = min(low, c.low)  # type: ignore[type-var]
+                high = max(high, c.high)
+                low = min(low, c.low)
             last = c.close
             volume += c.volume
             quote_volume += c.quote_volume
@@ -312,20 +278,7 @@ class MarketData:
 
 
 def _closed_copy(snapshot: KlineSnapshot) -> KlineSnapshot:
-    return KlineSnapshot(
-        snapshot.market,
-        snapshot.interval,
-        snapshot.start,
-        snapshot.end,
-        snapshot.open,
-        snapshot.high,
-        snapshot.low,
-        snapshot.close,
-        snapshot.volume,
-        snapshot.quote_volume,
-        snapshot.trades,
-        True,
-    )
+    return msgspec.structs.replace(snapshot, closed=True)
 
 
 def _trade_row(t: TradeExecuted) -> list[object]:
@@ -343,7 +296,7 @@ def _trade_row(t: TradeExecuted) -> list[object]:
     ]
 
 
-def _trade_from_row(row: list) -> TradeExecuted:  # type: ignore[type-arg]
+def _trade_from_row(row: list) -> TradeExecuted:
     market, trade_id, price, quantity, side, maker_order_id, maker_user_id, taker_order_id, taker_user_id, ts = row
     return TradeExecuted(
         market, trade_id, price, quantity, Side(side), maker_order_id, maker_user_id, taker_order_id, taker_user_id, ts

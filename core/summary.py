@@ -1,8 +1,8 @@
-"""What a client is told about one order, folded from the events its command caused."""
+"""What a client is told about orders: one order folded from the events its command caused, open orders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from openbell.core.events import (
     OrderAccepted,
@@ -13,11 +13,10 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
-from openbell.core.types import OrderStatus, OrderType, ResultCode, Side
+from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side
 
 
-@dataclass(frozen=True, slots=True)
-class OrderSummary:
+class OrderSummary(Record):
     order_id: int
     status: OrderStatus
     executed_quantity: int
@@ -30,7 +29,7 @@ class OrderSummary:
     reason: str = ""
 
 
-def summarize(order_id: int, events: tuple[object, ...] | list[object]) -> OrderSummary:
+def summarize(order_id: int, events: Iterable[object]) -> OrderSummary:
     """Fold the events of one place or cancel command into the state of order `order_id`."""
     status = OrderStatus.NEW
     executed = 0
@@ -39,33 +38,25 @@ def summarize(order_id: int, events: tuple[object, ...] | list[object]) -> Order
     code = ResultCode.OK
     reason = ""
     for event in events:
-        kind = type(event)
-        if kind is TradeExecuted:
-            if event.taker_order_id == order_id or event.maker_order_id == order_id:  # type: ignore[attr-defined]
-                fills.append((event.price, event.quantity, event.trade_id))  # type: ignore[attr-defined]
-            continue
-        if getattr(event, "order_id", None) != order_id:
-            continue
-        if kind is OrderAccepted:
-            remaining = event.quantity or 0  # type: ignore[attr-defined]
-        elif kind is OrderRejected:
-            status, code, reason = OrderStatus.REJECTED, event.code, event.reason  # type: ignore[attr-defined]
-        elif kind is OrderPartiallyFilled:
-            status = OrderStatus.PARTIALLY_FILLED
-            executed, remaining = event.filled_quantity, event.remaining_quantity  # type: ignore[attr-defined]
-        elif kind is OrderFilled:
-            status, executed, remaining = OrderStatus.FILLED, event.filled_quantity, 0  # type: ignore[attr-defined]
-        elif kind is OrderCanceled:
-            status = OrderStatus.CANCELED
-            executed, remaining = event.filled_quantity, event.remaining_quantity  # type: ignore[attr-defined]
-        elif kind is OrderExpired:
-            status = OrderStatus.EXPIRED
-            executed, remaining = event.filled_quantity, event.remaining_quantity  # type: ignore[attr-defined]
+        if isinstance(event, TradeExecuted):
+            if event.taker_order_id == order_id or event.maker_order_id == order_id:
+                fills.append((event.price, event.quantity, event.trade_id))
+        elif isinstance(event, OrderAccepted):
+            if event.order_id == order_id:
+                remaining = event.quantity or 0
+        elif isinstance(event, OrderRejected):
+            if event.order_id == order_id:
+                status, code, reason = OrderStatus.REJECTED, event.code, event.reason
+        elif isinstance(event, OrderFilled):
+            if event.order_id == order_id:
+                status, executed, remaining = OrderStatus.FILLED, event.filled_quantity, 0
+        elif isinstance(event, (OrderPartiallyFilled, OrderCanceled, OrderExpired)):
+            if event.order_id == order_id:
+                status, executed, remaining = event.status, event.filled_quantity, event.remaining_quantity
     return OrderSummary(order_id, status, executed, remaining, tuple(fills), code, reason)
 
 
-@dataclass(frozen=True, slots=True)
-class OpenOrderView:
+class OpenOrderView(Record):
     """An open order as a query returns it: a copy, safe to read from any thread."""
 
     order_id: int
@@ -81,3 +72,10 @@ class OpenOrderView:
     @property
     def status(self) -> OrderStatus:
         return OrderStatus.PARTIALLY_FILLED if self.filled else OrderStatus.NEW
+
+
+class OriginalOrder(Record):
+    """What a duplicate clientOrderId's reply carries: the order that used it first, as it is now."""
+
+    market: str
+    summary: OrderSummary

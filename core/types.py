@@ -1,14 +1,29 @@
-"""Enumerations of the trade, with wire names that match the API, and numbered result codes.
+"""The base of every message, enumerations of the trade with wire names that match the API, and result codes.
+
+Every command, event, reply and actor message is a `Record`: a frozen msgspec Struct, read by field
+name, encoded by msgspec as an array tagged with its class name (the same bytes in the journal and on
+Redis; see `openbell.core.wire`). Records are never mutated once made.
 
 Result codes live in numbered ranges, as in exchange-core: 0 is success, 1xx are malformed or
 off-grid input, 2xx are business rejections (funds, liquidity, post-only), 3xx are lookups that
-found nothing, 5xx are engine faults. A normal rejection is a result carrying one of these codes,
-never an exception.
+found nothing, 4xx are refusals of who is asking (keys, signatures, rights, rates), 5xx are engine
+faults, 6xx are faults of the request itself at the HTTP or WebSocket level. A normal rejection is a
+result carrying one of these codes, never an exception.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+
+import msgspec
+
+
+class Record(msgspec.Struct, frozen=True, array_like=True, gc=False, tag=True, forbid_unknown_fields=True):
+    """Base of every message: immutable, typed, encoded by msgspec as `[ClassName, field, ...]`.
+
+    `gc=False`: records hold only strings, numbers, enums, tuples and other records, so they never form a
+    reference cycle and the cyclic collector need not track them (cheaper to make, on the hot path).
+    """
 
 
 class Side(StrEnum):
@@ -85,12 +100,35 @@ class ResultCode(IntEnum):
     TOO_MANY_OPEN_ORDERS = 207
     DEPOSIT_CONFLICT = 208
 
+    DUPLICATE_REQUEST = 209
+    """The same request (by its request id) was applied before: answered, not applied again."""
+
     # 3xx: nothing found
     UNKNOWN_MARKET = 300
     UNKNOWN_ORDER = 301
     UNKNOWN_ASSET = 302
+    NOT_FOUND = 303
+    """Nothing is served at this path, or this server keeps no such data (e.g. no history database)."""
 
     # 5xx: engine faults
     ENGINE_ERROR = 500
+    HISTORY_BEHIND = 502
+    """The history database has not stored everything yet; try again."""
     ENGINE_UNAVAILABLE = 503
     ENGINE_TIMEOUT = 504
+
+    # 6xx: the request itself, at the HTTP or WebSocket level
+    METHOD_NOT_ALLOWED = 600
+    BODY_TOO_LARGE = 601
+    REQUEST_TIMEOUT = 602
+    UNSUPPORTED_MEDIA_TYPE = 603
+
+
+class InvariantViolation(AssertionError):
+    """A state that must never exist (a crossed book, funds not conserved...): a bug, reported by name."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise InvariantViolation(message) unless `condition`: an invariant check that `python -O` keeps."""
+    if not condition:
+        raise InvariantViolation(message)

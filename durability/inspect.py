@@ -2,8 +2,10 @@
 
 It recovers the state exactly as a restart would (newest snapshot + journal replay), without
 touching the files (a torn tail is reported, not cut), and prints snapshot positions, journal size,
-users, markets, open orders and totals per asset, then checks the invariants: funds conserved per
-asset, nothing negative, locked equal to what open orders hold, books uncrossed.
+users, markets, open orders and totals per asset (prices and amounts as the API prints them), then
+checks the invariants: funds conserved per asset, nothing negative, locked equal to what open orders
+hold, books uncrossed (explicit checks, kept under `python -O`). A corrupt or unreadable directory is
+reported in one line, exit status 1.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import argparse
 import pathlib
 import sys
 
-from openbell.actors.balance import BalanceCore
-from openbell.actors.market import MarketCore
+from openbell.core.grid import Asset
+from openbell.core.matching import MarketCore
+from openbell.core.risk import BalanceCore
+from openbell.core.types import InvariantViolation
 from openbell.durability import snapshots
-from openbell.durability.journal import JournalCorrupt, read_records, segments
-from openbell.durability.records import replay
+from openbell.durability.journal import JournalCorrupt, JournalFormatError, read_records, segments
+from openbell.durability.records import ReplayError, replay
 
 
 def main(argv: list[str]) -> int:
@@ -28,23 +32,26 @@ def main(argv: list[str]) -> int:
     if not data_dir.is_dir():
         print(f"{data_dir}: no such directory", file=sys.stderr)
         return 2
-    files = snapshots.snapshot_files(snapshot_dir) if snapshot_dir.is_dir() else []
-    print(f"data directory: {data_dir.resolve()}")
-    print(f"snapshots: {', '.join(str(lsn) for lsn, _ in files) or 'none'}")
-    found = segments(journal_dir) if journal_dir.is_dir() else []
-    size = sum(path.stat().st_size for _, path in found)
-    print(f"journal: {len(found)} segment(s), {size:,} bytes, first record {found[0][0] if found else '-'}")
-    snapshot = snapshots.load_newest(snapshot_dir) if snapshot_dir.is_dir() else None
-    if snapshot is not None:
-        balance = BalanceCore.from_state(snapshot["balance"])
-        markets = {symbol: MarketCore.from_state(state) for symbol, state in snapshot["markets"].items()}
-        start = int(snapshot["lsn"])
-    else:
-        balance, markets, start = BalanceCore(), {}, 0
     try:
+        files = snapshots.snapshot_files(snapshot_dir) if snapshot_dir.is_dir() else []
+        print(f"data directory: {data_dir.resolve()}")
+        print(f"snapshots: {', '.join(str(lsn) for lsn, _ in files) or 'none'}")
+        found = segments(journal_dir) if journal_dir.is_dir() else []
+        size = sum(path.stat().st_size for _, path in found)
+        print(f"journal: {len(found)} segment(s), {size:,} bytes, first record {found[0][0] if found else '-'}")
+        snapshot = snapshots.load_newest(snapshot_dir) if snapshot_dir.is_dir() else None
+        if snapshot is not None:
+            balance = BalanceCore.from_state(snapshot["balance"])
+            markets = {symbol: MarketCore.from_state(state) for symbol, state in snapshot["markets"].items()}
+            start = int(snapshot["lsn"])
+        else:
+            balance, markets, start = BalanceCore(), {}, 0
         replayed = replay(balance, markets, read_records(journal_dir, after_lsn=start, repair=False), start)
-    except JournalCorrupt as error:
+    except (JournalCorrupt, ReplayError) as error:
         print(f"CORRUPT: {error}", file=sys.stderr)
+        return 1
+    except (JournalFormatError, snapshots.SnapshotFormatError) as error:
+        print(f"UNREADABLE: {error}", file=sys.stderr)
         return 1
     print(
         f"state: snapshot at record {start}, {replayed.records} journal records after it, last record {replayed.last_lsn}"
@@ -57,24 +64,27 @@ def main(argv: list[str]) -> int:
     print(f"users: {len(users)}")
     print("markets:")
     for symbol, core in sorted(markets.items()):
-        book = core.book
+        book, spec = core.book, core.spec
+        best_bid = spec.format_price(book.best_bid) if book.best_bid is not None else "-"
+        best_ask = spec.format_price(book.best_ask) if book.best_ask is not None else "-"
         print(
-            f"  {symbol}: {len(book)} open orders, best bid {book.best_bid}, best ask {book.best_ask} (ticks), "
+            f"  {symbol}: {len(book)} open orders, best bid {best_bid}, best ask {best_ask}, "
             f"update id {book.update_id}, trades {book.next_trade_id - 1}"
         )
-    print("totals per asset (minor units: accounts / deposited):")
+    print("totals per asset (all accounts / deposited):")
     totals, deposited = ledger.totals(), ledger.deposited()
-    for asset in sorted(set(totals) | set(deposited)):
-        print(f"  {asset}: {totals.get(asset, 0)} / {deposited.get(asset, 0)}")
+    for name in sorted(set(totals) | set(deposited)):
+        asset = ledger.assets.get(name) or Asset(name, 0)
+        print(f"  {name}: {asset.format_amount(totals.get(name, 0))} / {asset.format_amount(deposited.get(name, 0))}")
     problems = []
     try:
         ledger.check_invariants()
-    except AssertionError as error:
+    except InvariantViolation as error:
         problems.append(f"ledger: {error}")
     for symbol, core in markets.items():
         try:
             core.book.check_invariants()
-        except AssertionError as error:
+        except InvariantViolation as error:
             problems.append(f"{symbol}: {error}")
     if not in_flight:
         resting = {o.order_id for core in markets.values() for o in core.book.orders()}

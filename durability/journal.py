@@ -8,9 +8,11 @@ log sequence number, LSN); a segment file is named after the LSN of its first re
 `journal-<lsn:020d>.log`. A segment without the header, or with another version, is refused with
 `JournalFormatError` (an older openbell wrote it), never misread.
 
-A writer thread takes everything appended since its last write, writes it in one go, fsyncs once,
-and only then runs the records' `on_durable` callbacks, in order (group commit). So a caller that
-replies from `on_durable` never tells a client about something that a crash could take back.
+A writer thread takes everything appended since its last write, writes it in one go, fsyncs once
+(group commit), and only then tells each actor that asked (`append(..., notify=ref)` or `barrier(ref)`)
+`Durable(lsn)`: every record up to `lsn` is on disk. Actors hold back replies and events until then, so
+no client hears of something that a crash could take back. (`on_durable` callbacks, run on the writer
+thread, serve tools and tests.)
 
 Reading checks every record: the header's own checksum (so a flipped bit in a length is caught, not
 taken for the end of the file), then the payload's. A bad record in the newest segment is a torn write
@@ -30,11 +32,15 @@ import threading
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+from openbell.core.types import Record
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
-"""1: no file header, 8-byte record headers without their own checksum. 2: this format."""
+FORMAT_VERSION = 3
+"""1: no file header, 8-byte record headers without their own checksum, JSON payloads. 2: record headers with
+their own checksum, JSON payloads. 3: payloads are MessagePack records (`openbell.durability.records`)."""
 FILE_MAGIC = b"openbell journal"
 FILE_HEADER = FILE_MAGIC + struct.pack("<I", FORMAT_VERSION)
 RECORD_MAGIC = b"\xa7OBR"
@@ -45,6 +51,18 @@ SEGMENT_PREFIX = "journal-"
 SEGMENT_SUFFIX = ".log"
 
 Callback = Callable[[], None]
+
+
+class Durable(Record):
+    """Journal -> actor: every record up to `lsn` is on disk."""
+
+    lsn: int
+
+
+class Notified(Protocol):
+    """What the journal tells `Durable` to: a pykka ActorRef."""
+
+    def tell(self, message: Any) -> None: ...
 
 
 class JournalCorrupt(Exception):
@@ -196,7 +214,7 @@ class Journal:
         """LSN the next appended record gets."""
         self.durable_lsn = next_lsn - 1
         """Every record up to this one is on disk."""
-        self._pending: deque[tuple[bytes, Callback | None]] = deque()
+        self._pending: deque[tuple[bytes, Callback | None, Notified | None]] = deque()
         self._cond = threading.Condition()
         self._closing = False
         self._failed: BaseException | None = None
@@ -227,21 +245,33 @@ class Journal:
             self._file.close()
             self._open_segment(first_lsn)
 
-    def append(self, payload: bytes, on_durable: Callback | None = None) -> int:
-        """Queue one record; returns its LSN. `on_durable` runs on the writer thread once it is on disk."""
+    def append(self, payload: bytes, on_durable: Callback | None = None, notify: Notified | None = None) -> int:
+        """Queue one record; returns its LSN. Once it is on disk, `notify` is told `Durable` (and `on_durable`
+        runs on the writer thread)."""
         if self._failed is not None:
             raise RuntimeError(f"journal writer failed: {self._failed}")
         with self._cond:
             lsn = self._next_lsn
             self._next_lsn = lsn + 1
-            self._pending.append((payload, on_durable))
+            self._pending.append((payload, on_durable, notify))
             self._cond.notify()
         return lsn
+
+    def barrier(self, notify: Notified) -> int | None:
+        """The LSN of the last record appended, if it is not on disk yet (then `notify` is told `Durable` once
+        it is); None when everything appended so far is durable."""
+        with self._cond:
+            last = self._next_lsn - 1
+            if last <= self.durable_lsn and not self._pending:
+                return None
+            self._pending.append((b"", None, notify))
+            self._cond.notify()
+        return last
 
     def after_durable(self, callback: Callback) -> None:
         """Run `callback` once everything appended so far is on disk."""
         with self._cond:
-            self._pending.append((b"", callback))
+            self._pending.append((b"", callback, None))
             self._cond.notify()
 
     def _run(self) -> None:
@@ -259,17 +289,25 @@ class Journal:
                 log.exception("journal write failed; no further commands will be acknowledged")
                 self._failed = error
                 return
-            for _, callback in batch:
+            durable = Durable(self.durable_lsn)
+            told: list[Notified] = []
+            for _, callback, notify in batch:
+                if notify is not None and not any(notify is other for other in told):
+                    told.append(notify)
+                    try:
+                        notify.tell(durable)
+                    except Exception:
+                        log.exception("could not tell %r that the journal is durable", notify)
                 if callback is not None:
                     try:
                         callback()
                     except Exception:
                         log.exception("journal callback failed")
 
-    def _write(self, batch: list[tuple[bytes, Callback | None]]) -> None:
+    def _write(self, batch: list[tuple[bytes, Callback | None, Notified | None]]) -> None:
         chunks = []
         records = 0
-        for payload, _ in batch:
+        for payload, _, _ in batch:
             if payload:
                 chunks.append(frame(payload))
                 records += 1

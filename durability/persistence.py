@@ -14,10 +14,12 @@ import logging
 import pathlib
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from openbell.actors.balance import BalanceCore
-from openbell.actors.market import MarketCore
+from openbell.core.events import Event
+from openbell.core.matching import MarketCore
+from openbell.core.risk import BalanceCore
 from openbell.durability import snapshots
 from openbell.durability.journal import Journal, read_records, segments
 from openbell.durability.records import EngineJournal, Replayed, replay
@@ -25,8 +27,20 @@ from openbell.durability.records import EngineJournal, Replayed, replay
 log = logging.getLogger(__name__)
 
 
+class HistoryFeed(Protocol):
+    """The history writer as recovery and snapshots see it (`openbell.history.writer.HistoryWriter`)."""
+
+    def on_events(self, events: Sequence[Event]) -> None: ...
+
+    def flush(self, timeout: float = 30.0) -> bool: ...
+
+
 class DataDirLocked(RuntimeError):
     """Another engine holds this data directory."""
+
+
+class RecoveryError(RuntimeError):
+    """The data directory cannot be recovered as it is (the message says why and what to do)."""
 
 
 class Persistence:
@@ -53,7 +67,7 @@ class Persistence:
         self._writer: threading.Thread | None = None
         self.market_cores: dict[str, MarketCore] = {}
         """The engine's market cores (the same dict), read when a snapshot is taken."""
-        self.history: Any = None
+        self.history: HistoryFeed | None = None
         """A HistoryWriter, or None: replayed events go to it, and a snapshot waits until it has stored
         everything up to the snapshot (so the journal it might need is never pruned first)."""
 
@@ -76,8 +90,9 @@ class Persistence:
         balance.max_open_orders_per_user = max_open_orders_per_user
         found = segments(self.journal_dir)
         if snapshot is None and found and found[0][0] > 1:
-            raise RuntimeError(
-                f"{self.journal_dir} starts at record {found[0][0]} but there is no snapshot to start from"
+            raise RecoveryError(
+                f"{self.journal_dir} starts at record {found[0][0]} but there is no snapshot to start from: "
+                "restore the snapshots directory from a backup"
             )
         sink = self.history.on_events if self.history is not None else None
         replayed = replay(balance, markets, read_records(self.journal_dir, after_lsn=start_lsn), start_lsn, sink)
@@ -172,7 +187,9 @@ class Persistence:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
-            raise DataDirLocked(f"{self.data_dir} is in use by another openbell engine") from None
+            raise DataDirLocked(
+                f"{self.data_dir} is in use by another openbell engine: stop it, or give this one another --data-dir"
+            ) from None
         self._lock_handle: Any = handle
 
     def close(self) -> None:

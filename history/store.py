@@ -40,7 +40,6 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
-from openbell.core.types import ResultCode
 
 SCHEMA_VERSION = 2
 """1: amounts in NUMERIC/BIGINT columns (failed for values of 2**63 and more). 2: amounts stored exactly."""
@@ -228,8 +227,7 @@ class HistoryStore:
                         )
                     )
                 elif kind is OrderRejected:
-                    if e.code is not ResultCode.UNKNOWN_ORDER:  # a refused cancel leaves that order alone
-                        changes.append((e.order_id, e.market, e.user_id, "REJECTED", 0, 0, e.reason, e.ts))
+                    changes.append((e.order_id, e.market, e.user_id, "REJECTED", 0, 0, e.reason, e.ts))
                 else:
                     changes.append(
                         (
@@ -283,9 +281,11 @@ class HistoryStore:
             return list(self._conn.execute(statement, params).fetchall())
 
     def trades(self, market: str, start_ms: int, end_ms: int, limit: int) -> list[tuple[Any, ...]]:
-        """(trade_id, price, quantity, taker_side, ts) in [start, end), newest first."""
+        """(trade_id, price, quantity, taker_side, maker_order_id, maker_user_id, taker_order_id, taker_user_id,
+        ts) in [start, end), newest first."""
         return self._read(
-            "SELECT trade_id, price, quantity, taker_side, ts FROM trades "
+            "SELECT trade_id, price, quantity, taker_side, maker_order_id, maker_user_id, taker_order_id, "
+            "taker_user_id, ts FROM trades "
             "WHERE market = ? AND ts >= ? AND ts < ? ORDER BY trade_id DESC LIMIT ?",
             (market, start_ms, end_ms, limit),
         )

@@ -27,7 +27,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from openbell.core.codec import to_wire
+import msgspec
+
 from openbell.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,12 @@ class HistoryWriter:
         if self.rejected_path is None:
             return
         line = json.dumps(
-            {"ts": time.time_ns() // 1_000_000, "key": key, "error": str(error)[:500], "event": to_wire(event)},
+            {
+                "ts": time.time_ns() // 1_000_000,
+                "key": key,
+                "error": str(error)[:500],
+                "event": _readable(event),
+            },
             default=str,
         )
         try:
@@ -202,6 +208,13 @@ class HistoryWriter:
             self._cond.notify_all()
         self._thread.join(timeout)
         self.store.close()
+
+
+def _readable(event: object) -> Any:
+    """An event as a JSON object a person can read: its type and its fields by name."""
+    if isinstance(event, msgspec.Struct):
+        return {"type": type(event).__name__, **msgspec.to_builtins(msgspec.structs.asdict(event))}
+    return repr(event)
 
 
 def read_set_aside(path: pathlib.Path) -> list[dict[str, Any]]:

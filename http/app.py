@@ -1,7 +1,9 @@
 """The Sanic application: REST endpoints under /api/v1, one error mapping, the engine on `app.ctx`.
 
-Handlers are thin: parse, build one command, `await engine.request(...)`, render. They never read
-`user_id` themselves (see `openbell.http.identity`) and never block the loop on the engine.
+Handlers are thin: parse, build one command, `await engine.request(...)`, render. They type against
+`openbell.edge.client.EngineClient` (the engine in this process, or across Redis), never read `user_id`
+themselves (see `openbell.edge.identity`), build every error with `ApiError.of` (one status table), and
+never block the loop on the engine.
 """
 
 from __future__ import annotations
@@ -16,28 +18,44 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
-from openbell.actors.engine import Engine, EngineError, EngineTimeout, EngineUnavailable
-from openbell.actors.messages import Reply
 from openbell.core.commands import (
     AddMarket,
     CancelOrder,
+    Command,
     Deposit,
     GetBalances,
     GetDepth,
+    GetKlineHistory,
     GetKlines,
     GetOpenOrders,
     GetTicker,
+    GetTradeHistory,
     GetTrades,
     PlaceOrder,
 )
+from openbell.core.events import Ticker
 from openbell.core.grid import GridError, MarketSpec, make_market_spec
-from openbell.core.marketdata import INTERVALS, MAX_KLINES, WEEK_ORIGIN
-from openbell.core.summary import summarize
+from openbell.core.marketdata import INTERVALS, MAX_KLINES
+from openbell.core.messages import Balances, Depth, Klines, OpenOrders, RecentTrades, Reply
+from openbell.core.summary import OriginalOrder, summarize
 from openbell.core.types import ResultCode
+from openbell.edge.client import EngineClient, EngineError, EngineTimeout, EngineUnavailable
+from openbell.edge.errors import ApiError
+from openbell.edge.identity import resolve_user
 from openbell.http import render
-from openbell.http.errors import ApiError
-from openbell.http.identity import resolve_user
-from openbell.http.parse import TXN_ID, bad, int_arg, json_body, on_grid, order_fields, order_id_field, text_field
+from openbell.http.parse import (
+    TXN_ID,
+    bad,
+    fields_of,
+    int_arg,
+    json_body,
+    market_field,
+    on_grid,
+    order_fields,
+    order_id_field,
+    text_field,
+    time_arg_ms,
+)
 from openbell.http.schemas import AddMarketBody, CancelOrderBody, OnrampBody, PlaceOrderBody
 
 log = logging.getLogger(__name__)
@@ -49,37 +67,35 @@ MAX_BODY_BYTES = 16 * 1024
 HEALTH_USER = "#health"
 
 
-def engine_of(request: Request) -> Engine:
-    return request.app.ctx.engine  # type: ignore[no-any-return]
+def engine_of(request: Request) -> EngineClient:
+    engine: EngineClient = request.app.ctx.engine
+    return engine
 
 
-async def ask(request: Request, command: Any, allow: tuple[ResultCode, ...] = ()) -> Reply:
+async def ask(request: Request, command: Command, allow: tuple[ResultCode, ...] = ()) -> Reply:
     """Send one command and return its reply; engine trouble becomes 503/504, rejections 4xx.
 
     Replies with a code in `allow` are returned for the handler to render.
     """
-    engine = engine_of(request)
     try:
-        reply = await engine.request(command)
+        reply = await engine_of(request).request(command)
     except EngineTimeout as error:
-        raise ApiError(504, ResultCode.ENGINE_TIMEOUT, f"{error}") from None
+        raise ApiError.of(ResultCode.ENGINE_TIMEOUT, f"{error}") from None
     except EngineUnavailable:
-        raise ApiError(503, ResultCode.ENGINE_UNAVAILABLE, "the engine is not available") from None
+        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "the engine is not available") from None
     except EngineError as error:
-        raise ApiError(500, ResultCode.ENGINE_ERROR, str(error)) from None
+        raise ApiError.of(ResultCode.ENGINE_ERROR, str(error)) from None
     if not reply.ok and reply.code not in allow:
-        raise ApiError.from_code(reply.code, reply.message)
+        raise ApiError.of(reply.code, reply.message)
     return reply
 
 
-def market_of(request: Request, symbol: Any) -> MarketSpec:
-    if symbol is None:
-        raise bad("symbol is required")
-    if not isinstance(symbol, str) or len(symbol) > 32:
-        raise bad("symbol must be a market symbol such as TATA_INR")
+def market_of(request: Request, data: Any) -> MarketSpec:
+    """The running market a request names (as `market` or `symbol`, in its body or query)."""
+    symbol = market_field(data)
     spec = engine_of(request).markets.get(symbol)
     if spec is None:
-        raise ApiError(404, ResultCode.UNKNOWN_MARKET, f"unknown market {symbol}")
+        raise ApiError.of(ResultCode.UNKNOWN_MARKET, f"unknown market {symbol}")
     return spec
 
 
@@ -92,34 +108,32 @@ api = Blueprint("api", url_prefix="/api/v1", strict_slashes=False)
 async def place_order(request: Request) -> HTTPResponse:
     data = json_body(request)
     user_id = resolve_user(request, data)
-    spec = market_of(request, data.get("market"))
-    fields = order_fields(data, spec)
+    spec = market_of(request, data)
     engine = engine_of(request)
-    command = engine.new(PlaceOrder, user_id=user_id, market=spec.symbol, **fields)
+    command = engine.new(PlaceOrder, user_id=user_id, market=spec.symbol, **order_fields(data, spec))
     reply = await ask(request, command, allow=(ResultCode.DUPLICATE_CLIENT_ORDER_ID,))
     if reply.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID:
         # A retry (or a reuse) of a clientOrderId: no second order; here is the first one as it is now.
-        original: Any = reply.data
-        original_spec = engine.markets.get(getattr(original, "market", ""), spec)
-        body: dict[str, Any] = {"code": int(reply.code), "message": reply.message}
-        if original is not None and hasattr(original, "summary"):
-            body["order"] = render.order_result(original_spec, original.summary, command.client_order_id)
-        return json(body, status=409)
-    summary = summarize(reply.seq, reply.data)  # type: ignore[arg-type]
-    return json(render.order_result(spec, summary, command.client_order_id))
+        original = reply.data
+        extra: dict[str, Any] = {}
+        if isinstance(original, OriginalOrder):
+            original_spec = engine.markets.get(original.market, spec)
+            extra["order"] = render.order_result(original_spec, original.summary, command.client_order_id)
+        raise ApiError.of(reply.code, reply.message, **extra)
+    return json(render.order_result(spec, summarize(reply.seq, reply.events), command.client_order_id))
 
 
 @api.delete("/order")
-@openapi.summary("Cancel an order")
-@openapi.body({"application/json": CancelOrderBody}, required=True)
+@openapi.summary("Cancel an order (fields in a JSON body or in the query string)")
+@openapi.body({"application/json": CancelOrderBody})
 async def cancel_order(request: Request) -> HTTPResponse:
-    data = json_body(request)
+    data = fields_of(request)
     user_id = resolve_user(request, data)
-    spec = market_of(request, data.get("market"))
+    spec = market_of(request, data)
     order_id = order_id_field(data.get("orderId"))
     engine = engine_of(request)
     reply = await ask(request, engine.new(CancelOrder, user_id=user_id, market=spec.symbol, order_id=order_id))
-    return json(render.cancel_result(spec, summarize(order_id, reply.data)))  # type: ignore[arg-type]
+    return json(render.cancel_result(spec, summarize(order_id, reply.events)))
 
 
 @api.get("/order/open")
@@ -128,13 +142,13 @@ async def cancel_order(request: Request) -> HTTPResponse:
 @openapi.parameter("market", str, "query")
 async def open_orders(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
-    market = request.args.get("market")
-    if market is not None:
-        market_of(request, market)
+    market = None
+    if request.args.get("market") is not None or request.args.get("symbol") is not None:
+        market = market_of(request, request.args).symbol
     engine = engine_of(request)
     reply = await ask(request, engine.new(GetOpenOrders, user_id=user_id, market=market))
     markets = engine.markets
-    return json([render.open_order(markets[o.market], o) for o in reply.data])  # type: ignore[attr-defined]
+    return json([render.open_order(markets[o.market], o) for o in reply.expect(OpenOrders).orders])
 
 
 @api.get("/depth")
@@ -142,11 +156,10 @@ async def open_orders(request: Request) -> HTTPResponse:
 @openapi.parameter("symbol", str, "query", required=True)
 @openapi.parameter("limit", int, "query")
 async def depth(request: Request) -> HTTPResponse:
-    spec = market_of(request, request.args.get("symbol"))
+    spec = market_of(request, request.args)
     limit = int_arg(request, "limit", 100, 1, 5000)
     reply = await ask(request, engine_of(request).new(GetDepth, market=spec.symbol, limit=limit))
-    bids, asks, update_id = reply.data  # type: ignore[misc]
-    return json(render.depth(spec, bids, asks, update_id))
+    return json(render.depth(spec, reply.expect(Depth)))
 
 
 @api.get("/trades")
@@ -156,57 +169,48 @@ async def depth(request: Request) -> HTTPResponse:
 @openapi.parameter("startTime", int, "query", description="ms since the epoch; with a range, from the history database")
 @openapi.parameter("endTime", int, "query", description="ms since the epoch, exclusive")
 async def trades(request: Request) -> HTTPResponse:
-    spec = market_of(request, request.args.get("symbol"))
+    spec = market_of(request, request.args)
     limit = int_arg(request, "limit", 100, 1, 1000)
+    engine = engine_of(request)
     if request.args.get("startTime") is not None or request.args.get("endTime") is not None:
-        # A time range (ms) is served by the history database, for any age.
-        store = await history_of(request)
-        end = int_arg(request, "endTime", 10**14, 0, 10**14)
-        start = int_arg(request, "startTime", 0, 0, 10**14)
-        rows = await asyncio.to_thread(store.trades, spec.symbol, start, end, limit)
-        return json([render.history_trade(spec, row) for row in rows])
-    reply = await ask(request, engine_of(request).new(GetTrades, market=spec.symbol, limit=limit))
-    return json([render.trade(spec, t) for t in reply.data])  # type: ignore[attr-defined]
-
-
-async def history_of(request: Request) -> Any:
-    """The history store, once it holds every event published so far (the writer batches for ~50 ms)."""
-    history = getattr(engine_of(request), "history", None)
-    if history is None:
-        raise ApiError(404, ResultCode.INVALID_REQUEST, "this server keeps no history database")
-    if not await asyncio.to_thread(history.flush, 5.0):
-        raise ApiError(503, ResultCode.ENGINE_UNAVAILABLE, "the history database is behind; try again")
-    return history.store
+        # A time range is served by the history database, for any age.
+        start = time_arg_ms(request, "startTime", 0)
+        end = time_arg_ms(request, "endTime", 10**14)
+        query: Command = engine.new(GetTradeHistory, market=spec.symbol, start_ms=start, end_ms=end, limit=limit)
+    else:
+        query = engine.new(GetTrades, market=spec.symbol, limit=limit)
+    reply = await ask(request, query)
+    return json([render.trade(spec, t) for t in reply.expect(RecentTrades).trades])
 
 
 @api.get("/klines")
 @openapi.summary("Candles built from executed trades")
 @openapi.parameter("symbol", str, "query", required=True)
 @openapi.parameter("interval", str, "query", required=True)
-@openapi.parameter("startTime", int, "query")
-@openapi.parameter("endTime", int, "query")
+@openapi.parameter("startTime", int, "query", description="ms since the epoch (a value below 10**11 is seconds)")
+@openapi.parameter("endTime", int, "query", description="ms since the epoch, exclusive")
 async def klines(request: Request) -> HTTPResponse:
-    spec = market_of(request, request.args.get("symbol"))
+    spec = market_of(request, request.args)
     name = request.args.get("interval") or "1m"
     interval = INTERVALS.get(name)
     if interval is None:
         raise bad(f"interval must be one of {', '.join(INTERVALS)}")
     now = int(time.time())
-    end = int_arg(request, "endTime", now + interval, 0, 10**11)
-    start = int_arg(request, "startTime", max(0, end - interval * MAX_KLINES), 0, 10**11)
+    end = time_arg_ms(request, "endTime", (now + interval) * 1000) // 1000
+    start = time_arg_ms(request, "startTime", max(0, end - interval * MAX_KLINES) * 1000) // 1000
     if start >= end:
         raise bad("startTime must be before endTime")
-    if start < now - MEMORY_KLINE_SECONDS and getattr(engine_of(request), "history", None) is not None:
-        # Older than the candles the engine keeps in memory: aggregate from the history database.
-        store = await history_of(request)
-        origin = WEEK_ORIGIN if interval == INTERVALS["1w"] else 0
-        rows = await asyncio.to_thread(store.klines, spec.symbol, interval, origin, start, end, MAX_KLINES)
-        return json([render.history_kline(spec, interval, row) for row in rows])
-    reply = await ask(
-        request,
-        engine_of(request).new(GetKlines, market=spec.symbol, interval_seconds=interval, start=start, end=end),
-    )
-    return json([render.kline(spec, c) for c in reply.data])  # type: ignore[attr-defined]
+    engine = engine_of(request)
+    fields = {"market": spec.symbol, "interval_seconds": interval, "start": start, "end": end}
+    if start < now - MEMORY_KLINE_SECONDS:
+        # Older than the candles the engine keeps in memory: aggregated by the history database, if any.
+        reply = await ask(
+            request, engine.new(GetKlineHistory, limit=MAX_KLINES, **fields), allow=(ResultCode.NOT_FOUND,)
+        )
+        if reply.ok:
+            return json([render.kline(spec, c) for c in reply.expect(Klines).candles])
+    reply = await ask(request, engine.new(GetKlines, **fields))
+    return json([render.kline(spec, c) for c in reply.expect(Klines).candles])
 
 
 @api.get("/tickers")
@@ -216,16 +220,16 @@ async def tickers(request: Request) -> HTTPResponse:
     specs = list(engine.markets.values())
     # One query per market actor, all in flight at once: markets answer in parallel, not one after another.
     replies = await asyncio.gather(*(ask(request, engine.new(GetTicker, market=spec.symbol)) for spec in specs))
-    return json([render.ticker(spec, reply.data) for spec, reply in zip(specs, replies)])  # type: ignore[arg-type]
+    return json([render.ticker(spec, reply.expect(Ticker)) for spec, reply in zip(specs, replies)])
 
 
 @api.get("/ticker")
 @openapi.summary("24 h statistics of one market")
 @openapi.parameter("symbol", str, "query", required=True)
 async def ticker(request: Request) -> HTTPResponse:
-    spec = market_of(request, request.args.get("symbol"))
+    spec = market_of(request, request.args)
     reply = await ask(request, engine_of(request).new(GetTicker, market=spec.symbol))
-    return json(render.ticker(spec, reply.data))  # type: ignore[arg-type]
+    return json(render.ticker(spec, reply.expect(Ticker)))
 
 
 @api.post("/onramp")
@@ -238,7 +242,7 @@ async def onramp(request: Request) -> HTTPResponse:
     symbol = text_field(data, "asset", max_length=12)
     asset = engine.assets.get(symbol or "")
     if asset is None:
-        raise ApiError(404, ResultCode.UNKNOWN_ASSET, f"unknown asset {symbol}")
+        raise ApiError.of(ResultCode.UNKNOWN_ASSET, f"unknown asset {symbol}")
     amount = on_grid(asset.parse_amount, data.get("amount"))
     txn_id = data.get("txnId")
     if not isinstance(txn_id, str) or not TXN_ID.match(txn_id):
@@ -262,7 +266,7 @@ async def balance(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
     engine = engine_of(request)
     reply = await ask(request, engine.new(GetBalances, user_id=user_id))
-    return json(render.balances(engine.assets, reply.data))  # type: ignore[arg-type]
+    return json(render.balances(engine.assets, reply.expect(Balances).assets))
 
 
 @api.get("/markets")
@@ -272,7 +276,7 @@ async def markets(request: Request) -> HTTPResponse:
 
 
 @api.post("/markets")
-@openapi.summary("Add a market; it trades at once")
+@openapi.summary("Add a market; it trades at once (a new asset without its decimals gets 8, or what the grid needs)")
 @openapi.body({"application/json": AddMarketBody}, required=True)
 async def add_market(request: Request) -> HTTPResponse:
     data = json_body(request)
@@ -297,11 +301,11 @@ async def add_market(request: Request) -> HTTPResponse:
                 raise bad(f"{name} must be a small non-negative integer", ResultCode.INVALID_MARKET_SPEC)
             options[key] = value
     try:
-        spec = make_market_spec(symbol or "", data.get("tickSize"), data.get("lotSize"), engine.assets, **options)  # type: ignore[arg-type]
+        spec = make_market_spec(symbol or "", data.get("tickSize"), data.get("lotSize"), engine.assets, **options)
     except GridError as error:
-        raise ApiError(400, error.code, error.message) from None
+        raise ApiError.of(error.code, error.message) from None
     if spec.symbol in engine.markets:
-        raise ApiError(409, ResultCode.MARKET_EXISTS, f"market {spec.symbol} exists")
+        raise ApiError.of(ResultCode.MARKET_EXISTS, f"market {spec.symbol} exists")
     await ask(request, engine.new(AddMarket, spec=spec))
     return json(render.market(spec), status=201)
 
@@ -321,25 +325,32 @@ async def health(request: Request) -> HTTPResponse:
     )
 
 
+SANIC_STATUS_CODES = {
+    400: ResultCode.INVALID_REQUEST,
+    404: ResultCode.NOT_FOUND,
+    405: ResultCode.METHOD_NOT_ALLOWED,
+    408: ResultCode.REQUEST_TIMEOUT,
+    413: ResultCode.BODY_TOO_LARGE,
+    415: ResultCode.UNSUPPORTED_MEDIA_TYPE,
+}
+"""Sanic's own refusals (no such route, a body too large...) as result codes."""
+
+
 def error_response(request: Request, exception: Exception) -> HTTPResponse:
     """The one place that turns an exception into `{"code", "message"}` with its status."""
-    if isinstance(exception, ApiError):
-        return json({"code": exception.code, "message": exception.message}, status=exception.status)
-    if isinstance(exception, SanicException):
+    if isinstance(exception, SanicException) and not isinstance(exception, ApiError):
         status = getattr(exception, "status_code", 500) or 500
-        message = str(exception) or type(exception).__name__
-        return json(
-            {
-                "code": int(ResultCode.INVALID_REQUEST) if status < 500 else int(ResultCode.ENGINE_ERROR),
-                "message": message,
-            },
-            status=status,
-        )
+        code = SANIC_STATUS_CODES.get(status)
+        if code is not None:
+            exception = ApiError.of(code, str(exception) or code.name.lower())
+    if isinstance(exception, ApiError):
+        return json(exception.body(), status=exception.status)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
-    return json({"code": int(ResultCode.ENGINE_ERROR), "message": "internal error"}, status=500)
+    error = ApiError.of(ResultCode.ENGINE_ERROR, "internal error")
+    return json(error.body(), status=error.status)
 
 
-def create_app(engine: Engine, *, name: str = "openbell", websocket: bool = True) -> Sanic:
+def create_app(engine: EngineClient, *, name: str = "openbell", websocket: bool = True) -> Sanic:
     """The app for one process. The caller owns the engine's life cycle (start before serving, stop after)."""
     app = Sanic(name, configure_logging=False)  # run.py configures logging once, for every logger
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
@@ -351,10 +362,7 @@ def create_app(engine: Engine, *, name: str = "openbell", websocket: bool = True
     app.blueprint(api)
     app.error_handler.add(Exception, error_response)
     if websocket:
-        try:
-            from openbell.ws.server import install_websocket
-        except ImportError:  # pragma: no cover - ws is part of the package
-            log.warning("WebSocket streams are not available")
-        else:
-            install_websocket(app, engine)
+        from openbell.ws.server import install_websocket
+
+        install_websocket(app, engine)
     return app

@@ -1,27 +1,42 @@
-"""Request text -> engine commands' fields, with a clear 400 for anything malformed."""
+"""Request text -> engine command fields: decimals onto the market's grid, names onto enums, a clear 400 for
+anything malformed. Parsing only: what makes an order well formed (a limit needs a price, post-only needs
+GTC...) is `openbell.core.orders.validate_order`, run by the engine.
+
+Conventions (the README lists them): `side`, `type`, `timeInForce` and `selfTradePrevention` in either
+case; `market` or `symbol` for the market; order and trade ids as strings (numbers are accepted too);
+times in milliseconds since the epoch.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import ujson
 
 from openbell.core.grid import GridError, MarketSpec
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
-from openbell.http.errors import ApiError
+from openbell.edge.errors import ApiError
+
+E = TypeVar("E")
 
 CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 TXN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
+MARKET_SYMBOL = re.compile(r"^[A-Za-z0-9_]{1,32}\Z")
+MAX_TIME_MS = 10**14
+SECONDS_BEFORE = 10**11
+"""A time below this is read as seconds (the older klines convention): every time in milliseconds after
+1973-03-03 is above it, and every time in seconds before the year 5138 below it."""
 
-_SIDES = {"buy": Side.BUY, "sell": Side.SELL}
-_TYPES = {"limit": OrderType.LIMIT, "market": OrderType.MARKET}
-_TIFS = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK}
-_STPS = {mode.value: mode for mode in SelfTradePrevention}
+SIDES = {side.value.upper(): side for side in Side}
+ORDER_TYPES = {kind.value.upper(): kind for kind in OrderType}
+TIMES_IN_FORCE = {tif.value.upper(): tif for tif in TimeInForce}
+SELF_TRADE_PREVENTION = {mode.value.upper(): mode for mode in SelfTradePrevention}
 
 
 def bad(message: str, code: ResultCode = ResultCode.INVALID_REQUEST) -> ApiError:
-    return ApiError(400, code, message)
+    return ApiError.of(code, message)
 
 
 def json_body(request: Any) -> dict[str, Any]:
@@ -37,7 +52,14 @@ def json_body(request: Any) -> dict[str, Any]:
     return data
 
 
-def text_field(data: dict[str, Any], name: str, *, required: bool = True, max_length: int = 64) -> str | None:
+def fields_of(request: Any) -> dict[str, Any]:
+    """A request's fields: its JSON body if it has one, else its query string (one value per name)."""
+    if request.body:
+        return json_body(request)
+    return {name: request.args.get(name) for name in request.args}
+
+
+def text_field(data: Mapping[str, Any], name: str, *, required: bool = True, max_length: int = 64) -> str | None:
     value = data.get(name)
     if value is None:
         if required:
@@ -48,80 +70,66 @@ def text_field(data: dict[str, Any], name: str, *, required: bool = True, max_le
     return value
 
 
-def enum_field(data: dict[str, Any], name: str, table: dict[str, Any], default: Any = None) -> Any:
+def market_field(data: Mapping[str, Any]) -> str:
+    """The market a request names, as `market` or `symbol`."""
+    value = data.get("market")
+    if value is None:
+        value = data.get("symbol")
+    if value is None:
+        raise bad("market is required (a symbol such as TATA_INR; `symbol` is accepted too)")
+    if not isinstance(value, str) or not MARKET_SYMBOL.match(value):
+        raise bad("market must be a market symbol such as TATA_INR")
+    return value
+
+
+def enum_field(data: Mapping[str, Any], name: str, table: Mapping[str, E], default: E | None = None) -> E:
     value = data.get(name)
     if value is None:
         if default is None:
             raise bad(f"{name} is required")
         return default
-    if not isinstance(value, str) or value not in table:
-        raise bad(f"{name} must be one of {', '.join(table)}")
-    return table[value]
+    found = table.get(value.upper()) if isinstance(value, str) else None
+    if found is None:
+        raise bad(f"{name} must be one of {', '.join(table)} (in either case)")
+    return found
 
 
-def bool_field(data: dict[str, Any], name: str) -> bool:
+def bool_field(data: Mapping[str, Any], name: str) -> bool:
     value = data.get(name, False)
     if value is None:
         return False
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     if not isinstance(value, bool):
         raise bad(f"{name} must be true or false")
     return value
 
 
-def on_grid(parse: Any, value: Any) -> int:
+def on_grid(parse: Callable[[Any], int], value: Any) -> int:
     try:
         return int(parse(value))
     except GridError as error:
-        raise ApiError(400, error.code, error.message) from None
+        raise ApiError.of(error.code, error.message) from None
 
 
-def order_fields(data: dict[str, Any], spec: MarketSpec) -> dict[str, Any]:
-    """The PlaceOrder fields (besides seq, ts, user and market) from a POST /order body."""
-    side = enum_field(data, "side", _SIDES)
-    order_type = enum_field(data, "type", _TYPES, OrderType.LIMIT)
-    tif = enum_field(data, "timeInForce", _TIFS, TimeInForce.GTC)
-    stp = enum_field(data, "selfTradePrevention", _STPS, SelfTradePrevention.EXPIRE_MAKER)
-    post_only = bool_field(data, "postOnly")
+def order_fields(data: Mapping[str, Any], spec: MarketSpec) -> dict[str, Any]:
+    """The PlaceOrder fields (besides seq, ts, user and market) from a POST /order body, as given."""
     client_order_id = data.get("clientOrderId")
     if client_order_id is not None and (
         not isinstance(client_order_id, str) or not CLIENT_ORDER_ID.match(client_order_id)
     ):
         raise bad("clientOrderId must be 1-64 characters of A-Z a-z 0-9 _ . : -")
-    price = quantity = quote_quantity = None
-    if order_type is OrderType.LIMIT:
-        if data.get("price") is None:
-            raise bad("price is required for a limit order", ResultCode.INVALID_PRICE)
-        price = on_grid(spec.parse_price, data["price"])
-        if data.get("quantity") is None:
-            raise bad("quantity is required", ResultCode.INVALID_QUANTITY)
-        quantity = on_grid(spec.parse_quantity, data["quantity"])
-        if data.get("quoteQuantity") is not None:
-            raise bad("quoteQuantity is only for market buys", ResultCode.INVALID_ORDER)
-    else:
-        if data.get("price") is not None:
-            raise bad("a market order takes no price", ResultCode.INVALID_PRICE)
-        if post_only:
-            raise bad("a market order cannot be postOnly", ResultCode.INVALID_ORDER)
-        if data.get("quantity") is not None:
-            quantity = on_grid(spec.parse_quantity, data["quantity"])
-        if data.get("quoteQuantity") is not None:
-            if side is not Side.BUY:
-                raise bad("quoteQuantity is only for market buys", ResultCode.INVALID_ORDER)
-            quote_quantity = on_grid(spec.parse_quote_amount, data["quoteQuantity"])
-        if quantity is None and quote_quantity is None:
-            raise bad("a market order needs quantity (or quoteQuantity for a buy)", ResultCode.INVALID_QUANTITY)
-    if post_only and tif is not TimeInForce.GTC:
-        raise bad("postOnly needs timeInForce GTC", ResultCode.INVALID_ORDER)
+    price, quantity, quote = data.get("price"), data.get("quantity"), data.get("quoteQuantity")
     return {
-        "side": side,
-        "order_type": order_type,
-        "time_in_force": tif,
-        "price": price,
-        "quantity": quantity,
-        "quote_quantity": quote_quantity,
-        "post_only": post_only,
+        "side": enum_field(data, "side", SIDES),
+        "order_type": enum_field(data, "type", ORDER_TYPES, OrderType.LIMIT),
+        "time_in_force": enum_field(data, "timeInForce", TIMES_IN_FORCE, TimeInForce.GTC),
+        "price": None if price is None else on_grid(spec.parse_price, price),
+        "quantity": None if quantity is None else on_grid(spec.parse_quantity, quantity),
+        "quote_quantity": None if quote is None else on_grid(spec.parse_quote_amount, quote),
+        "post_only": bool_field(data, "postOnly"),
         "client_order_id": client_order_id,
-        "stp": stp,
+        "stp": enum_field(data, "selfTradePrevention", SELF_TRADE_PREVENTION, SelfTradePrevention.EXPIRE_MAKER),
     }
 
 
@@ -132,6 +140,8 @@ def order_id_field(value: Any) -> int:
         order_id = value
     elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         order_id = int(value)
+    elif value is None:
+        raise bad("orderId is required")
     else:
         raise bad('orderId must be an order id string such as "42"')
     if order_id <= 0:
@@ -151,3 +161,9 @@ def int_arg(request: Any, name: str, default: int | None, low: int, high: int) -
     if not low <= value <= high:
         raise bad(f"{name} must be between {low} and {high}")
     return value
+
+
+def time_arg_ms(request: Any, name: str, default: int) -> int:
+    """A time parameter in ms since the epoch; a value below `SECONDS_BEFORE` is read as seconds."""
+    value = int_arg(request, name, default, 0, MAX_TIME_MS)
+    return value * 1000 if value < SECONDS_BEFORE and request.args.get(name) is not None else value

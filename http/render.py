@@ -1,13 +1,17 @@
-"""Engine results -> the JSON shapes of the API. Integers become decimal strings here and nowhere else."""
+"""Engine results -> the JSON shapes of the API. Integers become decimal strings here and nowhere else.
+
+Conventions: amounts, prices and quantities are decimal strings; order and trade ids are strings; times
+are milliseconds since the epoch (a candle also keeps `start`/`end` in seconds, its older names).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from openbell.core.events import TradeExecuted
+from openbell.core.events import KlineSnapshot, Ticker, TradeExecuted
 from openbell.core.grid import Asset, MarketSpec
-from openbell.core.marketdata import Candle, Ticker
+from openbell.core.messages import Depth
 from openbell.core.summary import OpenOrderView, OrderSummary
 
 
@@ -19,8 +23,8 @@ def order_result(spec: MarketSpec, summary: OrderSummary, client_order_id: str |
         "executedQty": spec.format_quantity(summary.executed_quantity),
         "remainingQty": spec.format_quantity(summary.remaining_quantity),
         "fills": [
-            {"price": spec.format_price(price), "qty": spec.format_quantity(qty), "tradeId": trade_id}
-            for price, qty, trade_id in summary.fills
+            {"price": spec.format_price(price), "quantity": spec.format_quantity(lots), "tradeId": str(trade_id)}
+            for price, lots, trade_id in summary.fills
         ],
     }
     if client_order_id is not None:
@@ -53,18 +57,18 @@ def open_order(spec: MarketSpec, order: OpenOrderView) -> dict[str, Any]:
     }
 
 
-def depth(spec: MarketSpec, bids: list[tuple[int, int]], asks: list[tuple[int, int]], update_id: int) -> dict[str, Any]:
+def depth(spec: MarketSpec, levels: Depth) -> dict[str, Any]:
     fp, fq = spec.format_price, spec.format_quantity
     return {
-        "bids": [[fp(price), fq(qty)] for price, qty in bids],
-        "asks": [[fp(price), fq(qty)] for price, qty in asks],
-        "lastUpdateId": update_id,
+        "bids": [[fp(price), fq(lots)] for price, lots in levels.bids],
+        "asks": [[fp(price), fq(lots)] for price, lots in levels.asks],
+        "lastUpdateId": levels.update_id,
     }
 
 
 def trade(spec: MarketSpec, t: TradeExecuted) -> dict[str, Any]:
     return {
-        "id": t.trade_id,
+        "id": str(t.trade_id),
         "price": spec.format_price(t.price),
         "quantity": spec.format_quantity(t.quantity),
         "quoteQuantity": spec.quote.format_amount(spec.quote_value(t.price, t.quantity)),
@@ -73,9 +77,11 @@ def trade(spec: MarketSpec, t: TradeExecuted) -> dict[str, Any]:
     }
 
 
-def kline(spec: MarketSpec, c: Candle) -> dict[str, Any]:
+def kline(spec: MarketSpec, c: KlineSnapshot) -> dict[str, Any]:
     fp = spec.format_price
     return {
+        "openTime": c.start * 1000,
+        "closeTime": c.end * 1000,
         "start": c.start,
         "end": c.end,
         "open": fp(c.open),
@@ -85,6 +91,7 @@ def kline(spec: MarketSpec, c: Candle) -> dict[str, Any]:
         "volume": spec.format_quantity(c.volume),
         "quoteVolume": spec.quote.format_amount(c.quote_volume),
         "trades": c.trades,
+        "closed": c.closed,
     }
 
 
@@ -141,33 +148,4 @@ def market(spec: MarketSpec) -> dict[str, Any]:
         "quoteDecimals": spec.quote.decimals,
         "makerFeeBps": spec.maker_fee_bps,
         "takerFeeBps": spec.taker_fee_bps,
-    }
-
-
-def history_trade(spec: MarketSpec, row: tuple[Any, ...]) -> dict[str, Any]:
-    trade_id, price, quantity, taker_side, ts = row
-    return {
-        "id": int(trade_id),
-        "price": spec.format_price(int(price)),
-        "quantity": spec.format_quantity(int(quantity)),
-        "quoteQuantity": spec.quote.format_amount(spec.quote_value(int(price), int(quantity))),
-        "timestamp": int(ts),
-        "isBuyerMaker": taker_side == "sell",
-    }
-
-
-def history_kline(spec: MarketSpec, interval: int, row: tuple[int, ...]) -> dict[str, Any]:
-    start, open_, high, low, close, volume, notional, trades = row
-    quote_volume = notional * spec.quote_units_per_tick_lot
-    fp = spec.format_price
-    return {
-        "start": start,
-        "end": start + interval,
-        "open": fp(open_),
-        "high": fp(high),
-        "low": fp(low),
-        "close": fp(close),
-        "volume": spec.format_quantity(volume),
-        "quoteVolume": spec.quote.format_amount(quote_volume),
-        "trades": trades,
     }

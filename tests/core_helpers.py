@@ -21,6 +21,7 @@ from openbell.core.commands import PlaceOrder
 from openbell.core.events import OrderRejected
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.ledger import Ledger
+from openbell.core.orders import validate_order
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
 
 EventT = TypeVar("EventT")
@@ -152,11 +153,14 @@ class Venue:
 
 
 def place_order(book: OrderBook, ledger: Ledger, cmd: PlaceOrder) -> list[object]:
-    """Hold funds for `cmd`, match it, settle the events, and return them.
+    """Validate `cmd`, hold funds for it, match it, settle the events, and return them: the engine's path.
 
-    When the ledger refuses the hold, the book never sees the order and the only event is the
-    `OrderRejected` the engine reports, carrying the ledger's result code.
+    When validation or the ledger refuses it, the book never sees the order and the only event is the
+    `OrderRejected` the engine reports, carrying the result code and reason.
     """
+    problem = validate_order(cmd)
+    if problem is not None:
+        return [OrderRejected(cmd.market, cmd.seq, cmd.user_id, problem[0], problem[1], cmd.ts, cmd.client_order_id)]
     code, order = ledger.hold_for(cmd)
     if code is not ResultCode.OK:
         return [OrderRejected(cmd.market, cmd.seq, cmd.user_id, code, code.name, cmd.ts, cmd.client_order_id)]

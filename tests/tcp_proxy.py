@@ -48,6 +48,8 @@ class TcpProxy:
         def stop() -> None:
             for writer in list(self._writers):
                 writer.transport.abort()
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
             self._loop.call_later(0.05, self._loop.stop)
 
         self._loop.call_soon_threadsafe(stop)
@@ -60,6 +62,7 @@ class TcpProxy:
         self._started.set()
         self._loop.run_forever()
         server.close()
+        self._loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if time.monotonic() < self._refuse_until:

@@ -23,9 +23,10 @@ from core_helpers import (
     ticks,
 )
 
-from openbell.core.book import OrderBook, validate_order
+from openbell.core.book import OrderBook
 from openbell.core.commands import PlaceOrder
 from openbell.core.events import (
+    CancelRejected,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -34,6 +35,7 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
+from openbell.core.orders import validate_order
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, TimeInForce
 
 EXPIRE_MAKER = SelfTradePrevention.EXPIRE_MAKER
@@ -772,9 +774,9 @@ def test_cancel_by_another_user_looks_like_an_unknown_order_and_changes_nothing(
 
     events = venue.cancel("mallory", bid.seq)
 
-    assert kinds(events) == [OrderRejected]
+    assert kinds(events) == [CancelRejected]
     rejected, unknown_rejected = events[0], unknown[0]
-    assert isinstance(rejected, OrderRejected) and isinstance(unknown_rejected, OrderRejected)
+    assert isinstance(rejected, CancelRejected) and isinstance(unknown_rejected, CancelRejected)
     assert rejected.code is ResultCode.UNKNOWN_ORDER
     assert (rejected.code, rejected.reason) == (unknown_rejected.code, unknown_rejected.reason)
     assert venue.book.order(bid.seq) is not None
@@ -805,7 +807,7 @@ def test_cancel_of_an_order_already_canceled_is_an_unknown_order(venue: Venue) -
 
     events = venue.cancel("alice", bid.seq)
 
-    assert [e.code for e in only(events, OrderRejected)] == [ResultCode.UNKNOWN_ORDER]
+    assert [e.code for e in only(events, CancelRejected)] == [ResultCode.UNKNOWN_ORDER]
     assert venue.balance("alice", "INR") == (inr("1000"), 0)
     venue.check_invariants()
 
@@ -1002,7 +1004,7 @@ def test_malformed_orders_are_rejected_with_the_reason_and_leave_the_book_alone(
     book_before, update_before = venue.book.depth(10), venue.book.update_id
 
     problem = validate_order(cmd)
-    events = venue.book.place(cmd)
+    events = venue.place(cmd)
 
     assert problem is not None and problem[0] is code
     assert kinds(events) == [OrderRejected]

@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis
 import ujson
 import websockets
 from redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
 
-from openbell.cluster import APPLIED, COMMANDS, GROUP, RoutedCommand
-from openbell.core.codec import dumps
+from openbell.cluster import COMMANDS, GROUP, CommandEntry, RoutedCommand
 from openbell.core.commands import PlaceOrder
 from openbell.core.types import OrderType, Side, TimeInForce
+from openbell.core.wire import encode
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 WAIT = 20.0
@@ -162,6 +163,11 @@ def order(api: Proc, user: str, side: str, price: str, quantity: str, **extra: A
     return post(api, "/order", body)
 
 
+def entry(*commands: RoutedCommand) -> dict[str, bytes]:
+    """The fields of one command-stream entry, as an API process writes it."""
+    return {"m": encode(CommandEntry(commands))}
+
+
 def pending_count(server: RedisServer) -> int:
     client = redis.Redis.from_url(server.url)
     try:
@@ -187,7 +193,7 @@ def test_orders_through_two_api_processes_fill_and_both_see_the_same_balances_an
     assert sell.json()["status"] == "NEW"
     assert buy.status_code == 200, buy.text
     assert buy.json()["status"] == "FILLED"
-    assert buy.json()["fills"] == [{"price": "100.00", "qty": "3", "tradeId": 1}]
+    assert buy.json()["fills"] == [{"price": "100.00", "quantity": "3", "tradeId": "1"}]
     assert int(buy.json()["orderId"]) > int(sell.json()["orderId"])
     for api in (api_1, api_2):
         assert get(api, "/balance", user_id="buyer") == {
@@ -200,7 +206,7 @@ def test_orders_through_two_api_processes_fill_and_both_see_the_same_balances_an
         }
         depth = get(api, "/depth", symbol="TATA_INR")
         assert depth["bids"] == [] and depth["asks"] == [["100.00", "2"]]
-        assert [t["id"] for t in get(api, "/trades", symbol="TATA_INR")] == [1]
+        assert [t["id"] for t in get(api, "/trades", symbol="TATA_INR")] == ["1"]
         open_orders = get(api, "/order/open", user_id="seller")
         assert [(o["orderId"], o["filled"]) for o in open_orders] == [(sell.json()["orderId"], "3")]
         assert get(api, "/klines", symbol="TATA_INR", interval="1m")[-1]["trades"] == 1
@@ -236,10 +242,12 @@ def test_a_malformed_message_on_the_command_stream_is_acknowledged_and_skipped(c
     api = cluster.api()
     client = redis.Redis.from_url(cluster.redis.url)
     try:
-        client.xadd(COMMANDS, {"m": b"not json"})
-        client.xadd(COMMANDS, {"m": b'{"v": 99, "m": {}}'})
+        client.xadd(COMMANDS, {"m": b"not msgpack"})
+        client.xadd(COMMANDS, {"m": b"\x01" + encode(CommandEntry(()))[1:]})  # another wire version
         client.xadd(COMMANDS, {"other": b"field"})
-        client.xadd(COMMANDS, {"m": dumps(RoutedCommand("x:1", "nowhere", 0, "not a command"))})
+        client.xadd(
+            COMMANDS, {"m": encode(["CommandEntry", [["RoutedCommand", "x:1", "nowhere", 0, "not a command"]]])}
+        )
     finally:
         client.close()
 
@@ -249,6 +257,8 @@ def test_a_malformed_message_on_the_command_stream_is_acknowledged_and_skipped(c
     wait_for(lambda: pending_count(cluster.redis) == 0, what="garbage acknowledged")
     assert engine.alive()
     assert engine.log().count("skipped") >= 4
+    assert engine.stop() == 0
+    assert "'malformed': 4" in engine.log()  # counted
 
 
 def test_a_market_added_through_one_api_process_trades_through_another(cluster: Cluster) -> None:
@@ -269,32 +279,32 @@ def test_a_market_added_through_one_api_process_trades_through_another(cluster: 
 
 
 def test_a_redelivered_request_the_journal_already_holds_is_answered_not_applied_again(cluster: Cluster) -> None:
-    # Arrange: an order placed; then, with the engine stopped, the very same request sits in the
-    # engine's pending list again, as if the engine had died after journaling it and before its XACK.
+    # Arrange: a request applied and acknowledged; then, with the engine stopped, the very same request sits
+    # in the engine's pending list again (as if the engine had died after journaling it and before its XACK),
+    # next to a fresh one. Nothing in Redis says which was applied: only the engine's journal knows.
     engine = cluster.engine()
     api = cluster.api()
     assert deposit(api, "u4", "INR", "100", "u4-1").status_code == 200
-    placed = order(api, "u4", "buy", "1", "1")
-    assert placed.status_code == 200, placed.text
-    order_id = int(placed.json()["orderId"])
-    engine.stop()
     command = PlaceOrder(0, 0, "u4", "TATA_INR", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 100, 1)
+    replayed = RoutedCommand("replayed:1", "nowhere", 0, msgspec.structs.replace(command, request_id="replayed:1"))
+    fresh = RoutedCommand("fresh:1", "nowhere", 0, msgspec.structs.replace(command, request_id="fresh:1"))
     client = redis.Redis.from_url(cluster.redis.url)
     try:
-        client.xadd(COMMANDS, {"m": dumps(RoutedCommand("replayed:1", "nowhere", 0, command))})
-        client.xadd(COMMANDS, {"m": dumps(RoutedCommand("fresh:1", "nowhere", 0, command))})
+        client.xadd(COMMANDS, entry(replayed))
+        wait_for(lambda: len(get(api, "/order/open", user_id="u4")) == 1, what="the first order applied")
+        wait_for(lambda: pending_count(cluster.redis) == 0, what="its entry acknowledged")
+        engine.stop()
+        client.xadd(COMMANDS, entry(replayed))
+        client.xadd(COMMANDS, entry(fresh))
         client.xreadgroup(GROUP, "engine", {COMMANDS: ">"}, count=10)  # delivered, never acknowledged
-        client.hset(APPLIED, mapping={"replayed:1": order_id, "fresh:1": order_id + 10_000})
 
         # Act: the engine starts again.
         engine = cluster.engine()
         wait_for(lambda: pending_count(cluster.redis) == 0, what="pending list worked off")
 
         # Assert: the journaled request was not applied again; the other one was applied once.
-        open_orders = get(api, "/order/open", user_id="u4")
-        assert len(open_orders) == 2
-        assert open_orders[0]["orderId"] == str(order_id)
-        assert client.hlen(APPLIED) == 0
+        assert len(get(api, "/order/open", user_id="u4")) == 2
+        assert not client.keys("openbell:applied*")
     finally:
         client.close()
     assert engine.stop() == 0

@@ -202,7 +202,7 @@ def test_the_supervised_cluster_trades_restarts_a_killed_child_and_stops_cleanly
     # Assert: the fill, in the API's reply and on the WebSocket.
     assert buy.status_code == 200, buy.text
     assert buy.json()["status"] == "FILLED"
-    assert buy.json()["fills"] == [{"price": "100.00", "qty": "2", "tradeId": 1}]
+    assert buy.json()["fills"] == [{"price": "100.00", "quantity": "2", "tradeId": "1"}]
     assert trade["e"] == "trade" and trade["s"] == "TATA_INR" and trade["p"] == "100.00"
 
     # Act: the engine is killed -9.

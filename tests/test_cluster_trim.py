@@ -14,11 +14,10 @@ import httpx
 import redis
 import redis.asyncio as aioredis
 from redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
-from test_cluster import Cluster, cluster, deposit, get, order, pending_count, wait_for  # noqa: F401
+from test_cluster import Cluster, cluster, deposit, entry, get, order, pending_count, wait_for  # noqa: F401
 
-from openbell.cluster import APPLIED, COMMANDS, GROUP, RoutedCommand
+from openbell.cluster import COMMANDS, GROUP, RoutedCommand
 from openbell.cluster.relay import trim_journaled
-from openbell.core.codec import dumps
 from openbell.core.commands import Deposit
 
 TRIM = ("--trim-interval", "0.3")
@@ -27,11 +26,6 @@ TRIM = ("--trim-interval", "0.3")
 def stream_length(server: RedisServer) -> int:
     with redis.Redis.from_url(server.url) as client:
         return int(client.xlen(COMMANDS))
-
-
-def applied_fields(server: RedisServer) -> int:
-    with redis.Redis.from_url(server.url) as client:
-        return int(client.hlen(APPLIED))
 
 
 def trim_now(server: RedisServer) -> int:
@@ -93,7 +87,7 @@ def test_trim_removes_only_acknowledged_entries_below_the_oldest_pending_or_unde
 
 
 # --------------------------------------------------------------------------- through the processes
-def test_after_many_commands_the_stream_drains_to_nothing_and_no_applied_field_is_left(
+def test_after_many_commands_the_stream_drains_to_nothing(
     cluster: Cluster,  # noqa: F811
 ) -> None:
     # Arrange: an engine that trims often, one API process.
@@ -109,7 +103,6 @@ def test_after_many_commands_the_stream_drains_to_nothing_and_no_applied_field_i
     assert statuses == [200] * 120
     wait_for(lambda: stream_length(cluster.redis) == 0, what="the stream trimmed to nothing", timeout=10)
     assert pending_count(cluster.redis) == 0
-    assert applied_fields(cluster.redis) == 0
     assert inr(get(api, "/balance", user_id="u")) == Decimal("100")
 
 
@@ -161,8 +154,8 @@ def test_kill_9_of_the_engine_with_pending_entries_loses_none_of_them_to_trimmin
         # (as if it died between reading and journaling it); a trim runs while it is down.
         engine.kill9()
         with redis.Redis.from_url(cluster.redis.url) as client:
-            late = Deposit(0, 0, "whale", "INR", 100, "late")
-            client.xadd(COMMANDS, {"m": dumps(RoutedCommand("test:late", "nowhere", 0, late))})
+            late = Deposit(0, 0, "whale", "INR", 100, "late", "test:late")
+            client.xadd(COMMANDS, entry(RoutedCommand("test:late", "nowhere", 0, late)))
             client.xreadgroup(GROUP, "engine", {COMMANDS: ">"}, count=1000)
             pending_ids = [p["message_id"] for p in client.xpending_range(COMMANDS, GROUP, "-", "+", 10_000)]
         trim_now(cluster.redis)
@@ -182,21 +175,6 @@ def test_kill_9_of_the_engine_with_pending_entries_loses_none_of_them_to_trimmin
         assert sorted(o["price"] for o in open_orders) == sorted(prices)
         assert inr(get(api, "/balance", user_id="whale")) == Decimal("1000") + 60 + 1
     wait_for(lambda: stream_length(cluster.redis) == 0, what="the stream trimmed again", timeout=10)
-    assert applied_fields(cluster.redis) == 0
-
-
-def test_applied_fields_whose_entries_are_no_longer_pending_are_swept_when_the_engine_starts(
-    cluster: Cluster,  # noqa: F811
-) -> None:
-    # Arrange: a field no pending entry belongs to (say, its entry was deleted by hand).
-    with redis.Redis.from_url(cluster.redis.url) as client:
-        client.hset(APPLIED, "gone:1", 7)
-
-    # Act: the engine starts.
-    cluster.engine(*TRIM)
-
-    # Assert: the stale field is gone; the hash holds only what a pending entry may still need.
-    assert applied_fields(cluster.redis) == 0
 
 
 def test_the_engine_stops_promptly_whenever_the_signal_lands(cluster: Cluster) -> None:  # noqa: F811

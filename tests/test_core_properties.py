@@ -18,6 +18,7 @@ from openbell.core.book import OrderBook
 from openbell.core.commands import PlaceOrder
 from openbell.core.events import (
     TERMINAL_EVENTS,
+    CancelRejected,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -358,7 +359,7 @@ class Exchange:
         if canceled:
             assert isinstance(events[0], OrderCanceled) and events[0].order_id == order_id
         else:
-            assert isinstance(events[0], OrderRejected) and events[0].code is ResultCode.UNKNOWN_ORDER
+            assert isinstance(events[0], CancelRejected) and events[0].code is ResultCode.UNKNOWN_ORDER
 
     def check(self) -> None:
         book, ledger, spec = self.book, self.ledger, self.spec

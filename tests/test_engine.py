@@ -19,7 +19,6 @@ import pytest
 
 from openbell.actors.bus import InProcessEventBus
 from openbell.actors.engine import Engine, EngineTimeout, EngineUnavailable
-from openbell.actors.messages import Reply
 from openbell.core.commands import (
     AddMarket,
     CancelOrder,
@@ -38,7 +37,8 @@ from openbell.core.events import (
     TradeExecuted,
 )
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
-from openbell.core.summary import summarize
+from openbell.core.messages import Balances, Depth, OpenOrders, Reply
+from openbell.core.summary import OriginalOrder, summarize
 from openbell.core.types import OrderStatus, OrderType, ResultCode, Side, TimeInForce
 
 MARKET = "TATA_INR"
@@ -148,11 +148,11 @@ def cancel(engine: Engine, user: str, order_id: int, market: str = MARKET) -> Re
 def balances(engine: Engine, user: str) -> dict[str, tuple[int, int]]:
     reply = engine.call(engine.new(GetBalances, user_id=user))
     assert reply.ok, reply
-    return reply.data  # type: ignore[return-value]
+    return reply.expect(Balances).assets
 
 
 def status_of(reply: Reply, order_id: int) -> OrderStatus:
-    return summarize(order_id, reply.data).status  # type: ignore[arg-type]
+    return summarize(order_id, reply.events).status
 
 
 class Replies:
@@ -211,7 +211,7 @@ def test_crossing_order_reply_comes_after_settlement_with_price_improvement_rele
     # Assert: the reply tells of the fill; the very next query sees it settled, and the buyer locks only
     # what the resting 3 lots need (the 5 x 1.00 saved on the fill is back in available).
     assert reply.ok and status_of(reply, order.seq) is OrderStatus.PARTIALLY_FILLED
-    assert summarize(order.seq, reply.data).fills[0][:2] == (10_000, 5)  # type: ignore[arg-type]
+    assert summarize(order.seq, reply.events).fills[0][:2] == (10_000, 5)
     assert buyer["INR"] == (1_000_000 - 5 * 10_000 - 3 * 10_100, 3 * 10_100)
     assert buyer["TATA"] == (5 * LOT, 0)
     assert seller["INR"] == (5 * 10_000, 0)
@@ -236,7 +236,7 @@ def test_cancel_releases_exactly_what_the_order_locked(engine: Engine) -> None:
     assert locked_before == (1_000_000 - 7 * 9_950, 7 * 9_950)
     assert locked_after_fill == (1_000_000 - 7 * 9_950, 4 * 9_950)
     assert reply.ok and status_of(reply, order.seq) is OrderStatus.CANCELED
-    canceled = [event for event in reply.data if isinstance(event, OrderCanceled)]  # type: ignore[union-attr]
+    canceled = [event for event in reply.events if isinstance(event, OrderCanceled)]
     assert [(c.filled_quantity, c.remaining_quantity) for c in canceled] == [(3, 4)]
     assert balances(engine, "buyer")["INR"] == (1_000_000 - 3 * 9_950, 0)
     assert_consistent_after_stop(engine)
@@ -256,8 +256,8 @@ def test_cancel_of_another_users_order_is_unknown_order_and_leaves_it_resting(en
     assert other_user.code is ResultCode.UNKNOWN_ORDER
     assert wrong_market.code is ResultCode.UNKNOWN_ORDER
     assert balances(engine, "owner")["INR"] == (10_000, 90_000)
-    open_orders = engine.call(engine.new(GetOpenOrders, user_id="owner")).data
-    assert [view.order_id for view in open_orders] == [order.seq]  # type: ignore[attr-defined]
+    open_orders = engine.call(engine.new(GetOpenOrders, user_id="owner")).expect(OpenOrders).orders
+    assert [view.order_id for view in open_orders] == [order.seq]
     assert_consistent_after_stop(engine)
 
 
@@ -359,12 +359,12 @@ def test_a_client_order_id_never_makes_a_second_order_and_the_retry_gets_the_fir
 
     # Assert: both retries are refused and carry the first order's state; another user's id is theirs.
     assert duplicate.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID
-    assert duplicate.data.summary.order_id == first.seq  # type: ignore[union-attr]
-    assert duplicate.data.summary.status is OrderStatus.NEW  # type: ignore[union-attr]
+    assert duplicate.expect(OriginalOrder).summary.order_id == first.seq
+    assert duplicate.expect(OriginalOrder).summary.status is OrderStatus.NEW
     assert other_user.code is ResultCode.INSUFFICIENT_FUNDS
     assert retried_after_cancel.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID
-    assert retried_after_cancel.data.summary.order_id == first.seq  # type: ignore[union-attr]
-    assert retried_after_cancel.data.summary.status is OrderStatus.CANCELED  # type: ignore[union-attr]
+    assert retried_after_cancel.expect(OriginalOrder).summary.order_id == first.seq
+    assert retried_after_cancel.expect(OriginalOrder).summary.status is OrderStatus.CANCELED
     assert balances(engine, "buyer")["INR"] == (100_000, 0)
     assert_consistent_after_stop(engine)
 
@@ -477,7 +477,7 @@ def test_request_without_a_reply_in_time_raises_engine_timeout_and_engine_keeps_
 
     # Assert: the wait was bounded, and the engine answers afterwards (the late replies were dropped).
     assert waited < 1.0
-    assert later.ok and later.data == {"INR": (500, 0)}
+    assert later.ok and later.expect(Balances).assets == {"INR": (500, 0)}
     assert place(engine, "u", BUY, 100, 5).ok
     assert not engine._waiters
 
@@ -541,7 +541,7 @@ def test_stop_lets_a_request_in_flight_finish_and_refuses_new_ones(engine: Engin
     # Assert: the order in flight was finished, not abandoned, and its funds are held by a resting order.
     assert not stopper.is_alive()
     assert reply.ok
-    assert summarize(reply.seq, reply.data).status is OrderStatus.NEW  # type: ignore[arg-type]
+    assert summarize(reply.seq, reply.events).status is OrderStatus.NEW
     assert (
         engine.balance_core.ledger.balance("buyer", "INR")[1] == 9_000 * engine.markets[MARKET].quote_units_per_tick_lot
     )
@@ -583,7 +583,7 @@ def test_order_whose_matching_raises_gets_engine_error_and_its_hold_released(
     assert reply.code is ResultCode.ENGINE_ERROR
     assert balances(engine, "buyer")["INR"] == (100_000, 0)
     depth = engine.call(engine.new(GetDepth, market=MARKET, limit=10))
-    assert depth.data[:2] == ([], [])  # type: ignore[index]
+    assert (depth.expect(Depth).bids, depth.expect(Depth).asks) == ((), ())
     assert place(engine, "buyer", BUY, 9_000, 2).ok
     counter = limit_order(engine, "seller", SELL, 9_000, 2)
     assert status_of(engine.call(counter), counter.seq) is OrderStatus.FILLED
@@ -675,7 +675,8 @@ def test_depth_updates_are_contiguous_and_end_at_the_snapshot_update_id(engine: 
     for previous, current in itertools.pairwise(updates):
         assert current.first_update_id == previous.last_update_id + 1
         assert current.last_update_id >= current.first_update_id
-    bids, asks, update_id = snapshot.data  # type: ignore[misc]
+    depth = snapshot.expect(Depth)
+    bids, asks, update_id = list(depth.bids), list(depth.asks), depth.update_id
     assert update_id == updates[-1].last_update_id
     levels: dict[Side, dict[int, int]] = {BUY: {}, SELL: {}}
     for update in updates:

@@ -23,11 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from openbell.actors.engine import Engine
-from openbell.actors.messages import Reply
 from openbell.core.commands import CancelOrder, Deposit, PlaceOrder
 from openbell.core.events import TERMINAL_EVENTS, OrderRejected, TradeExecuted
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
-from openbell.core.summary import summarize
+from openbell.core.messages import Reply
+from openbell.core.summary import OriginalOrder, summarize
 from openbell.core.types import OrderStatus, OrderType, ResultCode, Side, TimeInForce
 
 ASSETS = {"INR": Asset("INR", 2), "TATA": Asset("TATA", 2), "INFY": Asset("INFY", 2)}
@@ -144,7 +144,7 @@ class Load:
             with self._lock:
                 self.replies[reply.seq] = reply
             if type(command) is PlaceOrder and reply.ok:
-                status = summarize(command.seq, reply.data).status  # type: ignore[arg-type]
+                status = summarize(command.seq, reply.events).status
                 if not status.is_final:
                     resting.append(command)
             in_flight.release()
@@ -222,7 +222,7 @@ def assert_engine_consistent(engine: Engine, commands: dict[int, object], replie
     assert not faults, faults[:5]
 
     # Every accepted order is resting or was ended by some event, never both; fills add up.
-    events = [event for reply in replies.values() if type(reply.data) is tuple for event in reply.data]
+    events = [event for reply in replies.values() for event in reply.events]
     ended = {
         event.order_id
         for event in events
@@ -241,9 +241,9 @@ def assert_engine_consistent(engine: Engine, commands: dict[int, object], replie
             continue
         reply = replies[seq]
         if reply.code is ResultCode.DUPLICATE_CLIENT_ORDER_ID:  # refused: the first order of that id answers
-            assert seq not in resting and reply.data.summary.order_id != seq  # type: ignore[union-attr]
+            assert seq not in resting and reply.expect(OriginalOrder).summary.order_id != seq
             continue
-        status = summarize(seq, reply.data).status  # type: ignore[arg-type]
+        status = summarize(seq, reply.events).status
         if status is OrderStatus.REJECTED:
             assert not reply.ok and seq not in resting
             continue

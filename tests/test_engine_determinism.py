@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from test_engine_concurrency import WAIT, Load, assert_engine_consistent, btc_usdt, infy_inr, tata_inr
 
-from openbell.actors.balance import BalanceCore
 from openbell.actors.engine import Engine
-from openbell.actors.market import MarketCore
-from openbell.actors.messages import CommandBatch, MatchBatch, Reply, Settlement
 from openbell.core.book import OrderBook
 from openbell.core.commands import AddMarket
 from openbell.core.ledger import Ledger
+from openbell.core.matching import MarketCore
+from openbell.core.messages import CommandBatch, MatchBatch, Reply, Settlement
+from openbell.core.risk import BalanceCore
 
 
 class Recording:

@@ -20,7 +20,7 @@ import pytest
 from conftest import RunningServer
 
 ORDER_REPLY_KEYS = {"orderId", "market", "status", "executedQty", "remainingQty", "fills"}
-FILL_KEYS = {"price", "qty", "tradeId"}
+FILL_KEYS = {"price", "quantity", "tradeId"}
 KLINE_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d", "1w")
 
 
@@ -149,7 +149,7 @@ def test_quick_start_fills_at_the_resting_price_and_settles_exact_balances(clien
     assert (taken["executedQty"], taken["remainingQty"]) == ("4", "0")
     [fill] = taken["fills"]
     assert set(fill) == FILL_KEYS
-    assert (fill["price"], fill["qty"]) == ("100.00", "4")
+    assert (fill["price"], fill["quantity"]) == ("100.00", "4")
 
     depth = client.get("/depth", params={"symbol": "TATA_INR"}).json()
     assert depth["bids"] == []
@@ -359,7 +359,7 @@ def test_a_market_added_at_run_time_trades_at_once(client: httpx.Client) -> None
     taken = place(client, market="BTC_USDT", price="30000.50", quantity="0.1234", side="buy", user_id=buyer)
 
     assert taken["status"] == "FILLED"
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("30000.00", "0.1234")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("30000.00", "0.1234")]
     # 0.1234 x 30000.00 = 3702 USDT; BTC and USDT are new assets, so they get 8 decimals
     assert balances(client, buyer) == {
         "BTC": {"available": "0.12340000", "locked": "0.00000000"},
@@ -416,7 +416,7 @@ def test_a_buy_above_the_best_ask_pays_the_ask_and_keeps_the_difference(client: 
 
     taken = place(client, market=market, price="110", quantity="5", side="buy", user_id=buyer)
 
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("90.00", "5")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("90.00", "5")]
     assert balances(client, buyer)["INR"] == {"available": "550.00", "locked": "0.00"}
 
 
@@ -427,7 +427,7 @@ def test_a_sell_below_the_best_bid_receives_the_bid_price(client: httpx.Client) 
 
     taken = place(client, market=market, price="80", quantity="5", side="sell", user_id=seller)
 
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("90.00", "5")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("90.00", "5")]
     base = market.split("_")[0]
     assert balances(client, seller) == {
         base: {"available": "5.00", "locked": "0.00"},
@@ -450,7 +450,7 @@ def test_a_market_buy_by_quote_quantity_spends_no_more_than_that(client: httpx.C
 
     assert taken["status"] == "FILLED"
     assert taken["executedQty"] == "7"
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("100.00", "5"), ("102.00", "2")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("100.00", "5"), ("102.00", "2")]
     base = market.split("_")[0]
     assert balances(client, buyer) == {
         base: {"available": "7.00", "locked": "0.00"},
@@ -467,7 +467,7 @@ def test_a_market_sell_by_quantity_sweeps_the_bids(client: httpx.Client) -> None
     taken = place(client, market=market, type="market", quantity="3", side="sell", user_id=seller)
 
     assert (taken["status"], taken["executedQty"], taken["remainingQty"]) == ("FILLED", "3", "0")
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("50.00", "2"), ("49.00", "1")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("50.00", "2"), ("49.00", "1")]
     assert balances(client, seller)["INR"] == {"available": "149.00", "locked": "0.00"}
 
 
@@ -479,7 +479,7 @@ def test_ioc_fills_what_crosses_and_expires_the_rest(client: httpx.Client) -> No
     taken = place(client, market=market, price="101", quantity="5", side="buy", user_id=buyer, timeInForce="IOC")
 
     assert (taken["status"], taken["executedQty"], taken["remainingQty"]) == ("EXPIRED", "3", "2")
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("100.00", "3")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("100.00", "3")]
     assert client.get("/order/open", params={"user_id": buyer}).json() == []
     assert balances(client, buyer)["INR"] == {"available": "9700.00", "locked": "0.00"}
 
@@ -515,7 +515,7 @@ def test_fok_with_enough_liquidity_fills_completely(client: httpx.Client) -> Non
     taken = place(client, market=market, price="101", quantity="5", side="buy", user_id=buyer, timeInForce="FOK")
 
     assert (taken["status"], taken["executedQty"], taken["remainingQty"]) == ("FILLED", "5", "0")
-    assert [(f["price"], f["qty"]) for f in taken["fills"]] == [("100.00", "3"), ("101.00", "2")]
+    assert [(f["price"], f["quantity"]) for f in taken["fills"]] == [("100.00", "3"), ("101.00", "2")]
 
 
 def test_a_post_only_order_that_would_not_take_rests(client: httpx.Client) -> None:

@@ -122,6 +122,25 @@ def test_a_body_that_is_not_a_json_object_is_refused(client: httpx.Client, trade
 
 
 @pytest.mark.parametrize(
+    "changes",
+    [
+        {"side": "BUY"},
+        {"side": "Buy", "type": "LIMIT", "timeInForce": "gtc"},
+        {"market": ..., "symbol": "TATA_INR"},
+        {"selfTradePrevention": "expire_taker"},
+    ],
+    ids=repr,
+)
+def test_names_are_taken_in_either_case_and_symbol_names_the_market_too(
+    client: httpx.Client, trader: str, changes: dict[str, Any]
+) -> None:
+    response = client.post("/order", json=order(trader, **changes))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "NEW"
+
+
+@pytest.mark.parametrize(
     ("changes", "code"),
     [
         ({"market": ...}, INVALID_REQUEST),
@@ -129,7 +148,7 @@ def test_a_body_that_is_not_a_json_object_is_refused(client: httpx.Client, trade
         ({"user_id": ...}, INVALID_USER),
         ({"price": ...}, INVALID_PRICE),
         ({"quantity": ...}, INVALID_QUANTITY),
-        ({"side": "BUY"}, INVALID_REQUEST),
+        ({"side": "BUYS"}, INVALID_REQUEST),
         ({"side": "hold"}, INVALID_REQUEST),
         ({"side": 1}, INVALID_REQUEST),
         ({"type": "stop"}, INVALID_REQUEST),
@@ -506,7 +525,7 @@ ENGINE_STOPPED_BY_SIGNAL = textwrap.dedent(
     """
     import signal, sys, threading
     from openbell.actors.engine import Engine
-    from openbell.cli import DEFAULT_ASSETS, DEFAULT_MARKETS, parse_markets
+    from openbell.options import DEFAULT_ASSETS, DEFAULT_MARKETS, parse_markets
     from openbell.http.app import create_app
 
     engine = Engine().start(parse_markets(DEFAULT_MARKETS, DEFAULT_ASSETS))

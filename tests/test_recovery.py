@@ -15,6 +15,7 @@ checks, and new order ids continue above every earlier one.
 from __future__ import annotations
 
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -23,17 +24,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import ujson
 from crash_helpers import abandon
 
 from openbell.actors.engine import Engine
-from openbell.actors.messages import Reply
 from openbell.core.commands import AddMarket, CancelOrder, Deposit, PlaceOrder, restamp
 from openbell.core.events import OrderExpired
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
+from openbell.core.messages import CommandBatch, DepositResult, Reply
 from openbell.core.types import OrderType, ResultCode, Side, TimeInForce
+from openbell.core.wire import unpack
 from openbell.durability.journal import FILE_HEADER, HEADER, JournalCorrupt, segments
 from openbell.durability.persistence import Persistence
+from openbell.durability.records import JournalRecord, Matched, Settled
 from openbell.durability.snapshots import snapshot_files
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -266,9 +268,9 @@ def test_the_sequence_gives_the_replies_it_was_written_for(uninterrupted: tuple[
     assert codes.count(ResultCode.OK) == len(SEQUENCE) - 2
     assert codes[22] is ResultCode.INSUFFICIENT_FUNDS
     assert codes[23] is ResultCode.UNKNOWN_ORDER
-    fok_events = replies[21].data
-    assert isinstance(fok_events[-1], OrderExpired) and fok_events[-1].filled_quantity == 0  # type: ignore[index]
-    assert replies[12].data is False, "a repeated txnId must credit nothing"
+    fok_events = replies[21].events
+    assert isinstance(fok_events[-1], OrderExpired) and fok_events[-1].filled_quantity == 0
+    assert replies[12].expect(DepositResult).credited is False, "a repeated txnId must credit nothing"
     assert state["books"][TATA]["book"]["next_trade_id"] > 5
     assert state["books"][BTC]["book"]["next_trade_id"] > 2
     assert state["books"][TATA]["book"]["bids"] and state["books"][TATA]["book"]["asks"]
@@ -315,7 +317,7 @@ def test_new_order_ids_after_a_restart_are_larger_than_every_earlier_one(
 
 
 # --------------------------------------------------------------------------------------------- in flight
-def journal_records(segment: pathlib.Path) -> list[tuple[int, int, list[Any]]]:
+def journal_records(segment: pathlib.Path) -> list[tuple[int, int, Any]]:
     """(start offset, end offset, decoded payload) of every record in one segment."""
     data = segment.read_bytes()
     out = []
@@ -325,7 +327,7 @@ def journal_records(segment: pathlib.Path) -> list[tuple[int, int, list[Any]]]:
         end = offset + HEADER.size + length
         body = data[offset + HEADER.size : end]
         assert zlib.crc32(body) == checksum
-        out.append((offset, end, ujson.loads(body)))
+        out.append((offset, end, unpack(body, JournalRecord)))
         offset = end
     return out
 
@@ -348,8 +350,8 @@ def test_a_crash_with_a_batch_in_flight_is_finished_on_restart(
     crash(engine, engines)
     segment = segments(data_dir / "journal")[-1][1]
     records = journal_records(segment)
-    kinds = [record[0] for _, _, record in records[-3:]]
-    assert kinds == ["B", "M", "S"], kinds
+    kinds = [type(record) for _, _, record in records[-3:]]
+    assert kinds == [CommandBatch, Matched, Settled], kinds
     first_lost = records[-2] if lost == "match-and-settlement" else records[-1]
     with segment.open("r+b") as handle:
         handle.truncate(first_lost[0] + HEADER.size + 3)  # the crash tore the first lost record
@@ -516,8 +518,14 @@ def test_inspect_prints_users_markets_and_totals_and_ends_ok(
     assert f"users: {len(expected_state['accounts'])}" in lines
     assert any(line.strip().startswith(f"{TATA}: ") for line in lines), result.stdout
     assert any(line.strip().startswith(f"{BTC}: ") for line in lines), result.stdout
-    totals = lines.index("totals per asset (minor units: accounts / deposited):")
+    totals = lines.index("totals per asset (all accounts / deposited):")
     for asset in ("BTC", "INR", "TATA", "USDT"):
         assert any(line.strip().startswith(f"{asset}: ") for line in lines[totals:]), result.stdout
+    # amounts and prices as the API prints them: INR with its 2 decimals, a best bid in rupees
+    (inr,) = [line.strip() for line in lines[totals:] if line.strip().startswith("INR: ")]
+    held, deposited = inr.removeprefix("INR: ").split(" / ")
+    assert held == deposited and len(held.split(".")[1]) == 2, inr
+    (tata_line,) = [line for line in lines if line.strip().startswith(f"{TATA}: ")]
+    assert re.search(r"best bid (\d+\.\d{2}|-), best ask (\d+\.\d{2}|-)", tata_line), tata_line
     assert lines[-1].endswith(": OK"), result.stdout
     assert "funds conserved" in lines[-1]

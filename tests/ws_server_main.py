@@ -22,9 +22,9 @@ from sanic import Request, Sanic
 from sanic.response import HTTPResponse, json
 
 from openbell.actors.engine import Engine
-from openbell.actors.messages import Reply
 from openbell.core.commands import CancelOrder, Deposit, GetDepth, PlaceOrder
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
+from openbell.core.messages import Depth, Reply
 from openbell.core.types import OrderType, Side, TimeInForce
 from openbell.ws.server import WsSettings, install_websocket
 
@@ -78,7 +78,8 @@ def build_app(engine: Engine, settings: WsSettings) -> Sanic:
         reply: Reply = await engine.request(cmd)
         out: dict[str, Any] = {"code": int(reply.code), "message": reply.message, "seq": cmd.seq}
         if kind == "depth" and reply.ok:
-            bids, asks, update_id = reply.data  # type: ignore[misc]
+            depth = reply.expect(Depth)
+            bids, asks, update_id = list(depth.bids), list(depth.asks), depth.update_id
             fp, fq = spec.format_price, spec.format_quantity
             out["bids"] = [[fp(p), fq(q)] for p, q in bids]
             out["asks"] = [[fp(p), fq(q)] for p, q in asks]

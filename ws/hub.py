@@ -17,7 +17,7 @@ from typing import Any
 
 import ujson
 
-from openbell.actors.engine import Engine
+from openbell.edge.client import EngineClient
 from openbell.ws.connection import Connection, text_frame
 from openbell.ws.render import Renderer
 
@@ -30,7 +30,7 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 class Hub:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: EngineClient) -> None:
         self.engine = engine
         self.renderer = Renderer(lambda: engine.markets, lambda: engine.assets)
         self.subscribers: dict[str, set[Connection]] = {}

@@ -26,16 +26,17 @@ from openbell.core.events import (
     TERMINAL_EVENTS,
     BalanceChanged,
     DepthUpdated,
+    KlineSnapshot,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
+    Ticker,
     TradeExecuted,
 )
 from openbell.core.grid import Asset, MarketSpec
-from openbell.core.marketdata import KlineSnapshot, Ticker
 from openbell.core.types import OrderStatus, Side
 
 Message = tuple[str, dict[str, Any]]
@@ -64,15 +65,15 @@ class Renderer:
         """The messages `event` makes for the streams in `wanted` (and the order facts it updates)."""
         kind = type(event)
         if kind is TradeExecuted:
-            return self._trade(event, wanted)  # type: ignore[arg-type]
+            return self._trade(event, wanted)
         if kind is DepthUpdated:
-            return self._depth(event, wanted)  # type: ignore[arg-type]
+            return self._depth(event, wanted)
         if kind is KlineSnapshot:
-            return self._kline(event, wanted)  # type: ignore[arg-type]
+            return self._kline(event, wanted)
         if kind is Ticker:
-            return self._ticker(event, wanted)  # type: ignore[arg-type]
+            return self._ticker(event, wanted)
         if kind is BalanceChanged:
-            return self._balance(event, wanted)  # type: ignore[arg-type]
+            return self._balance(event, wanted)
         if kind in ORDER_EVENTS:
             return self._order(event, wanted)
         return []

@@ -8,7 +8,8 @@ Protocol (JSON text frames):
 - stream data: `{"stream": name, "data": {...}}` (see `openbell.ws.render`).
 
 `orders@<user>` and `balance@<user>` need the upgrade request to resolve to that user
-(`openbell.http.identity.resolve_user`, e.g. `/ws?user_id=<user>`).
+(`openbell.edge.identity.resolve_user`, e.g. `/ws?user_id=<user>`). Errors carry the same result codes as
+the REST API's (`openbell.edge.errors`).
 
 Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
 connections per process (one more is closed with 1013 "try again later"), and a bounded send queue
@@ -27,10 +28,10 @@ import ujson
 from sanic import Request, Sanic
 from websockets.exceptions import ConnectionClosed
 
-from openbell.actors.engine import Engine
 from openbell.core.types import ResultCode
-from openbell.http.errors import ApiError
-from openbell.http.identity import resolve_user
+from openbell.edge.client import EngineClient
+from openbell.edge.errors import ApiError
+from openbell.edge.identity import resolve_user
 from openbell.ws.connection import Connection
 from openbell.ws.hub import Hub, encode
 from openbell.ws.settings import WsSettings
@@ -45,16 +46,7 @@ MAX_ID_LENGTH = 64
 __all__ = ["WsSettings", "install_websocket"]
 
 
-class RequestError(Exception):
-    """A client request the server refuses; answered as `{"error": {...}, "id": ...}`."""
-
-    def __init__(self, code: ResultCode, message: str) -> None:
-        super().__init__(message)
-        self.code = int(code)
-        self.message = message
-
-
-def install_websocket(app: Sanic, engine: Engine, settings: WsSettings | None = None) -> None:
+def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | None = None) -> None:
     """Serve the streams of `engine` on `app` at `/ws`."""
     settings = settings if settings is not None else WsSettings()
     app.config.WEBSOCKET_MAX_SIZE = settings.max_message_bytes
@@ -74,23 +66,26 @@ def install_websocket(app: Sanic, engine: Engine, settings: WsSettings | None = 
                 pass  # the loop has closed: the server is stopping
 
         app.ctx.ws_hub = hub
-        app.ctx.ws_unsubscribe = engine.bus.subscribe(on_events)  # type: ignore[attr-defined]
-        on_interrupted = getattr(engine.bus, "on_interrupted", None)
-        if on_interrupted is not None:
-            # In a WebSocket process fed by Redis: losing Redis loses events, so clients must resync.
-            def interrupted(reason: str) -> None:
-                try:
-                    loop.call_soon_threadsafe(hub.close_all, f"event feed interrupted ({reason}): resync from REST")
-                except RuntimeError:
-                    pass
+        bus = engine.bus
+        if bus is None:
+            raise RuntimeError("this engine client streams no events: no WebSocket server on it")
 
-            app.ctx.ws_uninterrupt = on_interrupted(interrupted)
+        def interrupted(reason: str) -> None:
+            """Events were lost (a WebSocket process lost Redis): clients must resync."""
+            try:
+                loop.call_soon_threadsafe(hub.close_all, f"event feed interrupted ({reason}): resync from REST")
+            except RuntimeError:
+                pass
+
+        app.ctx.ws_unsubscribe = bus.subscribe(on_events)
+        app.ctx.ws_uninterrupt = bus.on_interrupted(interrupted)
 
     async def stop_hub(app: Sanic) -> None:
-        unsubscribe = getattr(app.ctx, "ws_unsubscribe", None)
-        if unsubscribe is not None:
-            unsubscribe()
-            app.ctx.ws_unsubscribe = None
+        for name in ("ws_unsubscribe", "ws_uninterrupt"):
+            remove = getattr(app.ctx, name, None)
+            if remove is not None:
+                remove()
+                setattr(app.ctx, name, None)
 
     async def websocket(request: Request, ws: Any) -> None:
         await serve_connection(request.app.ctx.ws_hub, settings, request, ws)
@@ -132,17 +127,17 @@ def answer(hub: Hub, settings: WsSettings, connection: Connection, text: str | b
         try:
             message = ujson.loads(text)
         except (ValueError, TypeError):
-            raise RequestError(ResultCode.INVALID_REQUEST, "malformed JSON") from None
+            raise ApiError.of(ResultCode.INVALID_REQUEST, "malformed JSON") from None
         if not isinstance(message, dict):
-            raise RequestError(ResultCode.INVALID_REQUEST, "a request must be a JSON object")
+            raise ApiError.of(ResultCode.INVALID_REQUEST, "a request must be a JSON object")
         raw_id = message.get("id")
         if _valid_id(raw_id):
             request_id = raw_id
         else:
-            raise RequestError(ResultCode.INVALID_REQUEST, "id must be an integer or a string of 1-64 characters")
+            raise ApiError.of(ResultCode.INVALID_REQUEST, "id must be an integer or a string of 1-64 characters")
         method = message.get("method")
         if method not in METHODS:
-            raise RequestError(ResultCode.INVALID_REQUEST, f"method must be one of {', '.join(METHODS)}")
+            raise ApiError.of(ResultCode.INVALID_REQUEST, f"method must be one of {', '.join(METHODS)}")
         if method == "LIST_SUBSCRIPTIONS":
             return {"result": sorted(connection.streams), "id": request_id}
         streams = _streams(hub, connection, message.get("params"))
@@ -150,14 +145,12 @@ def answer(hub: Hub, settings: WsSettings, connection: Connection, text: str | b
             total = len(connection.streams | set(streams))
             limit = settings.max_subscriptions_per_connection
             if total > limit:
-                raise RequestError(
-                    ResultCode.INVALID_REQUEST, f"too many subscriptions: at most {limit} per connection"
-                )
+                raise ApiError.of(ResultCode.INVALID_REQUEST, f"too many subscriptions: at most {limit} per connection")
             hub.subscribe(connection, streams)
         else:
             hub.unsubscribe(connection, streams)
         return {"result": None, "id": request_id}
-    except RequestError as error:
+    except ApiError as error:
         return {"error": {"code": error.code, "message": error.message}, "id": request_id}
 
 
@@ -171,16 +164,16 @@ def _valid_id(value: Any) -> bool:
 
 def _streams(hub: Hub, connection: Connection, params: Any) -> list[str]:
     if not isinstance(params, list) or not params or not all(isinstance(p, str) for p in params):
-        raise RequestError(ResultCode.INVALID_REQUEST, "params must be a non-empty list of stream names")
+        raise ApiError.of(ResultCode.INVALID_REQUEST, "params must be a non-empty list of stream names")
     markets = hub.engine.markets
     out: list[str] = []
     for name in params:
         stream = parse_stream(name, markets)
         if stream is None:
-            raise RequestError(ResultCode.INVALID_REQUEST, f"unknown stream: {name[:100]}")
+            raise ApiError.of(ResultCode.INVALID_REQUEST, f"unknown stream: {name[:100]}")
         owner = stream.user
         if owner is not None and owner != connection.user:
-            raise RequestError(
+            raise ApiError.of(
                 ResultCode.INVALID_USER, f"forbidden: {stream.name} is private to its user (connect as that user)"
             )
         out.append(stream.name)

@@ -12,7 +12,7 @@ from collections.abc import Container
 from dataclasses import dataclass
 
 from openbell.core.marketdata import STREAMED_INTERVALS
-from openbell.http.identity import USER_ID
+from openbell.edge.identity import USER_ID
 
 MARKET_KINDS = frozenset({"depth", "trade", "ticker", *(f"kline_{interval}" for interval in STREAMED_INTERVALS)})
 USER_KINDS = frozenset({"orders", "balance"})

@@ -1,8 +1,8 @@
 """Who is acting: the one function that resolves the user of a request.
 
-Today it reads `user_id` from the JSON body or the query string. The accounts issue replaces it with
-API keys; no handler reads `user_id` itself, and the WebSocket server uses the same function for the
-upgrade request before it lets a connection read `orders@<user>` or `balance@<user>`.
+Today it reads `user_id` from the JSON body or the query string. No handler reads `user_id` itself, and
+the WebSocket server uses the same function for the upgrade request before it lets a connection read
+`orders@<user>` or `balance@<user>`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from openbell.core.types import ResultCode
-from openbell.http.errors import ApiError
+from openbell.edge.errors import ApiError
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -26,5 +26,5 @@ def resolve_user(request: Any, body: dict[str, Any] | None = None) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not USER_ID.match(value):
-        raise ApiError(400, ResultCode.INVALID_USER, "user_id is required: 1-64 characters of A-Z a-z 0-9 _ . -")
+        raise ApiError.of(ResultCode.INVALID_USER, "user_id is required: 1-64 characters of A-Z a-z 0-9 _ . -")
     return value

@@ -1,0 +1,138 @@
+"""The processes of the Redis-fed deployment (`python run.py engine|api|ws|cluster`), given their parsed
+options (`openbell.options`):
+
+- `engine`: the engine (journal, snapshots, history database: the same options as the embedded mode) and
+  its relay (`openbell.cluster.relay`); no HTTP.
+- `api`: the REST API on `RemoteEngine`, `--workers N` Sanic worker processes on one port.
+- `ws`: the WebSocket streams on `RemoteEngine` + `RedisEventBus`, `--workers M` on one port.
+- `cluster`: all of the above as child processes, watched and stopped together (`openbell.cluster.supervisor`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+log = logging.getLogger("openbell")
+
+
+def run(mode: str, args: argparse.Namespace) -> int:
+    if mode == "engine":
+        return run_engine(args)
+    if mode == "api":
+        return serve(args, partial(build_api_app, args.redis, args.reply_timeout), "REST API (/api/v1)")
+    if mode == "ws":
+        return serve(args, partial(build_ws_app, args.redis), "WebSocket streams (ws://.../ws)")
+    from openbell.cluster.supervisor import run_cluster
+
+    return run_cluster(args)
+
+
+# --------------------------------------------------------------------------- engine
+def run_engine(args: argparse.Namespace) -> int:
+    from openbell.cli import start_engine
+    from openbell.cluster.relay import Relay
+    from openbell.options import parse_markets
+
+    specs = parse_markets(args.markets, args.assets)
+    sys.setswitchinterval(args.switch_interval)
+    engine = start_engine(args, [])  # recovered from its journal; start-up failures end here, in one line
+    relay = Relay(
+        args.redis,
+        engine,
+        specs,
+        batch_size=args.batch,
+        trim_interval=args.trim_interval,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await relay.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+# --------------------------------------------------------------------------- api / ws
+def build_api_app(redis_url: str, reply_timeout: float) -> Any:
+    """One API worker's app (a factory: each Sanic worker process builds its own)."""
+    from openbell.cluster.remote import RemoteEngine
+    from openbell.http.app import create_app
+
+    engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
+    app = create_app(engine, name="openbell_api", websocket=False)
+    _manage(app, engine)
+    return app
+
+
+def build_ws_app(redis_url: str) -> Any:
+    """One WebSocket worker's app: the streams on a Redis-fed bus, and /health."""
+    from sanic import Sanic
+    from sanic.response import json
+
+    from openbell.cluster.redisbus import RedisEventBus
+    from openbell.cluster.remote import RemoteEngine
+    from openbell.ws.server import install_websocket
+
+    bus = RedisEventBus(redis_url)
+    engine = RemoteEngine(redis_url, bus=bus)
+    app = Sanic("openbell_ws", configure_logging=False)  # logging is configured once, in main
+    app.ctx.engine = engine
+
+    @app.get("/health")
+    async def health(request: Any) -> Any:
+        connected = engine.running and bus.connected
+        return json({"status": "ok" if connected else "redis unavailable"}, status=200 if connected else 503)
+
+    install_websocket(app, engine)
+    _manage(app, engine)
+    return app
+
+
+def _manage(app: Any, engine: Any) -> None:
+    async def start(app: Any) -> None:
+        await engine.start()
+
+    async def stop(app: Any) -> None:
+        await engine.stop()
+
+    app.register_listener(start, "before_server_start")
+    app.register_listener(stop, "after_server_stop")
+
+
+def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> int:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from openbell.cli import check_port_free
+
+    check_port_free(args.host, args.port)
+    options = {"host": args.host, "port": args.port, "access_log": args.access_log, "debug": False, "motd": False}
+    line = f"{what} listening on {args.host}:{args.port} with {args.workers} worker(s)"
+    if args.workers <= 1:
+        app = factory()
+        _announce(app, line)
+        app.run(single_process=True, **options)
+        return 0
+    loader = AppLoader(factory=factory)
+    app = loader.load()
+    _announce(app, line)
+    app.prepare(workers=args.workers, **options)
+    Sanic.serve(primary=app, app_loader=loader)
+    return 0
+
+
+def _announce(app: Any, line: str) -> None:
+    async def listening(app: Any) -> None:
+        log.info("%s", line)
+
+    app.register_listener(listening, "main_process_ready")

@@ -1,0 +1,56 @@
+"""Answers to history queries (`GetTradeHistory`, `GetKlineHistory`) from the history database, as `Reply`s.
+
+Runs on a worker thread of whichever process holds the history writer (the engine's), never on a
+market or the balance actor: it first waits until the writer has stored every event published so far
+(so a range includes every trade made before the query), then reads.
+"""
+
+from __future__ import annotations
+
+from openbell.core.commands import GetTradeHistory, HistoryQuery
+from openbell.core.events import KlineSnapshot, TradeExecuted
+from openbell.core.marketdata import INTERVAL_NAMES, INTERVALS, WEEK_ORIGIN
+from openbell.core.messages import Klines, RecentTrades, Reply
+from openbell.core.types import ResultCode, Side
+from openbell.history.writer import HistoryWriter
+
+FLUSH_SECONDS = 5.0
+"""How long a query waits for the writer to catch up before answering HISTORY_BEHIND."""
+
+
+def answer(writer: HistoryWriter, query: HistoryQuery, quote_units_per_tick_lot: int) -> Reply:
+    if not writer.flush(FLUSH_SECONDS):
+        return Reply(query.seq, ResultCode.HISTORY_BEHIND, "the history database is behind; try again")
+    store = writer.store
+    if isinstance(query, GetTradeHistory):
+        rows = store.trades(query.market, query.start_ms, query.end_ms, query.limit)
+        trades = tuple(
+            TradeExecuted(query.market, trade_id, price, quantity, Side(side), maker_id, maker, taker_id, taker, ts)
+            for trade_id, price, quantity, side, maker_id, maker, taker_id, taker, ts in rows
+        )
+        return Reply(query.seq, ResultCode.OK, data=RecentTrades(trades))
+    name = INTERVAL_NAMES.get(query.interval_seconds)
+    if name is None:
+        return Reply(query.seq, ResultCode.INVALID_REQUEST, f"no interval of {query.interval_seconds} seconds")
+    interval = query.interval_seconds
+    origin = WEEK_ORIGIN if interval == INTERVALS["1w"] else 0
+    rows = store.klines(query.market, interval, origin, query.start, query.end, query.limit)
+    now = query.ts // 1000
+    candles = tuple(
+        KlineSnapshot(
+            query.market,
+            name,
+            start,
+            start + interval,
+            open_,
+            high,
+            low,
+            close,
+            volume,
+            notional * quote_units_per_tick_lot,
+            trades,
+            start + interval <= now,
+        )
+        for start, open_, high, low, close, volume, notional, trades in rows
+    )
+    return Reply(query.seq, ResultCode.OK, data=Klines(candles))

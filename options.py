@@ -1,0 +1,279 @@
+"""Every option of `python run.py` and its modes, in one place: the same name, default and help wherever an
+option applies, and one function that turns them into the engine, its journal and its history.
+
+Modes: the embedded exchange (no mode word), `engine`, `api`, `ws`, `cluster` (the last four over Redis).
+Engine options (markets, durability, history) exist in the embedded, engine and cluster modes; server
+options (address, workers, access log) in the embedded, api and ws modes; `cluster` passes each child the
+options that are its own (`engine_argv`, `server_argv`). Environment variables give defaults where noted
+(OPENBELL_HOST, OPENBELL_PORT, OPENBELL_MARKETS, OPENBELL_ASSETS, OPENBELL_DATA_DIR, OPENBELL_DB,
+OPENBELL_REDIS, OPENBELL_LOG_LEVEL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+from typing import Any
+
+DEFAULT_MARKETS = "TATA_INR:0.01:1"
+DEFAULT_ASSETS = "TATA:2,INR:2"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+MODES = ("engine", "api", "ws", "cluster")
+
+DESCRIPTIONS = {
+    None: "openbell exchange server: matching engine, REST API (/api/v1) and WebSocket streams (/ws) in one "
+    "process. Interactive API docs at /docs. The Redis-fed deployment: `python run.py engine|api|ws|cluster "
+    "--help`; what a data directory holds: `python run.py inspect --help`.",
+    "engine": "The matching engine and its Redis relay: reads commands from the Redis stream, journals them, "
+    "publishes replies and events. No HTTP.",
+    "api": "REST API worker processes on one port, talking to the engine through Redis.",
+    "ws": "WebSocket worker processes on one port, streaming the engine's events from Redis.",
+    "cluster": "The engine, the API workers and the WebSocket workers as child processes, watched and restarted "
+    "together; Ctrl-C or SIGTERM stops them all. The API listens on --api-port, the WebSocket streams on "
+    "--ws-port (ws://HOST:WS_PORT/ws).",
+}
+
+
+def build_parser(mode: str | None) -> argparse.ArgumentParser:
+    prog = "python run.py" + (f" {mode}" if mode else "")
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS[mode])
+    add_logging(parser)
+    if mode is not None:
+        add_redis(parser)
+    if mode in (None, "engine", "cluster"):
+        add_engine(parser)
+    if mode in ("engine", "cluster"):
+        add_relay(parser)
+    if mode in (None, "api", "ws"):
+        add_server(parser, 8001 if mode == "ws" else 8000, workers=mode is not None)
+    if mode in (None, "api", "cluster"):
+        parser.add_argument(
+            "--reply-timeout",
+            type=float,
+            default=5.0,
+            help="seconds a request waits for the engine before answering 504 (default 5)",
+        )
+    if mode == "cluster":
+        add_cluster(parser)
+    return parser
+
+
+def add_logging(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--log-level",
+        default=env("OPENBELL_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default info)",
+    )
+
+
+def add_redis(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("OPENBELL_REDIS", DEFAULT_REDIS),
+        help="Redis URL (default %(default)s)",
+    )
+
+
+def add_engine(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("engine")
+    group.add_argument(
+        "--markets",
+        default=env("OPENBELL_MARKETS", DEFAULT_MARKETS),
+        help="comma-separated SYMBOL:TICK:LOT[:MAKER_BPS:TAKER_BPS] added at start if missing (default %(default)s)",
+    )
+    group.add_argument(
+        "--assets",
+        default=env("OPENBELL_ASSETS", DEFAULT_ASSETS),
+        help="comma-separated ASSET:DECIMALS, one for every asset of --markets (default %(default)s)",
+    )
+    group.add_argument("--max-open-orders", type=int, default=1000, help="open orders allowed per user (default 1000)")
+    group.add_argument(
+        "--switch-interval",
+        type=float,
+        default=0.005,
+        help="Python thread switch interval in seconds (default 0.005, Python's own; bench/engine_bench.py "
+        "found no smaller value better in general)",
+    )
+    durability = parser.add_argument_group("durability and history")
+    durability.add_argument(
+        "--data-dir",
+        default=env("OPENBELL_DATA_DIR", "./data"),
+        help="journal, snapshots and the SQLite history live here; a restart with the same directory continues "
+        "where it stopped (default ./data)",
+    )
+    durability.add_argument(
+        "--in-memory", action="store_true", help="keep nothing on disk: a restart starts from empty books and balances"
+    )
+    durability.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="write the journal without fsync (faster; a machine crash, unlike a process crash, can lose the tail)",
+    )
+    durability.add_argument(
+        "--snapshot-every", type=int, default=200_000, help="take a snapshot after this many commands (default 200000)"
+    )
+    durability.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=300.0,
+        help="and at least this often in seconds while commands arrive (default 300)",
+    )
+    durability.add_argument(
+        "--keep-snapshots", type=int, default=2, help="snapshots kept; older journal is pruned (default 2)"
+    )
+    durability.add_argument(
+        "--db",
+        default=env("OPENBELL_DB"),
+        help="history database for trades, orders and balance changes: sqlite:///PATH or postgresql://... "
+        "(default: SQLite in the data directory; none with --in-memory)",
+    )
+    durability.add_argument("--no-history", action="store_true", help="keep no history database")
+
+
+def add_relay(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("relay (the engine's side of Redis)")
+    group.add_argument("--batch", type=int, default=256, help="stream entries read per XREADGROUP (default 256)")
+    group.add_argument(
+        "--trim-interval",
+        type=float,
+        default=5.0,
+        help="seconds between trims of the journaled part of the command stream (default %(default)s)",
+    )
+
+
+def add_server(parser: argparse.ArgumentParser, port: int, *, workers: bool) -> None:
+    env = os.environ.get
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default=env("OPENBELL_HOST", "127.0.0.1"), help="address to bind (default 127.0.0.1)")
+    group.add_argument("--port", type=int, default=int(env("OPENBELL_PORT", str(port))), help=f"port (default {port})")
+    if workers:
+        group.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+    group.add_argument("--access-log", action="store_true", help="log every request, at info level (default off)")
+
+
+def add_cluster(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster")
+    group.add_argument(
+        "--host", default="127.0.0.1", help="address the API and WebSocket processes bind (default 127.0.0.1)"
+    )
+    group.add_argument("--api-port", type=int, default=8000, help="port of the REST API workers (default 8000)")
+    group.add_argument("--ws-port", type=int, default=8001, help="port of the WebSocket workers (default 8001)")
+    group.add_argument("--api-workers", type=int, default=2, help="REST API worker processes (default 2)")
+    group.add_argument("--ws-workers", type=int, default=1, help="WebSocket worker processes; 0 for none (default 1)")
+    group.add_argument("--access-log", action="store_true", help="the API workers log every request (default off)")
+
+
+# --------------------------------------------------------------------------- passing options on
+_ENGINE_VALUES = (
+    "markets",
+    "assets",
+    "max_open_orders",
+    "switch_interval",
+    "data_dir",
+    "snapshot_every",
+    "snapshot_interval",
+    "keep_snapshots",
+    "db",
+    "batch",
+    "trim_interval",
+)
+_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history")
+
+
+def engine_argv(args: argparse.Namespace) -> list[str]:
+    """The engine options of `args` as command-line words (what `cluster` gives its engine child)."""
+    out: list[str] = []
+    for name in _ENGINE_VALUES:
+        value = getattr(args, name)
+        if value is not None:
+            out += [f"--{name.replace('_', '-')}", str(value)]
+    for name in _ENGINE_FLAGS:
+        if getattr(args, name):
+            out.append(f"--{name.replace('_', '-')}")
+    return out
+
+
+# --------------------------------------------------------------------------- building the engine
+class OptionError(Exception):
+    """Options that cannot work together, or a value that cannot be used (said in one line)."""
+
+
+def parse_markets(markets: str, assets: str) -> list[Any]:
+    """The `MarketSpec`s of --markets, every asset's decimals taken from --assets."""
+    from openbell.core.grid import Asset, GridError, make_market_spec
+
+    known: dict[str, Asset] = {}
+    for item in filter(None, (part.strip() for part in assets.split(","))):
+        name, _, decimals = item.partition(":")
+        try:
+            known[name] = Asset(name, int(decimals))
+        except (ValueError, GridError) as error:
+            raise OptionError(f"--assets: {item!r} is not ASSET:DECIMALS ({error})") from None
+    specs = []
+    for item in filter(None, (part.strip() for part in markets.split(","))):
+        parts = item.split(":")
+        if len(parts) not in (3, 5):
+            raise OptionError(f"--markets: {item!r} is not SYMBOL:TICK:LOT[:MAKER_BPS:TAKER_BPS]")
+        for asset in parts[0].split("_"):
+            if asset and asset not in known:
+                raise OptionError(
+                    f"--markets: {parts[0]} trades {asset}, which --assets does not name: add {asset}:DECIMALS to --assets"
+                )
+        try:
+            fees = {"maker_fee_bps": int(parts[3]), "taker_fee_bps": int(parts[4])} if len(parts) == 5 else {}
+            spec = make_market_spec(parts[0], parts[1], parts[2], known, **fees)
+        except ValueError as error:
+            message = error.message if isinstance(error, GridError) else str(error)
+            raise OptionError(f"--markets: {item}: {message}") from None
+        specs.append(spec)
+    return specs
+
+
+def make_history(args: argparse.Namespace) -> Any:
+    """The HistoryWriter the options ask for, or None."""
+    if args.no_history:
+        return None
+    from openbell.history.store import HistoryStore
+    from openbell.history.writer import REJECTED_FILE, HistoryWriter
+
+    url = args.db
+    if url is None and args.in_memory:
+        return None
+    data_dir = None if args.in_memory else pathlib.Path(args.data_dir)
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    if url is None:
+        assert data_dir is not None
+        url = f"sqlite:///{data_dir / 'history.sqlite3'}"
+    return HistoryWriter(HistoryStore(url), rejected_path=data_dir / REJECTED_FILE if data_dir is not None else None)
+
+
+def make_persistence(args: argparse.Namespace) -> Any:
+    """The Persistence (journal, snapshots) the options ask for, or None with --in-memory."""
+    if args.in_memory:
+        return None
+    from openbell.durability.persistence import Persistence
+
+    return Persistence(
+        pathlib.Path(args.data_dir),
+        fsync=not args.no_fsync,
+        snapshot_every_commands=args.snapshot_every,
+        snapshot_every_seconds=args.snapshot_interval,
+        keep_snapshots=args.keep_snapshots,
+    )
+
+
+def make_engine(args: argparse.Namespace, reply_timeout: float = 5.0) -> Any:
+    """The engine the options describe (not started)."""
+    from openbell.actors.engine import Engine
+
+    return Engine(
+        reply_timeout=reply_timeout,
+        max_open_orders_per_user=args.max_open_orders,
+        persistence=make_persistence(args),
+        history=make_history(args),
+    )
