@@ -11,9 +11,9 @@ Protocol (JSON text frames):
 (`openbell.http.identity.resolve_user`, e.g. `/ws?user_id=<user>`).
 
 Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
-connections per process (one more is closed with 1013 "try again later"), and a bounded send queue
-per connection (overflow closes with 1008 "send queue overflow: resync from REST"). Sanic pings every
-connection each `ping_interval` and drops one whose pong takes longer than `ping_timeout`.
+connections per process (one more is closed with 1013 "try again later"), and a bounded backlog per
+connection that is behind (overflow closes with 1008 "send queue overflow: resync from REST"). Sanic
+pings every connection each `ping_interval` and drops one whose pong takes longer than `ping_timeout`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from openbell.core.types import ResultCode
 from openbell.http.errors import ApiError
 from openbell.http.identity import resolve_user
 from openbell.ws.connection import Connection
-from openbell.ws.hub import Hub, encode
+from openbell.ws.hub import Hub
 from openbell.ws.settings import WsSettings
 from openbell.ws.streams import parse_stream
 
@@ -55,14 +55,14 @@ class RequestError(Exception):
 
 
 def install_websocket(app: Sanic, engine: Engine, settings: WsSettings | None = None) -> None:
-    """Serve the streams of `engine` on `app` at `/ws`."""
-    settings = settings if settings is not None else WsSettings()
+    """Serve the streams of `engine` on `app` at `/ws` (with `WsSettings.from_environment()` if no settings)."""
+    settings = settings if settings is not None else WsSettings.from_environment()
     app.config.WEBSOCKET_MAX_SIZE = settings.max_message_bytes
     app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval
     app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_timeout
 
     async def start_hub(app: Sanic) -> None:
-        hub = Hub(engine)
+        hub = Hub(engine, settings.flush_interval)
         loop = asyncio.get_running_loop()
         publish = hub.publish
 
@@ -108,21 +108,19 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
         user: str | None = resolve_user(request)
     except ApiError:
         user = None
-    connection = Connection(ws, user, settings.send_queue_limit, hub.on_overflow)
+    connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
-    sender = asyncio.create_task(connection.run_sender())
     try:
         while not connection.closed:
             message = await ws.recv()
             if message is None:
                 break
-            connection.push(encode(answer(hub, settings, connection, message)))
+            hub.reply(connection, answer(hub, settings, connection, message))
     except ConnectionClosed:
         pass
     finally:
         hub.remove(connection)
-        connection.closed = True
-        sender.cancel()
+        connection.close()
 
 
 def answer(hub: Hub, settings: WsSettings, connection: Connection, text: str | bytes) -> dict[str, Any]:
