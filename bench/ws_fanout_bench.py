@@ -1,7 +1,7 @@
 """WebSocket fan-out: server CPU per delivered message, next to the same server's CPU per order, and delay.
 
     .venv/bin/python -m bench.ws_fanout_bench [--clients 100,300,1000] [--rate 100] [--seconds 10]
-        [--runs 1] [--client-procs N] [--flush-intervals 0,0.01] [--saturation-seconds 5] [--json PATH]
+        [--runs 1] [--client-procs N] [--throttled] [--saturation-seconds 5] [--json PATH]
 
 One server for the whole run, started as a user starts it: `python run.py --in-memory` (engine, REST and
 WebSocket in one process) with two markets, TATA_INR and FAN_INR. Then, in order:
@@ -12,7 +12,7 @@ WebSocket in one process) with two markets, TATA_INR and FAN_INR. Then, in order
    divided by the requests completed in it.
 2. For each client count N, and first for N = 0 (the baseline): N connections spread over client
    processes (`--client-procs`, default one per 250 connections), each subscribed to `trade@FAN_INR` and
-   `depth@FAN_INR`. When all are subscribed, this process
+   `depth@FAN_INR` (`depth@FAN_INR@100ms` with `--throttled`). When all are subscribed, this process
    sends `--rate` crossing pairs per second over REST for `--seconds` (a resting sell of one lot, then an
    IOC buy of one lot at the same price: one trade and two depth updates per pair), waits `--drain`
    seconds, and stops the clients' counters.
@@ -509,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=1, help="runs per client count; medians reported (default 1)")
     parser.add_argument("--client-procs", type=int, default=0, help="client processes (default one per 250 clients)")
+    parser.add_argument("--throttled", action="store_true", help="subscribe to depth@M@100ms instead of depth@M")
     parser.add_argument(
         "--flush-intervals",
         default="",
@@ -521,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.http_load import install_loop
 
     install_loop()
-    streams = [f"trade@{MARKET}", f"depth@{MARKET}"]
+    streams = [f"trade@{MARKET}", f"depth@{MARKET}@100ms" if args.throttled else f"depth@{MARKET}"]
     print(machine(), flush=True)
     print(f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     report: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"json": str(args.json)}, "servers": []}

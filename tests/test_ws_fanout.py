@@ -1,4 +1,5 @@
-"""WebSocket fan-out (`openbell.ws.hub`, `connection`): slow clients among fast ones.
+"""WebSocket fan-out (`openbell.ws.hub`, `connection`, `throttle`): slow clients among fast ones, and the
+throttled depth stream.
 
 Servers are real (`tests/ws_server_main.py` on a free port, started by `test_ws.start_exchange`) and so
 are the clients (`websockets`, or a raw socket where a client must misbehave). Every wait has a timeout
@@ -10,18 +11,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import pathlib
+import random
 import socket
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
 import ujson
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_ws import (
     MARKET,
     WAIT,
     Client,
     Exchange,
+    apply_levels,
     connect,
     run,
     start_exchange,
@@ -29,6 +35,8 @@ from test_ws import (
     subscribe,
 )
 from websockets.exceptions import ConnectionClosed
+
+from openbell.ws.throttle import DepthMerge
 
 TRADES = 3000
 
@@ -144,3 +152,136 @@ async def _call(ws: Client, message: dict[str, Any]) -> str:
         if '"stream"' not in text[:12]:
             return text  # type: ignore[no-any-return]
     raise AssertionError("no reply")
+
+
+# --------------------------------------------------------------------------------------------- throttled depth
+def apply_diffs(snapshot: dict[str, Any], diffs: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
+    """The book that `snapshot` plus the diffs after it make (the procedure a client follows)."""
+    bids = {Decimal(p): q for p, q in snapshot["bids"]}
+    asks = {Decimal(p): q for p, q in snapshot["asks"]}
+    last = snapshot["lastUpdateId"]
+    applied = 0
+    for diff in diffs:
+        if diff["u"] <= last:
+            continue
+        if applied == 0:
+            assert diff["U"] <= last + 1 <= diff["u"], "the first diff after the snapshot must cover it"
+        apply_levels(bids, diff["b"])
+        apply_levels(asks, diff["a"])
+        applied += 1
+    assert applied > 0
+    return sorted(bids.items(), reverse=True), sorted(asks.items())
+
+
+def test_throttled_depth_stream_rebuilds_the_same_book_as_the_full_one(tmp_path: pathlib.Path) -> None:
+    ex = start_exchange(tmp_path)
+    users = [f"throttle-{i}" for i in range(4)]
+    rng = random.Random(11)
+
+    async def trade_randomly(count: int) -> None:
+        open_orders: list[tuple[str, int]] = []
+        for _ in range(count):
+            if open_orders and rng.random() < 0.25:
+                user, order_id = open_orders.pop(rng.randrange(len(open_orders)))
+                await ex.cancel(user, order_id)
+                continue
+            price = f"{rng.randint(9_500, 10_500) / 100:.2f}"
+            user = rng.choice(users)
+            reply = await ex.place(user, rng.choice(["buy", "sell"]), price, str(rng.randint(1, 20)))
+            if reply["code"] == 0:
+                open_orders.append((user, reply["seq"]))
+
+    async def scenario() -> None:
+        await ex.fund(*users)
+        async with await connect(ex, max_queue=None) as full, await connect(ex, max_queue=None) as throttled:
+            await subscribe(full, f"depth@{MARKET}")
+            await subscribe(throttled, f"depth@{MARKET}@100ms")
+            await trade_randomly(40)
+            snapshot = await ex.depth()
+            await trade_randomly(160)
+            final = await ex.depth()
+
+            def caught_up(messages: list[dict[str, Any]]) -> bool:
+                return messages[-1]["data"]["u"] >= final["lastUpdateId"]
+
+            full_diffs = [m["data"] for m in await read_messages(full, caught_up)]
+            throttled_messages = await read_messages(throttled, caught_up)
+
+        assert {m["stream"] for m in throttled_messages} == {f"depth@{MARKET}@100ms"}
+        throttled_diffs = [m["data"] for m in throttled_messages]
+        assert_continuous(full_diffs)
+        assert_continuous(throttled_diffs)
+        assert len(throttled_diffs) <= len(full_diffs)
+        expected = (
+            [(Decimal(p), q) for p, q in final["bids"]],
+            [(Decimal(p), q) for p, q in final["asks"]],
+        )
+        assert apply_diffs(snapshot, full_diffs) == expected
+        assert apply_diffs(snapshot, throttled_diffs) == expected
+        for diff in throttled_diffs:  # a level appears once per side, best first
+            prices = [Decimal(p) for p, _ in diff["b"]]
+            assert prices == sorted(set(prices), reverse=True)
+            prices = [Decimal(p) for p, _ in diff["a"]]
+            assert prices == sorted(set(prices))
+
+    try:
+        run(scenario(), timeout=120)
+    finally:
+        stop_exchange(ex)
+
+
+def test_throttled_depth_needs_a_known_interval_and_market(tmp_path: pathlib.Path) -> None:
+    ex = start_exchange(tmp_path)
+
+    async def scenario() -> None:
+        async with await connect(ex) as ws:
+            for stream in (f"depth@{MARKET}@5ms", f"depth@{MARKET}@", "depth@NOPE_INR@100ms", f"trade@{MARKET}@100ms"):
+                reply = ujson.loads(await _call(ws, {"method": "SUBSCRIBE", "params": [stream], "id": 1}))
+                assert "unknown stream" in reply["error"]["message"], stream
+
+    try:
+        run(scenario())
+    finally:
+        stop_exchange(ex)
+
+
+levels = st.lists(st.tuples(st.integers(1, 12), st.integers(0, 5)), max_size=4, unique_by=lambda level: level[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(levels.map(tuple), levels.map(tuple), st.booleans()), min_size=1, max_size=40))
+def test_merged_diffs_leave_the_same_book_as_the_diffs_one_by_one(steps: list[tuple[Any, Any, bool]]) -> None:
+    """Whatever the diffs and wherever the intervals end, merged diffs make the same book, without gaps."""
+
+    class Diff:
+        def __init__(self, update_id: int, bids: Any, asks: Any) -> None:
+            self.market, self.ts = MARKET, update_id
+            self.first_update_id = self.last_update_id = update_id
+            self.bids, self.asks = bids, asks
+
+    def apply(book: dict[str, dict[int, int]], bids: Any, asks: Any) -> None:
+        for side, changes in (("b", bids), ("a", asks)):
+            for price, quantity in changes:
+                if quantity == 0:
+                    book[side].pop(price, None)
+                else:
+                    book[side][price] = quantity
+
+    one_by_one: dict[str, dict[int, int]] = {"b": {}, "a": {}}
+    merged_book: dict[str, dict[int, int]] = {"b": {}, "a": {}}
+    merge = DepthMerge(MARKET)
+    taken = []
+    for update_id, (bids, asks, interval_ends) in enumerate(steps, start=1):
+        apply(one_by_one, bids, asks)
+        merge.add(Diff(update_id, bids, asks))
+        if interval_ends:
+            taken.append(merge.take())
+            assert merge.take() is None
+    taken.append(merge.take())
+    merged = [diff for diff in taken if diff is not None]
+    for diff in merged:
+        apply(merged_book, diff.bids, diff.asks)
+    assert merged_book == one_by_one
+    assert merged[0].first_update_id == 1 and merged[-1].last_update_id == len(steps)
+    for previous, diff in itertools.pairwise(merged):
+        assert diff.first_update_id == previous.last_update_id + 1

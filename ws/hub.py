@@ -16,6 +16,9 @@ the messages published while it was subscribed, in order, and replies after the 
 A flush with nothing pending costs nothing, so however many requests clients send there is at most one
 flush per batch published.
 
+Throttled depth streams (`depth@M@100ms`): while anyone listens to one, the depth diffs of its market
+are merged (`openbell.ws.throttle.DepthMerge`) and one merged diff per interval is published to it.
+
 Invariants: `listening[s]` holds exactly the audiences whose streams contain `s`, no stream maps to an
 empty set and no audience is empty (the renderer skips work for streams nobody wants); a connection
 is in exactly the audience of its streams, or in none if it has none.
@@ -31,8 +34,11 @@ from typing import Any
 import ujson
 
 from openbell.actors.engine import Engine
+from openbell.core.events import DepthUpdated
 from openbell.ws.connection import Connection, text_frame
 from openbell.ws.render import Renderer
+from openbell.ws.streams import throttled_depth
+from openbell.ws.throttle import DepthMerge
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,17 @@ class Audience:
         """In the order they joined."""
 
 
+class ThrottledStream:
+    """One throttled depth stream that someone listens to: its merge and its interval."""
+
+    __slots__ = ("interval", "merge", "stream")
+
+    def __init__(self, stream: str, market: str, interval: float) -> None:
+        self.stream = stream
+        self.merge = DepthMerge(market)
+        self.interval = interval
+
+
 class Hub:
     def __init__(self, engine: Engine, flush_interval: float = 0.0) -> None:
         self.engine = engine
@@ -62,12 +79,16 @@ class Hub:
         self.audiences: dict[frozenset[str], Audience] = {}
         self.listening: dict[str, set[Audience]] = {}
         """Stream name -> the audiences that want it; its keys are the streams anyone wants."""
+        self.throttled: dict[str, list[ThrottledStream]] = {}
+        """Market -> its throttled depth streams that someone listens to."""
         self.messages_encoded = 0
         self.flushes = 0
         self.overflows = 0
         self._pending: list[tuple[str, bytes]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = -1e9
+        self._ticking: dict[float, asyncio.TimerHandle] = {}
+        """Interval -> the timer of its next tick, while a throttled stream of that interval is listened to."""
 
     # ----------------------------------------------------------------- connections
     def add(self, connection: Connection) -> None:
@@ -126,6 +147,11 @@ class Hub:
         audiences = self.listening.get(stream)
         if audiences is None:
             audiences = self.listening[stream] = set()
+            throttled = throttled_depth(stream)
+            if throttled is not None:
+                market, interval = throttled
+                self.throttled.setdefault(market, []).append(ThrottledStream(stream, market, interval))
+                self._start_ticking(interval)
         audiences.add(audience)
 
     def _drop_audience(self, audience: Audience) -> None:
@@ -135,6 +161,14 @@ class Hub:
             audiences.discard(audience)
             if not audiences:
                 del self.listening[stream]
+                throttled = throttled_depth(stream)
+                if throttled is not None:
+                    market = throttled[0]
+                    remaining = [t for t in self.throttled[market] if t.stream != stream]
+                    if remaining:
+                        self.throttled[market] = remaining
+                    else:
+                        del self.throttled[market]
 
     # ----------------------------------------------------------------- fan-out
     def publish(self, events: Sequence[object]) -> None:
@@ -142,6 +176,7 @@ class Hub:
         listening = self.listening
         render = self.renderer.render
         pending = self._pending
+        throttled = self.throttled
         before = len(pending)
         for event in events:
             try:
@@ -151,6 +186,10 @@ class Hub:
                 continue
             for stream, data in messages:
                 pending.append((stream, encode({"stream": stream, "data": data})))
+            if throttled and type(event) is DepthUpdated:
+                depth: Any = event
+                for stream in throttled.get(depth.market, ()):
+                    stream.merge.add(depth)
         if len(pending) > before:
             self.messages_encoded += len(pending) - before
             self._schedule_flush()
@@ -200,3 +239,29 @@ class Hub:
             data, count = payload
             for connection in audience.members:
                 connection.deliver(data, count)
+
+    # ----------------------------------------------------------------- throttled depth
+    def _start_ticking(self, interval: float) -> None:
+        if interval not in self._ticking:
+            self._ticking[interval] = asyncio.get_running_loop().call_later(interval, self._tick, interval)
+
+    def _tick(self, interval: float) -> None:
+        """Publish one merged diff per throttled depth stream of `interval` that had diffs since its last."""
+        del self._ticking[interval]
+        pending = self._pending
+        before = len(pending)
+        listened = False
+        for streams in self.throttled.values():
+            for throttled in streams:
+                if throttled.interval != interval:
+                    continue
+                listened = True
+                merged = throttled.merge.take()
+                data = self.renderer.depth_data(merged) if merged is not None else None
+                if data is not None:
+                    pending.append((throttled.stream, encode({"stream": throttled.stream, "data": data})))
+        if len(pending) > before:
+            self.messages_encoded += len(pending) - before
+            self._schedule_flush()
+        if listened:
+            self._start_ticking(interval)
