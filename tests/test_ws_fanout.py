@@ -1,5 +1,5 @@
-"""WebSocket fan-out (`openbell.ws.hub`, `connection`, `throttle`): slow clients among fast ones, and the
-throttled depth stream.
+"""WebSocket fan-out (`openbell.ws.hub`, `connection`, `throttle`): slow clients among fast ones, the
+throttled depth stream, and clients that send what is not UTF-8.
 
 Servers are real (`tests/ws_server_main.py` on a free port, started by `test_ws.start_exchange`) and so
 are the clients (`websockets`, or a raw socket where a client must misbehave). Every wait has a timeout
@@ -45,6 +45,13 @@ TRADES = 3000
 def small_queue_exchange(tmp_path: pathlib.Path) -> Iterator[Exchange]:
     """A fresh server (trade ids start at 1) with a 200-message backlog and 16 KiB socket send buffers."""
     server = start_exchange(tmp_path, "--send-queue-limit", "200", "--socket-send-buffer", "16384")
+    yield server
+    stop_exchange(server)
+
+
+@pytest.fixture()
+def info_log_exchange(tmp_path: pathlib.Path) -> Iterator[Exchange]:
+    server = start_exchange(tmp_path, "--log-level", "info")
     yield server
     stop_exchange(server)
 
@@ -285,3 +292,48 @@ def test_merged_diffs_leave_the_same_book_as_the_diffs_one_by_one(steps: list[tu
     assert merged[0].first_update_id == 1 and merged[-1].last_update_id == len(steps)
     for previous, diff in itertools.pairwise(merged):
         assert diff.first_update_id == previous.last_update_id + 1
+
+
+# --------------------------------------------------------------------------------------------- invalid input
+def masked_text_frame(payload: bytes) -> bytes:
+    """A client text frame (masked with a zero key, which leaves the payload as it is)."""
+    assert len(payload) < 126
+    return bytes((0x81, 0x80 | len(payload))) + b"\x00\x00\x00\x00" + payload
+
+
+def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_logs_one_line(info_log_exchange: Exchange) -> None:
+    ex = info_log_exchange
+    with socket.create_connection(("127.0.0.1", ex.port), timeout=WAIT) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        received = b""
+        for _ in range(100):
+            received += sock.recv(4096)
+            if b"\r\n\r\n" in received:
+                break
+        assert received.startswith(b"HTTP/1.1 101")
+        received = received.split(b"\r\n\r\n", 1)[1]
+        sock.sendall(masked_text_frame(b"\xff\xfe not UTF-8") * 50)
+        for _ in range(100):
+            if len(received) >= 4 and received[0] == 0x88:
+                break
+            try:
+                chunk = sock.recv(4096)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    assert received[:1] == b"\x88", f"expected a close frame, got {received[:20]!r}"
+    assert int.from_bytes(received[2:4], "big") == 1007
+
+    async def still_serving() -> None:  # the server is fine, and logged before answering this
+        async with await connect(ex) as ws:
+            assert ujson.loads(await _call(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1})) == {"result": [], "id": 1}
+
+    run(still_serving())
+    log = ex.log()
+    assert "Traceback" not in log and "never retrieved" not in log
+    assert len([line for line in log.splitlines() if "not UTF-8" in line]) == 1

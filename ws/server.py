@@ -12,8 +12,9 @@ Protocol (JSON text frames):
 
 Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
 connections per process (one more is closed with 1013 "try again later"), and a bounded backlog per
-connection that is behind (overflow closes with 1008 "send queue overflow: resync from REST"). Sanic
-pings every connection each `ping_interval` and drops one whose pong takes longer than `ping_timeout`.
+connection that is behind (overflow closes with 1008 "send queue overflow: resync from REST"). A text
+frame that is not UTF-8 closes with 1007. Sanic pings every connection each `ping_interval` and drops
+one whose pong takes longer than `ping_timeout`.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from openbell.ws.streams import parse_stream
 log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
+INVALID_DATA = 1007
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
 MAX_ID_LENGTH = 64
 
@@ -110,6 +112,7 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
         user = None
     connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
+    close_on_invalid_text(ws, connection)
     try:
         while not connection.closed:
             message = await ws.recv()
@@ -121,6 +124,28 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
     finally:
         hub.remove(connection)
         connection.close()
+
+
+def close_on_invalid_text(ws: Any, connection: Connection) -> None:
+    """Close with 1007 when a text frame is not UTF-8, logging one line for the connection.
+
+    Sanic decodes text frames in a task of its own (`process_events`), where the error would end that
+    task with a traceback per frame and leave the connection open; this wraps that method of this one
+    connection."""
+    process_events = ws.process_events
+
+    async def process_events_or_close(events: Any) -> None:
+        try:
+            await process_events(events)
+        except UnicodeDecodeError as error:
+            if connection.closed:
+                return
+            log.info("websocket of user %s closed with 1007: a text frame is not UTF-8 (%s)", connection.user, error)
+            connection.fail(INVALID_DATA, "invalid UTF-8 in a text frame")
+            if ws.recv_cancel is not None:
+                ws.recv_cancel.cancel()  # ends the handler's recv, as a close frame would
+
+    ws.process_events = process_events_or_close
 
 
 def answer(hub: Hub, settings: WsSettings, connection: Connection, text: str | bytes) -> dict[str, Any]:
