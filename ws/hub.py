@@ -82,7 +82,6 @@ class Hub:
         self.throttled: dict[str, list[ThrottledStream]] = {}
         """Market -> its throttled depth streams that someone listens to."""
         self.messages_encoded = 0
-        self.flushes = 0
         self.overflows = 0
         self._pending: list[tuple[str, bytes]] = []
         self._flush_handle: asyncio.Handle | None = None
@@ -214,7 +213,6 @@ class Hub:
         if not pending:
             return
         self._pending = []
-        self.flushes += 1
         self._last_flush = asyncio.get_running_loop().time()
         listening = self.listening
         streams = {stream for stream, _ in pending}
