@@ -6,7 +6,8 @@ open order (`OrderFacts`), from acceptance to the order's terminal event, whoeve
 order accepted before the server started is rendered without them (null).
 
 Wire shapes (all times are ms since the epoch; "E" is the event's engine time):
-- depth:  {"e":"depth","E","s","U","u","b":[[price,qty]],"a"} changed levels only; qty "0" removes one.
+- depth:  {"e":"depth","E","s","U","u","b":[[price,qty]],"a"} changed levels only; qty "0" removes one
+          (the same shape on `depth@M@100ms`, one merged diff per interval).
 - trade:  {"e":"trade","E","s","t","p","q","m":isBuyerMaker,"T"}; no user ids.
 - ticker: {"e":"ticker","E","s","c","o","h","l","v","q","V","n","O","C"}; "q" and "V" are both quote volume.
 - kline:  {"e":"kline","E","s","k":{"t","T","i","o","h","l","c","v","q","n","x"}}.
@@ -138,11 +139,17 @@ class Renderer:
 
     def _depth(self, d: DepthUpdated, wanted: Container[str]) -> list[Message]:
         stream = f"depth@{d.market}"
-        spec = self._spec(d.market) if stream in wanted else None
+        data = self.depth_data(d) if stream in wanted else None
+        return [(stream, data)] if data is not None else []
+
+    def depth_data(self, d: Any) -> dict[str, Any] | None:
+        """The data of a depth message for `d`: a `DepthUpdated` or a merged diff (`openbell.ws.throttle`),
+        read by field name. None if its market is unknown."""
+        spec = self._spec(d.market)
         if spec is None:
-            return []
+            return None
         fp, fq = spec.format_price, spec.format_quantity
-        data = {
+        return {
             "e": "depth",
             "E": d.ts,
             "s": d.market,
@@ -151,7 +158,6 @@ class Renderer:
             "b": [[fp(price), fq(qty)] for price, qty in d.bids],
             "a": [[fp(price), fq(qty)] for price, qty in d.asks],
         }
-        return [(stream, data)]
 
     def _event_time(self) -> int:
         return self._last_ts or time.time_ns() // 1_000_000

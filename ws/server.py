@@ -12,9 +12,10 @@ Protocol (JSON text frames):
 the REST API's (`openbell.edge.errors`).
 
 Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
-connections per process (one more is closed with 1013 "try again later"), and a bounded send queue
-per connection (overflow closes with 1008 "send queue overflow: resync from REST"). Sanic pings every
-connection each `ping_interval` and drops one whose pong takes longer than `ping_timeout`.
+connections per process (one more is closed with 1013 "try again later"), and a bounded backlog per
+connection that is behind (overflow closes with 1008 "send queue overflow: resync from REST"). A text
+frame that is not UTF-8 closes with 1007. Sanic pings every connection each `ping_interval` and drops
+one whose pong takes longer than `ping_timeout`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ from openbell.edge.client import EngineClient
 from openbell.edge.errors import ApiError
 from openbell.edge.identity import resolve_user
 from openbell.ws.connection import Connection
-from openbell.ws.hub import Hub, encode
+from openbell.ws.hub import Hub
 from openbell.ws.settings import WsSettings
 from openbell.ws.streams import parse_stream
 
 log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
+INVALID_DATA = 1007
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
 MAX_ID_LENGTH = 64
 
@@ -47,14 +49,14 @@ __all__ = ["WsSettings", "install_websocket"]
 
 
 def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | None = None) -> None:
-    """Serve the streams of `engine` on `app` at `/ws`."""
-    settings = settings if settings is not None else WsSettings()
+    """Serve the streams of `engine` on `app` at `/ws` (with `WsSettings.from_environment()` if no settings)."""
+    settings = settings if settings is not None else WsSettings.from_environment()
     app.config.WEBSOCKET_MAX_SIZE = settings.max_message_bytes
     app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval
     app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_timeout
 
     async def start_hub(app: Sanic) -> None:
-        hub = Hub(engine)
+        hub = Hub(engine, settings.flush_interval)
         loop = asyncio.get_running_loop()
         publish = hub.publish
 
@@ -103,21 +105,42 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
         user: str | None = resolve_user(request)
     except ApiError:
         user = None
-    connection = Connection(ws, user, settings.send_queue_limit, hub.on_overflow)
+    connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
-    sender = asyncio.create_task(connection.run_sender())
+    close_on_invalid_text(ws, connection)
     try:
         while not connection.closed:
             message = await ws.recv()
             if message is None:
                 break
-            connection.push(encode(answer(hub, settings, connection, message)))
+            hub.reply(connection, answer(hub, settings, connection, message))
     except ConnectionClosed:
         pass
     finally:
         hub.remove(connection)
-        connection.closed = True
-        sender.cancel()
+        connection.close()
+
+
+def close_on_invalid_text(ws: Any, connection: Connection) -> None:
+    """Close with 1007 when a text frame is not UTF-8, logging one line for the connection.
+
+    Sanic decodes text frames in a task of its own (`process_events`), where the error would end that
+    task with a traceback per frame and leave the connection open; this wraps that method of this one
+    connection."""
+    process_events = ws.process_events
+
+    async def process_events_or_close(events: Any) -> None:
+        try:
+            await process_events(events)
+        except UnicodeDecodeError as error:
+            if connection.closed:
+                return
+            log.info("websocket of user %s closed with 1007: a text frame is not UTF-8 (%s)", connection.user, error)
+            connection.fail(INVALID_DATA, "invalid UTF-8 in a text frame")
+            if ws.recv_cancel is not None:
+                ws.recv_cancel.cancel()  # ends the handler's recv, as a close frame would
+
+    ws.process_events = process_events_or_close
 
 
 def answer(hub: Hub, settings: WsSettings, connection: Connection, text: str | bytes) -> dict[str, Any]:
