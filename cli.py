@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         "found no smaller value better in general)",
     )
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    parser.add_argument(
+        "--public-ws-url",
+        default=env("OPENBELL_PUBLIC_WS_URL"),
+        help="the WebSocket URL the web page at / connects to, as a browser reaches it (default: /ws on the "
+        "page's own address; set it behind a proxy that serves the streams elsewhere)",
+    )
     add_persistence_arguments(parser)
     return parser
 
@@ -186,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     engine.start(specs)
     try:
-        app = create_app(engine)
+        app = create_app(engine, public_ws_url=args.public_ws_url)
         app.run(
             host=args.host,
             port=args.port,

@@ -67,6 +67,17 @@ def _server_options(parser: argparse.ArgumentParser, port: int) -> None:
     parser.add_argument("--reply-timeout", type=float, default=5.0, help="seconds a request waits for the engine")
 
 
+def _public_ws_url(parser: argparse.ArgumentParser, default: str) -> None:
+    from openbell.http.web import check_public_ws_url
+
+    parser.add_argument(
+        "--public-ws-url",
+        type=check_public_ws_url,
+        default=os.environ.get("OPENBELL_PUBLIC_WS_URL"),
+        help=f"the WebSocket URL the web page connects to, as a browser reaches it (default: {default})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python run.py", description="openbell over Redis: engine, API, WS processes")
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -76,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = modes.add_parser("api", help="REST API workers")
     _common(api)
     _server_options(api, 8000)
+    _public_ws_url(api, "/ws on the page's own address")
     ws = modes.add_parser("ws", help="WebSocket workers")
     _common(ws)
     _server_options(ws, 8001)
@@ -88,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--api-workers", type=int, default=2)
     cluster.add_argument("--ws-workers", type=int, default=1)
     cluster.add_argument("--reply-timeout", type=float, default=5.0)
+    _public_ws_url(cluster, "--ws-port on the host the page was loaded from")
     return parser
 
 
@@ -100,7 +113,7 @@ def main(argv: list[str]) -> int:
     if args.mode == "engine":
         return run_engine(args)
     if args.mode == "api":
-        return serve(args, partial(build_api_app, args.redis, args.reply_timeout))
+        return serve(args, partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url))
     if args.mode == "ws":
         return serve(args, partial(build_ws_app, args.redis))
     from openbell.cluster.supervisor import run_cluster
@@ -135,13 +148,13 @@ def run_engine(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- api / ws
-def build_api_app(redis_url: str, reply_timeout: float) -> Any:
+def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | None = None) -> Any:
     """One API worker's app (a factory: each Sanic worker process builds its own)."""
     from openbell.cluster.remote import RemoteEngine
     from openbell.http.app import create_app
 
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
-    app = create_app(engine, name="openbell_api", websocket=False)  # type: ignore[arg-type]
+    app = create_app(engine, name="openbell_api", websocket=False, public_ws_url=public_ws_url)  # type: ignore[arg-type]
     _manage(app, engine)
     return app
 

@@ -91,6 +91,8 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     ]
     api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
     api += ["--reply-timeout", str(args.reply_timeout)]
+    # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.
+    api += ["--public-ws-url", args.public_ws_url or f"ws://0.0.0.0:{args.ws_port}/ws"]
     ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
     children = [Child("engine", engine), Child("api", api)]
     if args.ws_workers > 0:

@@ -39,6 +39,7 @@ from openbell.http.errors import ApiError
 from openbell.http.identity import resolve_user
 from openbell.http.parse import TXN_ID, bad, int_arg, json_body, on_grid, order_fields, order_id_field, text_field
 from openbell.http.schemas import AddMarketBody, CancelOrderBody, OnrampBody, PlaceOrderBody
+from openbell.http.web import install_web
 
 log = logging.getLogger(__name__)
 
@@ -339,8 +340,13 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
     return json({"code": int(ResultCode.ENGINE_ERROR), "message": "internal error"}, status=500)
 
 
-def create_app(engine: Engine, *, name: str = "openbell", websocket: bool = True) -> Sanic:
-    """The app for one process. The caller owns the engine's life cycle (start before serving, stop after)."""
+def create_app(
+    engine: Engine, *, name: str = "openbell", websocket: bool = True, public_ws_url: str | None = None
+) -> Sanic:
+    """The app for one process. The caller owns the engine's life cycle (start before serving, stop after).
+
+    `public_ws_url`: where the web page finds the WebSocket service (None: `/ws` on the page's origin).
+    """
     app = Sanic(name, configure_logging=False)  # run.py configures logging once, for every logger
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -350,6 +356,7 @@ def create_app(engine: Engine, *, name: str = "openbell", websocket: bool = True
     app.ctx.engine = engine
     app.blueprint(api)
     app.error_handler.add(Exception, error_response)
+    install_web(app, public_ws_url=public_ws_url)
     if websocket:
         try:
             from openbell.ws.server import install_websocket
