@@ -63,6 +63,8 @@ class App {
     this.stream = new Stream({
       onMessage: (stream, data) => this.onMessage(stream, data),
       onSubscribed: (streams) => this.onSubscribed(streams),
+      // Refused user streams (an expired listen key, say): the account is still shown, from REST only.
+      onRefused: (streams) => streams.some(isUserStream) && this.account.load(),
       onStatus: (state, detail) => this.onStatus(state, detail),
       onError,
     });
@@ -226,12 +228,12 @@ class App {
 
   async useSession(session) {
     const previous = this.session;
+    this.session = session;
+    keepSession(session); // the previous key is forgotten before anything else happens
     if (previous !== null) {
       this.stream.unsubscribe(previous.userStreams());
       await previous.end();
     }
-    this.session = session;
-    keepSession(session);
     this.showSession();
     this.connect(); // the connection says who it is when it opens
   }

@@ -17,7 +17,8 @@ export function isUserStream(name) {
 export class Stream {
   /**
    * @param {object} handlers
-   *   onMessage(stream, data); onSubscribed(streams) after a SUBSCRIBE is confirmed;
+   *   onMessage(stream, data); onSubscribed(streams) after a SUBSCRIBE is confirmed, onRefused(streams)
+   *   after one is refused;
    *   onStatus(state, detail) with state "connecting" | "open" | "disconnected"; onError(message).
    */
   constructor(handlers) {
@@ -164,6 +165,7 @@ export class Stream {
     clearTimeout(waiting.timer);
     if (message.error) {
       this.handlers.onError(`${waiting.method} refused: ${message.error.message}`);
+      if (waiting.method === 'SUBSCRIBE') this.handlers.onRefused(waiting.params);
       waiting.reject(new Error(message.error.message));
       return;
     }
