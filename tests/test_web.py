@@ -576,6 +576,84 @@ def test_the_order_form_can_be_used_with_the_keyboard_alone(screen: Screen, venu
     screen.until(lambda: rows.count() == 0, LIVE_WITHIN, "the order canceled from the keyboard")
 
 
+def burst(venue: Venue, requests: int, threads: int = 4) -> float:
+    """Place `requests` orders from `threads` clients at once: resting bids 90-99 and asks 101-110, and
+    pairs that trade inside the spread. Returns the orders per second reached."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    def client(seed: int) -> None:
+        chooser = random.Random(seed)
+        with httpx.Client(timeout=10) as http:
+            for index in range(requests // threads):
+                if index % 4 == 0:
+                    price, quantity = f"100.{chooser.randint(1, 99):02d}", str(chooser.randint(1, 3))
+                    bodies = [("maker", "buy", price, quantity), ("taker", "sell", price, quantity)]
+                elif index % 2:
+                    bodies = [("maker", "buy", f"{chooser.randint(9000, 9900) / 100:.2f}", str(chooser.randint(1, 5)))]
+                else:
+                    bodies = [
+                        ("maker", "sell", f"{chooser.randint(10100, 11000) / 100:.2f}", str(chooser.randint(1, 5)))
+                    ]
+                for user, side, price, quantity in bodies:
+                    body = {"user_id": user, "market": MARKET, "side": side, "price": price, "quantity": quantity}
+                    response = http.post(f"{venue.api}/order", json=body)
+                    assert response.status_code == 200, response.text
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(client, range(threads)))
+    return requests * 1.25 / (time.monotonic() - started)
+
+
+def heap_after_collection(screen: Screen) -> int:
+    session = screen.context.new_cdp_session(screen.page)
+    try:
+        session.send("HeapProfiler.collectGarbage")
+        return int(session.send("Runtime.getHeapUsage")["usedSize"])
+    finally:
+        session.detach()
+
+
+def test_under_a_burst_of_orders_the_page_keeps_up_and_its_memory_stays_bounded(screen: Screen, venue: Venue) -> None:
+    screen.until(book_equals_rest(screen, venue), LIVE_WITHIN, describe_book(screen, venue))
+    heap_before = heap_after_collection(screen)
+
+    rate = burst(venue, 1200)
+
+    # Within 2 s of the last answer the page shows REST's book and tape: it did not fall behind.
+    screen.until(book_equals_rest(screen, venue), LIVE_WITHIN, describe_book(screen, venue))
+    rest_trades = [(str(t["id"]), t["price"], t["quantity"]) for t in venue.get("/trades", symbol=MARKET, limit=50)]
+    screen.until(
+        lambda: screen.rows("trades", ("tradeId", "price", "quantity")) == rest_trades,
+        LIVE_WITHIN,
+        "the tape to equal REST's newest 50 trades",
+    )
+    assert screen.page.locator("[data-testid=trades] li").count() == 50  # bounded
+    assert screen.status()["state"] == "live"
+    growth = heap_after_collection(screen) - heap_before
+    assert growth < 4_000_000, f"the page's heap grew by {growth} bytes"
+    print(f"{venue.name}: {rate:.0f} orders/s through the API; page heap grew {growth} bytes")
+
+
+def test_an_idle_page_uses_almost_no_cpu(screen: Screen) -> None:
+    session = screen.context.new_cdp_session(screen.page)
+    try:
+        session.send("Performance.enable")
+
+        def busy_seconds() -> float:
+            metrics = session.send("Performance.getMetrics")["metrics"]
+            return float(next(m["value"] for m in metrics if m["name"] == "TaskDuration"))
+
+        before = busy_seconds()
+        screen.pump(2.0)
+        busy = busy_seconds() - before
+    finally:
+        session.detach()
+
+    assert busy < 0.1, f"{busy:.3f} s of main-thread work in 2 s of idling"
+
+
 def test_a_screenshot_of_the_page_with_a_live_book_is_saved(
     screen: Screen, venue: Venue, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -248,3 +248,94 @@ def test_signing_out_ends_the_listen_key_and_forgets_the_key(keyed: tuple[Screen
     delete = next(r for r in private.requests if r["method"] == "DELETE")
     assert urllib.parse.parse_qs(delete["query"])["listenKey"] == ["lk-test"]
     assert screen.page.evaluate("sessionStorage.getItem('openbell.session')") is None
+
+
+# --------------------------------------------------------------------------- load
+STRESS = """
+async () => {
+  const { DepthView } = await import('/web/js/depth.js');
+  const { TradesView, MAX_TRADES } = await import('/web/js/trades.js');
+  const make = (tag) => document.body.appendChild(document.createElement(tag));
+  const elements = { bids: make('ol'), asks: make('ol'), spread: make('p'), panel: make('section') };
+  const ignore = () => {};
+  const depth = new DepthView(elements, { onState: ignore, onPick: ignore, onError: ignore });
+  const trades = new TradesView(make('ol'), { onError: ignore });
+  depth.symbol = 'X_Y';
+  trades.symbol = 'X_Y';
+  trades.pending = null;
+  depth.book.onSnapshot({ lastUpdateId: 0, bids: [], asks: [] });
+  let busy = 0;
+  let renders = 0;
+  for (const view of [depth, trades]) {
+    const render = view.render.bind(view);
+    view.render = () => { const t = performance.now(); render(); busy += performance.now() - t; renders += 1; };
+  }
+  let frames = 0;
+  let counting = true;
+  const frame = () => { frames += 1; if (counting) requestAnimationFrame(frame); };
+  requestAnimationFrame(frame);
+  const price = (low) => (low + Math.floor(Math.random() * 1000) / 100).toFixed(2);
+  let id = 0;
+  let tradeId = 0;
+  const seconds = 3;
+  const started = performance.now();
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      const t = performance.now();
+      const due = (t - started) / 1000;  // seconds of load: 1,000 diffs and 200 trades each
+      while (id < due * 1000) {
+        id += 1;
+        const quantity = () => String(Math.random() < 0.3 ? 0 : 1 + Math.floor(Math.random() * 9));
+        depth.onDiff({ e: 'depth', s: 'X_Y', U: id, u: id, b: [[price(90), quantity()]], a: [[price(100.01), quantity()]] });
+      }
+      while (tradeId < due * 200) {
+        tradeId += 1;
+        trades.onTrade({ e: 'trade', s: 'X_Y', t: tradeId, p: price(100), q: '1', m: tradeId % 2 === 0, T: Date.now() });
+      }
+      busy += performance.now() - t;
+      if (performance.now() - started >= seconds * 1000) { clearInterval(timer); resolve(); }
+    }, 10);
+  });
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  counting = false;
+  const elapsed = performance.now() - started;
+  const best = depth.book.bids.top(1)[0];
+  return {
+    diffs: id, trades: tradeId, elapsed, frames, renders, busy,
+    tapeRows: trades.list.children.length, maxTrades: MAX_TRADES, keptTrades: trades.trades.length,
+    newestShown: trades.list.firstElementChild.dataset.tradeId, newest: String(tradeId),
+    bestBidShown: elements.bids.firstElementChild ? elements.bids.firstElementChild.dataset.price : null,
+    bestBid: best ? best[0] : null, synced: depth.book.synced,
+  };
+}
+"""
+
+
+def test_a_thousand_depth_diffs_and_two_hundred_trades_a_second_are_drawn_once_per_frame(
+    browser: Browser,  # noqa: F811
+    exchange: RunningServer,
+) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(exchange.base_url + "/")  # the page's own origin, policy and modules
+
+        result = page.evaluate(STRESS)
+    finally:
+        context.close()
+
+    seconds = result["elapsed"] / 1000
+    print(
+        f"{result['diffs'] / seconds:.0f} diffs/s and {result['trades'] / seconds:.0f} trades/s: "
+        f"{result['frames'] / seconds:.0f} frames/s, {result['renders']} renders, "
+        f"{100 * result['busy'] / result['elapsed']:.1f}% of the time busy"
+    )
+    assert result["diffs"] / seconds > 900 and result["trades"] / seconds > 180, result
+    # Each view is drawn at most once per frame, however many messages arrived in it.
+    assert result["renders"] <= 2 * result["frames"] + 2, result
+    assert result["frames"] / seconds > 20, result  # frames kept coming: the page never stalled
+    assert result["busy"] / result["elapsed"] < 0.5, result  # handling and drawing took under half the time
+    # The last state is what is shown, and the tape stays bounded.
+    assert result["synced"] and result["bestBidShown"] == result["bestBid"], result
+    assert result["newestShown"] == result["newest"], result
+    assert result["tapeRows"] == result["keptTrades"] == result["maxTrades"], result
