@@ -35,6 +35,7 @@ class App {
     this.session = restoreSession(config.auth);
     this.streamState = 'connecting';
     this.streamDetail = '';
+    this.shownState = 'connecting';
 
     const onError = (text) => this.notice(text);
     this.depth = new DepthView(
@@ -234,8 +235,9 @@ class App {
       this.stream.unsubscribe(previous.userStreams());
       await previous.end();
     }
+    // A new connection, which says who it is when it opens and subscribes to the user's streams then.
+    this.connect();
     this.showSession();
-    this.connect(); // the connection says who it is when it opens
   }
 
   showSession() {
@@ -284,7 +286,9 @@ class App {
     const state = this.streamState === 'open' ? (this.depth.synced ? 'live' : 'syncing') : this.streamState;
     let text = STATUS_TEXT[state];
     if (state === 'disconnected' && this.streamDetail) text = `${text}: ${this.streamDetail}`;
-    if (state === 'live' && $('#notice').dataset.kind === 'error') this.say($('#notice'), '', 'info');
+    // Trouble said while the page was not live is over once it is live again.
+    if (state === 'live' && this.shownState !== 'live') this.say($('#notice'), '', 'info');
+    this.shownState = state;
     setAttr(element, 'data-state', state);
     setAttr(element, 'data-resyncs', String(this.depth.resyncs));
     setAttr(element, 'data-reconnects', String(this.stream.reconnects));

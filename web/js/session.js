@@ -68,13 +68,22 @@ export class KeySession extends Session {
     return call(method, path, signed);
   }
 
-  /** A listen key for the stream connection (a fresh one each time the connection opens). */
+  /** The stream connection's query: the listen key, extended if there is one (PUT), else a new one. */
   async streamQuery() {
-    const answer = await this.request('POST', '/api/v1/listenKey');
-    this.listenKey = answer.listenKey;
-    // The contract answers {"listenKey"}; if the server also says whose key it is, believe the server.
-    const owner = answer.user_id ?? answer.userId;
-    if (typeof owner === 'string' && USER_ID.test(owner)) this.userId = owner;
+    if (this.listenKey !== null) {
+      try {
+        await this.request('PUT', '/api/v1/listenKey', { query: { listenKey: this.listenKey } });
+      } catch {
+        this.listenKey = null; // expired or ended: ask for a new one
+      }
+    }
+    if (this.listenKey === null) {
+      const answer = await this.request('POST', '/api/v1/listenKey');
+      this.listenKey = answer.listenKey;
+      // The contract answers {"listenKey"}; if the server also says whose key it is, believe the server.
+      const owner = answer.user_id ?? answer.userId;
+      if (typeof owner === 'string' && USER_ID.test(owner)) this.userId = owner;
+    }
     this.keepAlive();
     return new URLSearchParams({ listenKey: this.listenKey }).toString();
   }
