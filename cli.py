@@ -58,7 +58,7 @@ def run_embedded(args: argparse.Namespace) -> int:
     from openbell.http.app import create_app
 
     try:
-        app = create_app(engine)
+        app = create_app(engine, public_ws_url=args.public_ws_url)
         announce(app, f"openbell listening on http://{args.host}:{args.port} (REST /api/v1, WebSocket /ws, docs /docs)")
         app.run(
             host=args.host,

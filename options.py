@@ -56,6 +56,8 @@ def build_parser(mode: str | None) -> argparse.ArgumentParser:
         )
     if mode == "cluster":
         add_cluster(parser)
+    if mode in (None, "api", "cluster"):
+        add_web(parser, "--ws-port on the host the page was loaded from" if mode == "cluster" else None)
     return parser
 
 
@@ -165,6 +167,19 @@ def add_cluster(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-workers", type=int, default=2, help="REST API worker processes (default 2)")
     group.add_argument("--ws-workers", type=int, default=1, help="WebSocket worker processes; 0 for none (default 1)")
     group.add_argument("--access-log", action="store_true", help="the API workers log every request (default off)")
+
+
+def add_web(parser: argparse.ArgumentParser, default: str | None) -> None:
+    from openbell.http.web import check_public_ws_url
+
+    shown = default or "/ws on the page's own address"
+    parser.add_argument(
+        "--public-ws-url",
+        type=check_public_ws_url,
+        default=os.environ.get("OPENBELL_PUBLIC_WS_URL"),
+        help=f"the WebSocket URL the web page at / connects to, as a browser reaches it (default: {shown}; "
+        "a 0.0.0.0 host means the host the page was loaded from)",
+    )
 
 
 # --------------------------------------------------------------------------- passing options on

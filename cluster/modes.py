@@ -26,7 +26,8 @@ def run(mode: str, args: argparse.Namespace) -> int:
     if mode == "engine":
         return run_engine(args)
     if mode == "api":
-        return serve(args, partial(build_api_app, args.redis, args.reply_timeout), "REST API (/api/v1)")
+        factory = partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url)
+        return serve(args, factory, "REST API (/api/v1) and web page (/)")
     if mode == "ws":
         return serve(args, partial(build_ws_app, args.redis), "WebSocket streams (ws://.../ws)")
     from openbell.cluster.supervisor import run_cluster
@@ -63,13 +64,13 @@ def run_engine(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- api / ws
-def build_api_app(redis_url: str, reply_timeout: float) -> Any:
+def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | None = None) -> Any:
     """One API worker's app (a factory: each Sanic worker process builds its own)."""
     from openbell.cluster.remote import RemoteEngine
     from openbell.http.app import create_app
 
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
-    app = create_app(engine, name="openbell_api", websocket=False)
+    app = create_app(engine, name="openbell_api", websocket=False, public_ws_url=public_ws_url)
     _manage(app, engine)
     return app
 

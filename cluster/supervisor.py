@@ -81,6 +81,8 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     access_log = ["--access-log"] if args.access_log else []
     api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
     api += ["--reply-timeout", str(args.reply_timeout), *access_log]
+    # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.
+    api += ["--public-ws-url", args.public_ws_url or f"ws://0.0.0.0:{args.ws_port}/ws"]
     ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
     children = [Child("engine", engine), Child("api", api)]
     if args.ws_workers > 0:

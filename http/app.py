@@ -57,6 +57,7 @@ from openbell.http.parse import (
     time_arg_ms,
 )
 from openbell.http.schemas import AddMarketBody, CancelOrderBody, OnrampBody, PlaceOrderBody
+from openbell.http.web import install_web
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +351,13 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
     return json(error.body(), status=error.status)
 
 
-def create_app(engine: EngineClient, *, name: str = "openbell", websocket: bool = True) -> Sanic:
-    """The app for one process. The caller owns the engine's life cycle (start before serving, stop after)."""
+def create_app(
+    engine: EngineClient, *, name: str = "openbell", websocket: bool = True, public_ws_url: str | None = None
+) -> Sanic:
+    """The app for one process. The caller owns the engine's life cycle (start before serving, stop after).
+
+    `public_ws_url`: where the web page finds the WebSocket service (None: `/ws` on the page's origin).
+    """
     app = Sanic(name, configure_logging=False)  # run.py configures logging once, for every logger
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -361,6 +367,7 @@ def create_app(engine: EngineClient, *, name: str = "openbell", websocket: bool 
     app.ctx.engine = engine
     app.blueprint(api)
     app.error_handler.add(Exception, error_response)
+    install_web(app, public_ws_url=public_ws_url)
     if websocket:
         from openbell.ws.server import install_websocket
 
