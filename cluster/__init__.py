@@ -1,7 +1,7 @@
 """The Redis-fed deployment: one engine process, API and WebSocket processes, Redis between them.
 
 What crosses Redis, every message a `Record` encoded by `openbell.core.wire` (a version byte, then
-MessagePack; a message that does not decode is logged, counted, skipped and, on the stream, acknowledged):
+JSON; a message that does not decode is logged, counted, skipped and, on the stream, acknowledged):
 - `COMMANDS` (a stream, consumer group `GROUP`): one `CommandEntry` per write of an API process, holding
   the `RoutedCommand`s of one pass of its event loop. The engine's relay reads entries in batches and
   acknowledges an entry once every command in it has its reply out.

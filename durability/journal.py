@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3
 """1: no file header, 8-byte record headers without their own checksum, JSON payloads. 2: record headers with
-their own checksum, JSON payloads. 3: payloads are MessagePack records (`openbell.durability.records`)."""
+their own checksum, JSON payloads. 3: payloads are msgspec-encoded records (`openbell.durability.records`)."""
 FILE_MAGIC = b"openbell journal"
 FILE_HEADER = FILE_MAGIC + struct.pack("<I", FORMAT_VERSION)
 RECORD_MAGIC = b"\xa7OBR"

@@ -1,7 +1,7 @@
 """What the engine journals, and how recovery replays it.
 
 Three kinds of record (`JournalRecord`), appended by the actors as they process each input, in one
-journal, each a record of `openbell.core` packed by `openbell.core.wire.pack`:
+journal, each a record of `openbell.core` encoded by `openbell.core.wire.pack`:
 - `CommandBatch`: a batch the balance stage handled (its state-changing commands only, request ids
   included; queries change nothing and are left out);
 - `Matched(market, batch_no)`: market `market` matched its batch `batch_no`;

@@ -1,7 +1,7 @@
 """Snapshots: each stage's state at a journal position, written atomically, pruned by retention.
 
 A snapshot file `snapshot-<lsn:020d>.bin` starts with `FILE_HEADER` (magic and `FORMAT_VERSION`), then
-MessagePack of `{"lsn", "balance", "markets"}`: the state every stage had after processing exactly the
+the JSON (msgspec; integers of any size, exact) of `{"lsn", "balance", "markets"}`: the state every stage had after processing exactly the
 journal records up to `lsn`, taken while nothing was in flight between the stages. It is written to a
 temporary file, fsynced and renamed, so a file with the final name is complete; one that does not parse
 is skipped with a warning (the previous one is used). Snapshots of an older format (`*.json`, or another
@@ -26,7 +26,7 @@ PREFIX = "snapshot-"
 SUFFIX = ".bin"
 OLD_SUFFIX = ".json"
 FORMAT_VERSION = 2
-"""1: JSON files (`.json`). 2: MessagePack after a file header."""
+"""1: `.json` files of ujson. 2: a file header, then msgspec JSON of the stages' state."""
 FILE_MAGIC = b"openbell snapshot"
 FILE_HEADER = FILE_MAGIC + struct.pack("<I", FORMAT_VERSION)
 
@@ -57,7 +57,7 @@ def write_snapshot(directory: pathlib.Path, lsn: int, state: dict[str, Any]) -> 
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as handle:
         handle.write(FILE_HEADER)
-        handle.write(msgspec.msgpack.encode({"lsn": lsn, **state}))
+        handle.write(msgspec.json.encode({"lsn": lsn, **state}))
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
@@ -84,7 +84,7 @@ def load_newest(directory: pathlib.Path) -> dict[str, Any] | None:
             log.warning("skipping snapshot %s: no snapshot header", path)
             continue
         try:
-            state = msgspec.msgpack.decode(memoryview(data)[len(FILE_HEADER) :])
+            state = msgspec.json.decode(memoryview(data)[len(FILE_HEADER) :])
         except msgspec.DecodeError as error:
             log.warning("skipping unreadable snapshot %s: %s", path, error)
             continue

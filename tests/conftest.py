@@ -13,10 +13,31 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_inspect(data_dir: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    """`python run.py inspect --data-dir DATA_DIR`, as an operator runs it."""
+    return subprocess.run(
+        [sys.executable, "run.py", "inspect", "--data-dir", str(data_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def engines() -> Iterator[list[Any]]:
+    """In-process engines a test started; stopped in teardown (a no-op for ones already stopped)."""
+    started: list[Any] = []
+    yield started
+    for engine in started:
+        engine.stop()
 
 
 def free_port() -> int:

@@ -39,7 +39,7 @@ IOC = TimeInForce.IOC
 FOK = TimeInForce.FOK
 
 
-def tata_inr_spec(maker_fee_bps: int = 0, taker_fee_bps: int = 0) -> MarketSpec:
+def tata_inr(maker_fee_bps: int = 0, taker_fee_bps: int = 0) -> MarketSpec:
     """TATA_INR with tick 0.01, lot 1, INR and TATA with 2 decimals."""
     return MarketSpec(MARKET, TATA, INR, Decimal("0.01"), Decimal("1"), maker_fee_bps, taker_fee_bps)
 
@@ -77,7 +77,7 @@ def only(events: list[object], kind: type[EventT]) -> list[EventT]:
 class Venue:
     """One TATA_INR book and its ledger, with a sequence counter for commands."""
 
-    spec: MarketSpec = field(default_factory=tata_inr_spec)
+    spec: MarketSpec = field(default_factory=tata_inr)
     book: OrderBook = field(init=False)
     ledger: Ledger = field(init=False)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1), init=False)

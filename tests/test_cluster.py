@@ -242,7 +242,7 @@ def test_a_malformed_message_on_the_command_stream_is_acknowledged_and_skipped(c
     api = cluster.api()
     client = redis.Redis.from_url(cluster.redis.url)
     try:
-        client.xadd(COMMANDS, {"m": b"not msgpack"})
+        client.xadd(COMMANDS, {"m": b"not a message"})
         client.xadd(COMMANDS, {"m": b"\x01" + encode(CommandEntry(()))[1:]})  # another wire version
         client.xadd(COMMANDS, {"other": b"field"})
         client.xadd(

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, RunningServer, start_server
+from conftest import ROOT, RunningServer, run_inspect, start_server
 
 MARKET = "TATA_INR"
 USERS = [f"crash-user-{n}" for n in range(8)]
@@ -312,16 +312,6 @@ def check_after_restart(client: httpx.Client, everything: Record, context: str) 
         response = client.post("/onramp", json=body)
         assert response.status_code == 200, f"{context}: repeated deposit {txn_id}: {response.text}"
     assert balances_of(client) == balances, f"{context}: a repeated txnId credited something"
-
-
-def run_inspect(data_dir: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "run.py", "inspect", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # --------------------------------------------------------------------------------------------- tests

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from core_helpers import tata_inr
 
 from openbell.actors.bus import InProcessEventBus
 from openbell.actors.engine import Engine, EngineTimeout, EngineUnavailable
@@ -51,10 +52,6 @@ WAIT = 5.0
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET_ORDER = OrderType.LIMIT, OrderType.MARKET
 GTC, IOC = TimeInForce.GTC, TimeInForce.IOC
-
-
-def tata_inr() -> MarketSpec:
-    return make_market_spec(MARKET, "0.01", "1", ASSETS)
 
 
 def btc_usdt() -> MarketSpec:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+from core_helpers import tata_inr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -40,10 +41,6 @@ USERS = tuple(f"user{i:02}" for i in range(30))
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET_ORDER = OrderType.LIMIT, OrderType.MARKET
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
-
-
-def tata_inr() -> MarketSpec:
-    return make_market_spec("TATA_INR", "0.01", "1", ASSETS)
 
 
 def infy_inr() -> MarketSpec:

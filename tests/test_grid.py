@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from core_helpers import INR, TATA, tata_inr_spec
+from core_helpers import INR, TATA, tata_inr
 
 from openbell.core.grid import (
     MAX_PRICE_TICKS,
@@ -25,7 +25,7 @@ from openbell.core.types import ResultCode
     [("100", 10_000), ("100.5", 10_050), ("100.05", 10_005), ("0.01", 1), ("007.10", 710), (42, 4_200)],
 )
 def test_parse_price_accepts_on_grid_values(text: object, expected_ticks: int) -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.parse_price(text) == expected_ticks
 
@@ -57,7 +57,7 @@ def test_parse_price_accepts_on_grid_values(text: object, expected_ticks: int) -
     ],
 )
 def test_parse_price_rejects_off_grid_or_malformed_values_with_invalid_price(text: object, rule: str) -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     with pytest.raises(GridError) as caught:
         spec.parse_price(text)
@@ -66,7 +66,7 @@ def test_parse_price_rejects_off_grid_or_malformed_values_with_invalid_price(tex
 
 
 def test_parse_price_accepts_exactly_the_maximum_number_of_ticks() -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.parse_price("10000000000000") == MAX_PRICE_TICKS
 
@@ -85,7 +85,7 @@ def test_parse_price_on_a_coarse_tick_rejects_values_between_ticks() -> None:
 
 @pytest.mark.parametrize(("text", "expected_lots"), [("1", 1), ("25", 25), ("3.000", 3), (7, 7)])
 def test_parse_quantity_accepts_whole_lots(text: object, expected_lots: int) -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.parse_quantity(text) == expected_lots
 
@@ -106,7 +106,7 @@ def test_parse_quantity_accepts_whole_lots(text: object, expected_lots: int) -> 
     ],
 )
 def test_parse_quantity_rejects_off_grid_or_malformed_values_with_invalid_quantity(text: object, rule: str) -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     with pytest.raises(GridError) as caught:
         spec.parse_quantity(text)
@@ -115,7 +115,7 @@ def test_parse_quantity_rejects_off_grid_or_malformed_values_with_invalid_quanti
 
 
 def test_parse_quantity_accepts_exactly_the_maximum_number_of_lots() -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.parse_quantity(str(MAX_QUANTITY_LOTS)) == MAX_QUANTITY_LOTS
 
@@ -158,7 +158,7 @@ def test_parse_amount_rejects_off_grid_or_malformed_values_with_invalid_amount(t
 
 
 def test_parse_quote_amount_uses_the_quote_assets_decimals_and_names_the_field() -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.parse_quote_amount("250.25") == 25_025
     with pytest.raises(GridError) as caught:
@@ -172,14 +172,14 @@ def test_parse_quote_amount_uses_the_quote_assets_decimals_and_names_the_field()
 
 @pytest.mark.parametrize(("ticks", "text"), [(10_000, "100.00"), (10_005, "100.05"), (1, "0.01"), (0, "0.00")])
 def test_format_price_writes_exactly_the_tick_decimals(ticks: int, text: str) -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.format_price(ticks) == text
 
 
 @pytest.mark.parametrize("text", ["0.01", "1.00", "100.05", "99999.99", "10000000000000.00"])
 def test_format_price_round_trips_through_parse_price(text: str) -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.format_price(spec.parse_price(text)) == text
 
@@ -216,7 +216,7 @@ def test_format_amount_of_a_zero_decimal_asset_has_no_point() -> None:
 
 
 def test_market_spec_derives_units_per_lot_and_per_tick_lot() -> None:
-    spec = tata_inr_spec()
+    spec = tata_inr()
 
     assert spec.base_units_per_lot == 100
     assert spec.quote_units_per_tick_lot == 1

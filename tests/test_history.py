@@ -24,8 +24,6 @@ from __future__ import annotations
 import pathlib
 import random
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -37,7 +35,8 @@ import httpx
 import msgspec
 import psycopg
 import pytest
-from conftest import ROOT, start_server
+from conftest import run_inspect, start_server
+from core_helpers import tata_inr
 from crash_helpers import abandon
 from psycopg import sql
 
@@ -54,7 +53,7 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
-from openbell.core.grid import MAX_AMOUNT_UNITS, MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, Asset, MarketSpec, make_market_spec
+from openbell.core.grid import MAX_AMOUNT_UNITS, MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, Asset, make_market_spec
 from openbell.core.marketdata import INTERVALS, WEEK_ORIGIN
 from openbell.core.messages import Reply
 from openbell.core.types import OrderStatus, OrderType, ResultCode, Side, TimeInForce
@@ -74,10 +73,6 @@ TATA = "TATA_INR"
 BUY, SELL = Side.BUY, Side.SELL
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 STATE_EVENTS = (OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired)
-
-
-def tata_inr() -> MarketSpec:
-    return make_market_spec(TATA, "0.01", "1", ASSETS)
 
 
 # --------------------------------------------------------------------------------------------- databases
@@ -322,15 +317,6 @@ def engine_final_states(engine: Engine, run: Run) -> dict[int, tuple[str, int, i
 def ledger_balances(engine: Engine) -> dict[tuple[str, str], tuple[int, int]]:
     ledger = engine.balance_core.ledger
     return {(user, asset): value for user in ledger.users() for asset, value in ledger.balances(user).items()}
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    """Engines a test started; stopped in teardown (a no-op for ones already stopped)."""
-    started: list[Engine] = []
-    yield started
-    for engine in started:
-        engine.stop()
 
 
 # --------------------------------------------------------------------------------------------- 1. contents
@@ -836,14 +822,14 @@ def test_trades_with_a_time_range_and_klines_older_than_a_week_are_served_from_t
 
 # --------------------------------------------------------------------------------------------- 7. limits
 def test_the_largest_amounts_the_engine_accepts_are_stored_exactly_and_candles_sum_them_exactly(
-    history_url: str, engines: list[Engine]
+    history_url: str, engines: list[Engine], tmp_path: pathlib.Path
 ) -> None:
     # Arrange: an 18-decimal asset (10 ETH is 10**19 minor units, past SQLite's INTEGER) and the largest
-    # deposits, prices and quantities the engine accepts
+    # deposits, prices and quantities the engine accepts, journaled (integers past 64 bits in the journal)
     eth, usdt = Asset("ETH", 18), Asset("USDT", 6)
     spec = make_market_spec("ETH_USDT", "0.01", "0.0001", {"ETH": eth, "USDT": usdt})
     writer = HistoryWriter(HistoryStore(history_url))
-    engine = Engine(reply_timeout=WAIT, history=writer)
+    engine = Engine(reply_timeout=WAIT, history=writer, persistence=Persistence(tmp_path / "data", fsync=False))
     engines.append(engine)
     engine.start([spec])
     deposits = [
@@ -894,6 +880,12 @@ def test_the_largest_amounts_the_engine_accepts_are_stored_exactly_and_candles_s
     lots = sum(row[3] for row in stored)
     assert candle[5] == lots and candle[6] == price * lots  # volume and price x lots, past 2**64
     assert candle[6] > 2**64
+    # and the journal gives them back exactly
+    engine.stop()
+    restarted = Engine(reply_timeout=WAIT, persistence=Persistence(tmp_path / "data", fsync=False))
+    engines.append(restarted)
+    restarted.start()
+    assert ledger_balances(restarted) == ledger
 
 
 def unstorable_trade(trade_id: int) -> TradeExecuted:
@@ -941,13 +933,7 @@ def test_inspect_reports_the_events_the_history_database_refused(tmp_path: pathl
     writer.close()
 
     # Act
-    result = subprocess.run(
-        [sys.executable, "run.py", "inspect", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_inspect(data_dir)
 
     # Assert
     assert result.returncode == 0, result.stdout + result.stderr

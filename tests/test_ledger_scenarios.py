@@ -18,7 +18,7 @@ from core_helpers import (
     kinds,
     only,
     tata,
-    tata_inr_spec,
+    tata_inr,
     ticks,
 )
 
@@ -255,7 +255,7 @@ def test_a_resting_buy_filled_by_a_later_sell_pays_its_own_price_and_keeps_the_r
 
 
 def test_maker_and_taker_fees_go_to_the_fee_account_when_the_taker_buys() -> None:
-    venue = Venue(tata_inr_spec(maker_fee_bps=10, taker_fee_bps=20))
+    venue = Venue(tata_inr(maker_fee_bps=10, taker_fee_bps=20))
     venue.fund("seller", tata_amount="10")
     venue.fund("buyer", inr_amount="1000")
     venue.limit("seller", SELL, "100", 10)
@@ -272,7 +272,7 @@ def test_maker_and_taker_fees_go_to_the_fee_account_when_the_taker_buys() -> Non
 
 
 def test_maker_and_taker_fees_go_to_the_fee_account_when_the_taker_sells() -> None:
-    venue = Venue(tata_inr_spec(maker_fee_bps=10, taker_fee_bps=20))
+    venue = Venue(tata_inr(maker_fee_bps=10, taker_fee_bps=20))
     venue.fund("buyer", inr_amount="1000")
     venue.fund("seller", tata_amount="10")
     venue.limit("buyer", BUY, "100", 10)
@@ -287,7 +287,7 @@ def test_maker_and_taker_fees_go_to_the_fee_account_when_the_taker_sells() -> No
 
 
 def test_fees_round_down_to_whole_minor_units() -> None:
-    venue = Venue(tata_inr_spec(maker_fee_bps=10, taker_fee_bps=20))
+    venue = Venue(tata_inr(maker_fee_bps=10, taker_fee_bps=20))
     venue.fund("seller", tata_amount="1")
     venue.fund("buyer", inr_amount="1")
     venue.limit("seller", SELL, "1", 1)
@@ -301,7 +301,7 @@ def test_fees_round_down_to_whole_minor_units() -> None:
 
 
 def test_fees_across_many_trades_conserve_every_asset() -> None:
-    venue = Venue(tata_inr_spec(maker_fee_bps=7, taker_fee_bps=13))
+    venue = Venue(tata_inr(maker_fee_bps=7, taker_fee_bps=13))
     venue.fund("seller", tata_amount="1000")
     venue.fund("buyer", inr_amount="100000")
     for price in ("100.01", "100.37", "101.99", "103.33"):

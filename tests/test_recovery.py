@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import pathlib
 import re
-import subprocess
-import sys
 import time
 import zlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import run_inspect
+from core_helpers import tata_inr
 from crash_helpers import abandon
 
 from openbell.actors.engine import Engine
@@ -49,10 +48,6 @@ BUY, SELL = Side.BUY, Side.SELL
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 TATA = "TATA_INR"
 BTC = "BTC_USDT"
-
-
-def tata_inr() -> MarketSpec:
-    return make_market_spec(TATA, "0.01", "1", ASSETS)
 
 
 def btc_usdt() -> MarketSpec:
@@ -219,15 +214,6 @@ def uninterrupted() -> tuple[list[Reply], dict[str, Any]]:
     finally:
         engine.stop()
     return replies, state
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    """Engines a test started; stopped in teardown (a no-op for ones already stopped)."""
-    started: list[Engine] = []
-    yield started
-    for engine in started:
-        engine.stop()
 
 
 def run_interrupted(
@@ -493,16 +479,6 @@ def test_a_corrupt_record_in_the_middle_of_the_journal_stops_recovery_naming_the
 
 
 # --------------------------------------------------------------------------------------------- inspect
-def run_inspect(data_dir: pathlib.Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "run.py", "inspect", "--data-dir", str(data_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_inspect_prints_users_markets_and_totals_and_ends_ok(
     tmp_path: pathlib.Path, engines: list[Engine], uninterrupted: tuple[list[Reply], dict[str, Any]]
 ) -> None:
