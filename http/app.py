@@ -326,6 +326,32 @@ async def health(request: Request) -> HTTPResponse:
     )
 
 
+BODY_SECONDS = 10.0
+"""How long a request's body may take to arrive once its head has: a client that announces more bytes than
+it sends gets 408 then, not a 60 s wait."""
+
+
+class BoundedRequest(Request):
+    """A request whose body must arrive within BODY_SECONDS."""
+
+    async def receive_body(self) -> None:
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                await super().receive_body()
+        except TimeoutError:
+            raise ApiError.of(
+                ResultCode.REQUEST_TIMEOUT,
+                f"the request body did not arrive within {BODY_SECONDS:g} s (fewer bytes than its Content-Length?)",
+            ) from None
+
+
+async def _read_every_body(app: Sanic) -> None:
+    """GET routes ignore a body by default and Sanic then logs an ERROR for it; read it (bounded by the body
+    size limit) and let the handler ignore it instead."""
+    for route in app.router.routes:
+        route.extra.ignore_body = False
+
+
 SANIC_STATUS_CODES = {
     400: ResultCode.INVALID_REQUEST,
     404: ResultCode.NOT_FOUND,
@@ -358,7 +384,8 @@ def create_app(
 
     `public_ws_url`: where the web page finds the WebSocket service (None: `/ws` on the page's origin).
     """
-    app = Sanic(name, configure_logging=False)  # run.py configures logging once, for every logger
+    # run.py configures logging once, for every logger
+    app = Sanic(name, configure_logging=False, request_class=BoundedRequest)
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.OAS_UI_DEFAULT = "swagger"
@@ -367,6 +394,7 @@ def create_app(
     app.ctx.engine = engine
     app.blueprint(api)
     app.error_handler.add(Exception, error_response)
+    app.register_listener(_read_every_body, "before_server_start")
     install_web(app, public_ws_url=public_ws_url)
     if websocket:
         from openbell.ws.server import install_websocket

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,10 @@ from typing import Any
 
 import httpx
 import pytest
+import ujson
 from conftest import ROOT, RunningServer, free_port
+
+from openbell.core.types import ResultCode
 
 INVALID_REQUEST = 100
 INVALID_PRICE = 101
@@ -334,6 +338,51 @@ def test_a_body_over_the_size_limit_is_refused(client: httpx.Client, trader: str
 
 def test_a_deeply_nested_body_is_refused_not_crashed_on(client: httpx.Client) -> None:
     assert_error(client.post("/order", content=b"[" * 5000 + b"]" * 5000), 400, INVALID_REQUEST)
+
+
+def raw_exchange(exchange: RunningServer, request: bytes, wait: float = 30.0) -> tuple[int, dict[str, Any]]:
+    """Send `request` bytes as they are and read the answer's status and JSON body (bounded by `wait`)."""
+    with socket.create_connection(("127.0.0.1", exchange.port), timeout=wait) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < content_length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), ujson.loads(body)
+
+
+def content_length(answer: bytes) -> int:
+    for line in answer.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def test_a_body_shorter_than_its_content_length_is_answered_408_not_held_a_minute(exchange: RunningServer) -> None:
+    request = (
+        b"POST /api/v1/order HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"market": "TATA_INR"'
+    )
+
+    status, body = raw_exchange(exchange, request, wait=30.0)  # the server used to hold it 60 s, then say 503
+
+    assert status == 408
+    assert body["code"] == ResultCode.REQUEST_TIMEOUT
+    assert "did not arrive" in body["message"]
+
+
+def test_a_get_with_a_body_is_answered_and_logs_no_error(exchange: RunningServer) -> None:
+    request = b"GET /api/v1/markets HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+
+    status, body = raw_exchange(exchange, request)
+
+    assert status == 200 and any(market["symbol"] == "TATA_INR" for market in body)
+    assert "body not consumed" not in exchange.log()
+    assert " ERROR " not in exchange.log()
 
 
 def test_an_unknown_route_and_an_unknown_method_answer_in_the_same_shape(client: httpx.Client) -> None:
