@@ -1,17 +1,24 @@
 # `make run` starts the exchange, `make test` runs the whole test suite; both create .venv first.
+# `make run` installs only what running needs; `make test` adds the test extras (ruff, mypy, pytest, a browser driver...).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
+$(BIN)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@
+	touch $@ $(BIN)/.runtime
 
-run: $(BIN)/.installed
+run: $(BIN)/.runtime
 	$(BIN)/python run.py $(ARGS)
 
 lint: $(BIN)/.installed

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sanic import Blueprint, Request, Sanic
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
+from sanic_ext.extensions.openapi.types import Array
 
 from openbell.core.commands import (
     AddMarket,
@@ -56,8 +58,28 @@ from openbell.http.parse import (
     text_field,
     time_arg_ms,
 )
-from openbell.http.schemas import AddMarketBody, CancelOrderBody, OnrampBody, PlaceOrderBody
-from openbell.http.web import install_web
+from openbell.http.schemas import (
+    ADD_MARKET,
+    BALANCES,
+    CANCEL_ORDER,
+    CANCEL_RESULT,
+    DEPTH,
+    ERROR,
+    ERRORS,
+    HEALTH,
+    INTERVAL,
+    KLINE,
+    MARKET_INFO,
+    ONRAMP,
+    ONRAMP_RESULT,
+    OPEN_ORDER,
+    ORDER_RESULT,
+    PLACE_ORDER,
+    TICKER,
+    TRADE,
+    json_content,
+)
+from openbell.http.web import DOCS_PAGE, install_web
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +124,24 @@ def market_of(request: Request, data: Any) -> MarketSpec:
 
 api = Blueprint("api", url_prefix="/api/v1", strict_slashes=False)
 
+Handler = TypeVar("Handler")
+
+
+def answers(status: int, schema: Any, description: str, *errors: int) -> Callable[[Handler], Handler]:
+    """Document a route's success response and the error statuses it may answer (all `{"code", "message"}`)."""
+
+    def apply(handler: Handler) -> Handler:
+        for error in (*errors, 503, 504):
+            handler = openapi.response(error, json_content(ERROR), ERRORS[error])(handler)
+        return openapi.response(status, json_content(schema), description)(handler)
+
+    return apply
+
 
 @api.post("/order")
 @openapi.summary("Place an order")
-@openapi.body({"application/json": PlaceOrderBody}, required=True)
+@openapi.body(json_content(PLACE_ORDER), required=True)
+@answers(200, ORDER_RESULT, "the order and the fills it made", 400, 404, 408, 409, 413)
 async def place_order(request: Request) -> HTTPResponse:
     data = json_body(request)
     user_id = resolve_user(request, data)
@@ -126,7 +162,10 @@ async def place_order(request: Request) -> HTTPResponse:
 
 @api.delete("/order")
 @openapi.summary("Cancel an order (fields in a JSON body or in the query string)")
-@openapi.body({"application/json": CancelOrderBody})
+@openapi.body(json_content(CANCEL_ORDER))
+@openapi.parameter("orderId", str, "query")
+@openapi.parameter("market", str, "query")
+@answers(200, CANCEL_RESULT, "the order as it ended", 400, 404, 408, 413)
 async def cancel_order(request: Request) -> HTTPResponse:
     data = fields_of(request)
     user_id = resolve_user(request, data)
@@ -141,6 +180,7 @@ async def cancel_order(request: Request) -> HTTPResponse:
 @openapi.summary("A user's open orders")
 @openapi.parameter("user_id", str, "query", required=True)
 @openapi.parameter("market", str, "query")
+@answers(200, Array(OPEN_ORDER), "open orders, oldest first", 400, 404)
 async def open_orders(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
     market = None
@@ -155,7 +195,8 @@ async def open_orders(request: Request) -> HTTPResponse:
 @api.get("/depth")
 @openapi.summary("Order book depth, aggregated by price level")
 @openapi.parameter("symbol", str, "query", required=True)
-@openapi.parameter("limit", int, "query")
+@openapi.parameter("limit", int, "query", description="levels per side, 1-5000 (default 100)")
+@answers(200, DEPTH, "levels best first, and the update id depth@ diffs continue", 400, 404)
 async def depth(request: Request) -> HTTPResponse:
     spec = market_of(request, request.args)
     limit = int_arg(request, "limit", 100, 1, 5000)
@@ -169,6 +210,7 @@ async def depth(request: Request) -> HTTPResponse:
 @openapi.parameter("limit", int, "query")
 @openapi.parameter("startTime", int, "query", description="ms since the epoch; with a range, from the history database")
 @openapi.parameter("endTime", int, "query", description="ms since the epoch, exclusive")
+@answers(200, Array(TRADE), "trades, newest first", 400, 404)
 async def trades(request: Request) -> HTTPResponse:
     spec = market_of(request, request.args)
     limit = int_arg(request, "limit", 100, 1, 1000)
@@ -187,9 +229,10 @@ async def trades(request: Request) -> HTTPResponse:
 @api.get("/klines")
 @openapi.summary("Candles built from executed trades")
 @openapi.parameter("symbol", str, "query", required=True)
-@openapi.parameter("interval", str, "query", required=True)
+@openapi.parameter("interval", INTERVAL, "query", required=True)
 @openapi.parameter("startTime", int, "query", description="ms since the epoch (a value below 10**11 is seconds)")
 @openapi.parameter("endTime", int, "query", description="ms since the epoch, exclusive")
+@answers(200, Array(KLINE), "candles, oldest first", 400, 404)
 async def klines(request: Request) -> HTTPResponse:
     spec = market_of(request, request.args)
     name = request.args.get("interval") or "1m"
@@ -216,6 +259,7 @@ async def klines(request: Request) -> HTTPResponse:
 
 @api.get("/tickers")
 @openapi.summary("24 h statistics of every market")
+@answers(200, Array(TICKER), "one per market")
 async def tickers(request: Request) -> HTTPResponse:
     engine = engine_of(request)
     specs = list(engine.markets.values())
@@ -227,6 +271,7 @@ async def tickers(request: Request) -> HTTPResponse:
 @api.get("/ticker")
 @openapi.summary("24 h statistics of one market")
 @openapi.parameter("symbol", str, "query", required=True)
+@answers(200, TICKER, "the market's ticker", 400, 404)
 async def ticker(request: Request) -> HTTPResponse:
     spec = market_of(request, request.args)
     reply = await ask(request, engine_of(request).new(GetTicker, market=spec.symbol))
@@ -235,7 +280,10 @@ async def ticker(request: Request) -> HTTPResponse:
 
 @api.post("/onramp")
 @openapi.summary("Credit funds (idempotent by txnId)")
-@openapi.body({"application/json": OnrampBody}, required=True)
+@openapi.body(json_content(ONRAMP), required=True)
+@answers(
+    200, ONRAMP_RESULT, "credited (a repeated txnId credits nothing and answers the same)", 400, 404, 408, 409, 413
+)
 async def onramp(request: Request) -> HTTPResponse:
     data = json_body(request)
     user_id = resolve_user(request, data)
@@ -263,6 +311,7 @@ async def onramp(request: Request) -> HTTPResponse:
 @api.get("/balance")
 @openapi.summary("A user's balances")
 @openapi.parameter("user_id", str, "query", required=True)
+@answers(200, BALANCES, "available and locked per asset", 400)
 async def balance(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
     engine = engine_of(request)
@@ -272,13 +321,15 @@ async def balance(request: Request) -> HTTPResponse:
 
 @api.get("/markets")
 @openapi.summary("Markets and their grids")
+@answers(200, Array(MARKET_INFO), "every running market")
 async def markets(request: Request) -> HTTPResponse:
     return json([render.market(spec) for spec in list(engine_of(request).markets.values())])
 
 
 @api.post("/markets")
 @openapi.summary("Add a market; it trades at once (a new asset without its decimals gets 8, or what the grid needs)")
-@openapi.body({"application/json": AddMarketBody}, required=True)
+@openapi.body(json_content(ADD_MARKET), required=True)
+@answers(201, MARKET_INFO, "the market, trading now", 400, 408, 409, 413)
 async def add_market(request: Request) -> HTTPResponse:
     data = json_body(request)
     engine = engine_of(request)
@@ -313,6 +364,7 @@ async def add_market(request: Request) -> HTTPResponse:
 
 @api.get("/health")
 @openapi.summary("Whether the engine answers")
+@answers(200, HEALTH, "the engine answered")
 async def health(request: Request) -> HTTPResponse:
     engine = engine_of(request)
     started = time.perf_counter()
@@ -390,6 +442,9 @@ def create_app(
     app.config.FALLBACK_ERROR_FORMAT = "json"
     app.config.OAS_UI_DEFAULT = "swagger"
     app.config.OAS_URL_PREFIX = "/docs"
+    # The interactive docs work offline: Swagger UI is served by openbell itself (web/vendor/swagger-ui/).
+    app.config.OAS_PATH_TO_SWAGGER_HTML = str(DOCS_PAGE)
+    app.config.OAS_UI_REDOC = False
     app.ext.openapi.describe("openbell", version="1.0", description="Exchange REST API: orders, market data, balances.")
     app.ctx.engine = engine
     app.blueprint(api)

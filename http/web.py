@@ -42,6 +42,8 @@ CONTENT_TYPES = {
 }
 """The kinds of file served; anything else under web/ (licences, notes) is not."""
 AUTH_MODES = ("dev", "keys")
+DOCS_PAGE = WEB_DIR / "docs.html"
+"""The interactive API docs' page (/docs): Swagger UI from web/vendor/swagger-ui/, nothing from a CDN."""
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 PAGE_POLICY = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; "
@@ -52,8 +54,6 @@ PAGE_POLICY = (
 @dataclass(frozen=True, slots=True)
 class WebFile:
     body: bytes
-    gzipped: bytes | None
-    """The body gzip-compressed, when that makes it smaller."""
     content_type: str
     etag: str
 
@@ -87,11 +87,22 @@ def load_files(root: pathlib.Path) -> dict[str, WebFile]:
         if content_type is None or not path.is_file() or any(part.startswith(".") for part in relative.parts):
             continue
         body = path.read_bytes()
-        packed = gzip.compress(body, compresslevel=9, mtime=0)
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        web_file_ = WebFile(body, packed if len(packed) < len(body) else None, content_type, etag)
+        web_file_ = WebFile(body, content_type, etag)
         files["/" if relative.as_posix() == "index.html" else f"/web/{relative.as_posix()}"] = web_file_
     return files
+
+
+_GZIPPED: dict[str, bytes | None] = {}
+"""Compressed bodies by ETag, made on first request (not at start: the docs' script alone is 1.7 MB)."""
+
+
+def gzipped(found: WebFile) -> bytes | None:
+    """`found` compressed, or None when compressing does not make it smaller."""
+    if found.etag not in _GZIPPED:
+        packed = gzip.compress(found.body, compresslevel=9, mtime=0)
+        _GZIPPED[found.etag] = packed if len(packed) < len(found.body) else None
+    return _GZIPPED[found.etag]
 
 
 def settings_of(request: Request) -> WebSettings:
@@ -110,8 +121,9 @@ def send(request: Request, path: str) -> HTTPResponse:
         return HTTPResponse(status=304, headers=headers)
     body = found.body
     headers["Vary"] = "Accept-Encoding"
-    if found.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
-        body = found.gzipped
+    packed = gzipped(found) if "gzip" in request.headers.get("accept-encoding", "") else None
+    if packed is not None:
+        body = packed
         headers["Content-Encoding"] = "gzip"
     return raw(body, content_type=found.content_type, headers=headers)
 

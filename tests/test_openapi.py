@@ -3,8 +3,13 @@ the interactive docs answer at /docs."""
 
 from __future__ import annotations
 
+import pathlib
+from typing import Any
+
 import httpx
 from conftest import RunningServer
+from playwright.sync_api import sync_playwright
+from test_web import CHROMIUM, CHROMIUM_ARGS
 
 from openbell.actors.engine import Engine
 from openbell.http.app import create_app
@@ -106,3 +111,75 @@ def test_the_interactive_docs_answer(exchange: RunningServer) -> None:
     assert response.status_code == 200
     assert "html" in response.headers["content-type"]
     assert "openapi.json" in response.text or "swagger" in response.text.lower()
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        if path.startswith("/api/v1/")
+        for method, operation in item.items()
+    ]
+
+
+def test_every_operation_describes_its_answer_and_its_errors_in_the_error_shape(exchange: RunningServer) -> None:
+    document = httpx.get(f"{exchange.base_url}/docs/openapi.json", timeout=10).json()
+
+    for method, path, operation in operations(document):
+        responses = operation["responses"]
+        success = [status for status in responses if status.startswith("2")]
+        assert success, (method, path, sorted(responses))
+        schema = responses[success[0]]["content"]["application/json"]["schema"]
+        assert schema.get("type") in ("object", "array"), (method, path, schema)
+        if path == "/api/v1/config":
+            continue
+        assert {"503", "504"} <= set(responses), (method, path, sorted(responses))
+        for status, response in responses.items():
+            if not status.startswith("2"):
+                error = response["content"]["application/json"]["schema"]
+                assert error["required"] == ["code", "message"], (method, path, status, error)
+                assert response["description"], (method, path, status)
+
+
+def test_request_bodies_name_their_required_fields_and_enumerate_their_choices(exchange: RunningServer) -> None:
+    document = httpx.get(f"{exchange.base_url}/docs/openapi.json", timeout=10).json()
+    place = document["paths"]["/api/v1/order"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    onramp = document["paths"]["/api/v1/onramp"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    order_result = document["paths"]["/api/v1/order"]["post"]["responses"]["200"]["content"]["application/json"]
+    klines = {p["name"]: p for p in document["paths"]["/api/v1/klines"]["get"]["parameters"]}
+
+    assert set(place["required"]) == {"market", "side"}
+    assert place["properties"]["side"]["enum"] == ["buy", "sell"]
+    assert place["properties"]["timeInForce"]["enum"] == ["GTC", "IOC", "FOK"]
+    assert place["properties"]["type"]["enum"] == ["limit", "market"]
+    assert set(onramp["required"]) == {"user_id", "asset", "amount", "txnId"}
+    assert "FILLED" in order_result["schema"]["properties"]["status"]["enum"]
+    assert klines["interval"]["schema"]["enum"][:2] == ["1m", "3m"] and klines["interval"]["required"]
+
+
+def test_the_websocket_route_is_described_not_named_after_a_partial(exchange: RunningServer) -> None:
+    document = httpx.get(f"{exchange.base_url}/docs/openapi.json", timeout=10).json()
+    ws = document["paths"]["/ws"]["get"]
+
+    assert ws["summary"] == "WebSocket streams (upgrade)"
+    assert "SUBSCRIBE" in ws["description"] and "partial" not in ws["description"]
+
+
+def test_the_interactive_docs_load_in_a_browser_with_no_request_beyond_openbell(exchange: RunningServer) -> None:
+    """Offline: Swagger UI's script and style come from openbell itself (web/vendor/swagger-ui/), no CDN."""
+    assert pathlib.Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: install Debian's chromium (.ci/run does)"
+    requested: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{exchange.base_url}/docs", wait_until="networkidle", timeout=30_000)
+            page.wait_for_selector(".opblock-tag", timeout=30_000)  # Swagger UI rendered the operations
+            shown = page.locator(".opblock-summary-path").all_inner_texts()
+        finally:
+            browser.close()
+
+    assert requested and all(url.startswith(exchange.base_url) for url in requested), requested
+    assert any(url.endswith("/web/vendor/swagger-ui/swagger-ui-bundle.js") for url in requested)
+    assert any("/api/v1/order" in path for path in shown), shown

@@ -27,6 +27,7 @@ from typing import Any
 
 import ujson
 from sanic import Request, Sanic
+from sanic_ext import openapi
 from websockets.exceptions import ConnectionClosed
 
 from openbell.core.types import ResultCode
@@ -46,6 +47,14 @@ METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
 MAX_ID_LENGTH = 64
 
 __all__ = ["WsSettings", "install_websocket"]
+
+WS_DESCRIPTION = (
+    'Send `{"method": "SUBSCRIBE", "params": ["depth@TATA_INR", "trade@TATA_INR"], "id": 1}`; '
+    'answered `{"result": null, "id": 1}`, then `{"stream", "data"}` messages. Methods: SUBSCRIBE, '
+    "UNSUBSCRIBE, LIST_SUBSCRIPTIONS. Streams: depth@M (diffs with U/u update ids continuing REST's "
+    "lastUpdateId), depth@M@100ms (one merged diff per 100 ms), trade@M, ticker@M, kline_<interval>@M, and the "
+    'connection\'s own orders@<user> and balance@<user>. Errors: `{"error": {"code", "message"}, "id"}`.'
+)
 
 
 def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | None = None) -> None:
@@ -92,7 +101,16 @@ def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | N
     async def websocket(request: Request, ws: Any) -> None:
         await serve_connection(request.app.ctx.ws_hub, settings, request, ws)
 
+    async def describe_route(app: Sanic) -> None:
+        """Sanic wraps a websocket handler in a partial: describe that, or the docs show the partial's docstring."""
+        for route in app.router.routes:
+            if route.name.endswith(".openbell_ws"):
+                openapi.summary("WebSocket streams (upgrade)")(route.handler)
+                openapi.description(WS_DESCRIPTION)(route.handler)
+                openapi.response(101, description="switching protocols: the stream protocol begins")(route.handler)
+
     app.register_listener(start_hub, "before_server_start")
+    app.register_listener(describe_route, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
     app.add_websocket_route(websocket, "/ws", name="openbell_ws")
 
