@@ -28,6 +28,8 @@ import websockets
 from conftest import free_port
 from websockets.exceptions import ConnectionClosed
 
+from openbell.core.marketdata import INTERVALS
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MARKET = "TATA_INR"
 WAIT = 5.0
@@ -281,6 +283,20 @@ def test_unknown_stream_is_refused_and_nothing_is_subscribed(exchange: Exchange,
             assert reply["error"]["code"] == 100
             assert "unknown stream" in reply["error"]["message"]
             assert await call(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 2}) == {"result": [], "id": 2}
+
+    run(scenario())
+
+
+def test_every_kline_interval_the_rest_api_serves_can_be_streamed(exchange: Exchange) -> None:
+    streams = [f"kline_{interval}@{MARKET}" for interval in INTERVALS]
+
+    async def scenario() -> None:
+        async with await connect(exchange) as ws:
+            for start in range(0, len(streams), 6):
+                reply = await call(ws, {"method": "SUBSCRIBE", "params": streams[start : start + 6], "id": start})
+                assert reply == {"result": None, "id": start}, reply
+            listed = await call(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 99})
+            assert listed["result"] == sorted(streams)
 
     run(scenario())
 
