@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 
 MAX_REPLIES_PER_FLUSH = 4000
 MAX_EVENT_BATCHES_PER_FLUSH = 500
+LISTENERS_INTERVAL = 0.2
+"""Seconds between checks of whether anyone reads the event channel."""
 
 
 @dataclass(slots=True)
@@ -128,6 +130,8 @@ class Relay:
         """Entries every reply of which is out (or that get none: malformed, or a query given up on)."""
         self._events: deque[Sequence[Event]] = deque()
         self._sink = BatchSink(self._on_replies)
+        self.events_listened = True
+        """Whether a process reads the event channel (see `_watch_listeners`); events go nowhere while not."""
         self._reread_pending = False
         self._wake_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -142,6 +146,7 @@ class Relay:
             "malformed": 0,
             "dropped_events": 0,
             "trimmed": 0,
+            "unheard_events": 0,
         }
 
     # ----------------------------------------------------------------- life cycle
@@ -155,7 +160,11 @@ class Relay:
         tasks: list[asyncio.Task[None]] = []
         try:
             await asyncio.to_thread(self._start_engine)
-            tasks = [asyncio.create_task(self._flush_forever()), asyncio.create_task(self._trim_forever())]
+            tasks = [
+                asyncio.create_task(self._flush_forever()),
+                asyncio.create_task(self._trim_forever()),
+                asyncio.create_task(self._watch_listeners()),
+            ]
             await keep_connected(self._serve, what="relay", on_lost=lambda error: self.ready.clear(), stop=stop)
         finally:
             await self._shutdown(tasks)
@@ -324,8 +333,34 @@ class Relay:
                 pass
 
     def _on_events(self, events: Sequence[Event]) -> None:
+        if not self.events_listened:
+            self.stats["unheard_events"] += len(events)
+            return
         self._events.append(events)
         self._schedule_flush()
+
+    async def _watch_listeners(self) -> None:
+        """Keep `events_listened` up to date: whether any process (a WebSocket worker) reads the event channel.
+
+        Events nobody reads are not encoded or published at all (PUBSUB NUMSUB every LISTENERS_INTERVAL s). A
+        WebSocket worker subscribes when it starts, before its first client can, so events flow to it by the
+        time anyone subscribes to a stream; clients join depth streams from a REST snapshot in any case.
+        """
+        while not self.stopping.is_set():
+            if self._redis is not None:
+                try:
+                    ((_, count),) = await self._redis.pubsub_numsub(EVENTS)
+                    listened = int(count) > 0
+                    if listened != self.events_listened:
+                        log.info("event channel %s: %s", EVENTS, "read by a WebSocket worker" if listened else "unread")
+                    self.events_listened = listened
+                except (redis.RedisError, OSError):
+                    self.events_listened = True  # unknown: keep publishing
+            try:
+                async with asyncio.timeout(LISTENERS_INTERVAL):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
 
     async def _flush_forever(self) -> None:
         assert self._wake is not None
