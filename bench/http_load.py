@@ -319,6 +319,9 @@ class Result:
     """CPU the server process (all its threads) used in the measured window, % of one core."""
     requests_per_server_cpu_second: float | None = None
     """Requests completed per second of server CPU: the server's cost, robust to other load on the machine."""
+    role_cpu_us_per_request: dict[str, float] = field(default_factory=dict)
+    """Per `--role-pid` process tree: its CPU (all processes, all threads) per completed request, in the
+    measured window."""
     rate: float | None = None
     stream_items_used: int = 0
     stream_exhausted: bool = False
@@ -333,6 +336,23 @@ def process_cpu(pid: int | None) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of process `pid` and every process descending from it (e.g. Sanic's worker processes)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        total += process_cpu(current) or 0.0
+        pending.extend(children.get(current, ()))
+    return total
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -362,8 +382,11 @@ async def run_load(
     label: str,
     state: LoadState | None = None,
     server_pid: int | None = None,
+    roles: dict[str, int] | None = None,
 ) -> Result:
     state = state or LoadState()
+    roles = roles or {}
+    role_cpu: list[tuple[float, dict[str, float]]] = []
     items = workload.items
     total = len(items)
     ids = state.ids
@@ -453,9 +476,11 @@ async def run_load(
         sample = process_cpu(server_pid)
         if sample is not None:
             server_cpu.append((time.perf_counter(), sample))
+        if roles:
+            role_cpu.append((time.perf_counter(), {name: tree_cpu(pid) for name, pid in roles.items()}))
 
     dog = asyncio.create_task(watchdog())
-    probe = asyncio.create_task(cpu_probe()) if server_pid else None
+    probe = asyncio.create_task(cpu_probe()) if server_pid or roles else None
     try:
         await asyncio.wait_for(
             asyncio.gather(*(worker(slot) for slot in range(connections))), warmup + duration + timeout + 5
@@ -470,6 +495,8 @@ async def run_load(
         sample = process_cpu(server_pid) if server_cpu else None
         if sample is not None:
             server_cpu.append((time.perf_counter(), sample))
+        if role_cpu:
+            role_cpu.append((time.perf_counter(), {name: tree_cpu(pid) for name, pid in roles.items()}))
         for conn in conns:
             conn.close()
     cpu = time.process_time() - cpu0
@@ -488,6 +515,10 @@ async def run_load(
         (ta, ca), (tb, cb) = server_cpu
         server_percent = round(100 * (cb - ca) / (tb - ta), 1)
         per_cpu_second = round(len(latencies) / (cb - ca), 1)
+    role_us: dict[str, float] = {}
+    if len(role_cpu) == 2 and latencies:
+        before, after = role_cpu[0][1], role_cpu[1][1]
+        role_us = {name: round((after[name] - before[name]) / len(latencies) * 1e6, 1) for name in roles}
     return Result(
         label=label,
         requests=len(latencies),
@@ -504,6 +535,7 @@ async def run_load(
         client_cpu_percent=round(100 * cpu / wall, 1) if wall else 0.0,
         server_cpu_percent=server_percent,
         requests_per_server_cpu_second=per_cpu_second,
+        role_cpu_us_per_request=role_us,
         rate=rate,
         stream_items_used=state.position - start_index,
         stream_exhausted=state.position >= total,
@@ -569,6 +601,7 @@ def measure(
     do_prefund: bool,
     paced: float = 0.0,
     server_pid: int | None = None,
+    roles: dict[str, int] | None = None,
 ) -> list:
     """One server: optional prefund, one saturated phase (or paced at --rate), optional paced phase."""
 
@@ -591,6 +624,7 @@ def measure(
             label="rate" if args.rate else "saturated",
             state=state,
             server_pid=server_pid,
+            roles=roles,
         )
         out.append(first)
         if paced and first.throughput > 0:
@@ -630,6 +664,9 @@ def show(result: Result) -> str:
         f"    statuses {result.statuses}  errors {result.errors or '{}'}  cancels skipped {result.cancels_skipped}"
         + ("  (stream exhausted)" if result.stream_exhausted else ""),
     ]
+    if result.role_cpu_us_per_request:
+        roles = ", ".join(f"{name} {us:.0f}" for name, us in result.role_cpu_us_per_request.items())
+        lines.append(f"    CPU us per request: {roles}")
     return "\n".join(lines)
 
 
@@ -861,6 +898,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server-pid", type=int, default=None, help="also report this local server process's CPU use (Linux /proc)"
     )
+    parser.add_argument(
+        "--role-pid",
+        action="append",
+        default=[],
+        metavar="NAME=PID",
+        help="also report the CPU per request of process PID and its descendants, as NAME (repeatable)",
+    )
     parser.add_argument("--compare", action="store_true", help="measure the ceiling server and the exchange")
     parser.add_argument("--runs", type=int, default=3, help="--compare: runs (default 3)")
     parser.add_argument(
@@ -898,7 +942,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.client} on {loop_name}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         flush=True,
     )
-    funded, *results = measure(args, args.url, workload, do_prefund=args.prefund, server_pid=args.server_pid)
+    roles = dict(role.split("=", 1) for role in args.role_pid)
+    funded, *results = measure(
+        args,
+        args.url,
+        workload,
+        do_prefund=args.prefund,
+        server_pid=args.server_pid,
+        roles={name: int(pid) for name, pid in roles.items()},
+    )
     if funded:
         print(f"prefund: {funded}")
     for result in results:
