@@ -103,6 +103,7 @@ def start_engine(args: argparse.Namespace, specs: list[Any], reply_timeout: floa
     from openbell.durability.records import ReplayError
     from openbell.durability.snapshots import SnapshotFormatError
     from openbell.edge.client import EngineError
+    from openbell.history.process import HistoryUnavailable
     from openbell.history.store import HistorySchemaError
 
     tune_garbage_collector()
@@ -120,6 +121,7 @@ def start_engine(args: argparse.Namespace, specs: list[Any], reply_timeout: floa
         DataDirLocked,
         RecoveryError,
         HistorySchemaError,
+        HistoryUnavailable,
         EngineError,
     ) as error:
         raise StartupFailure(str(error)) from None

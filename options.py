@@ -134,6 +134,12 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
         "(default: SQLite in the data directory; none with --in-memory)",
     )
     durability.add_argument("--no-history", action="store_true", help="keep no history database")
+    durability.add_argument(
+        "--history-in-process",
+        action="store_true",
+        help="write the history database from this process (default: a child process writes it, off the serving "
+        "process's interpreter)",
+    )
 
 
 def add_relay(parser: argparse.ArgumentParser) -> None:
@@ -196,7 +202,7 @@ _ENGINE_VALUES = (
     "batch",
     "trim_interval",
 )
-_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history")
+_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history", "history_in_process")
 
 
 def engine_argv(args: argparse.Namespace) -> list[str]:
@@ -264,7 +270,12 @@ def make_history(args: argparse.Namespace) -> Any:
     if url is None:
         assert data_dir is not None
         url = f"sqlite:///{data_dir / 'history.sqlite3'}"
-    return HistoryWriter(HistoryStore(url), rejected_path=data_dir / REJECTED_FILE if data_dir is not None else None)
+    rejected = data_dir / REJECTED_FILE if data_dir is not None else None
+    if args.history_in_process:
+        return HistoryWriter(HistoryStore(url), rejected_path=rejected)
+    from openbell.history.process import HistoryProcess
+
+    return HistoryProcess(url, rejected)
 
 
 def make_persistence(args: argparse.Namespace) -> Any:

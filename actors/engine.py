@@ -39,7 +39,7 @@ from openbell.core.risk import BalanceCore
 from openbell.core.types import ResultCode
 from openbell.durability.persistence import Persistence
 from openbell.edge.client import EngineError, EngineTimeout, EngineUnavailable
-from openbell.history.writer import HistoryWriter
+from openbell.history.queries import History
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Engine:
         recorder: Recorder | None = None,
         max_open_orders_per_user: int = 1000,
         persistence: Persistence | None = None,
-        history: HistoryWriter | None = None,
+        history: History | None = None,
     ) -> None:
         self.bus: InProcessEventBus = bus if bus is not None else InProcessEventBus()
         self.reply_timeout = reply_timeout
@@ -101,7 +101,7 @@ class Engine:
         self.persistence = persistence
         """With persistence, start() recovers from its data directory and every outcome is journaled."""
         self.history = history
-        """A HistoryWriter fed from the bus (trades, orders, balance changes), or None."""
+        """The history database's writer (in this process, or a child process), fed from the bus, or None."""
         self._history_readers: ThreadPoolExecutor | None = None
 
     # ----------------------------------------------------------------- life cycle

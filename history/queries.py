@@ -7,18 +7,34 @@ market or the balance actor: it first waits until the writer has stored every ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from openbell.core.commands import GetTradeHistory, HistoryQuery
-from openbell.core.events import KlineSnapshot, TradeExecuted
+from openbell.core.events import Event, KlineSnapshot, TradeExecuted
 from openbell.core.marketdata import INTERVAL_NAMES, INTERVALS, WEEK_ORIGIN
 from openbell.core.messages import Klines, RecentTrades, Reply
 from openbell.core.types import ResultCode, Side
-from openbell.history.writer import HistoryWriter
+from openbell.history.store import HistoryStore
 
 FLUSH_SECONDS = 5.0
 """How long a query waits for the writer to catch up before answering HISTORY_BEHIND."""
 
 
-def answer(writer: HistoryWriter, query: HistoryQuery, quote_units_per_tick_lot: int) -> Reply:
+class History(Protocol):
+    """What answers history queries: the writer in this process, or the child process that writes."""
+
+    @property
+    def store(self) -> HistoryStore: ...
+
+    def flush(self, timeout: float = 30.0) -> bool: ...
+
+    def on_events(self, events: Sequence[Event]) -> None: ...
+
+    def close(self, timeout: float = 10.0) -> None: ...
+
+
+def answer(writer: History, query: HistoryQuery, quote_units_per_tick_lot: int) -> Reply:
     if not writer.flush(FLUSH_SECONDS):
         return Reply(query.seq, ResultCode.HISTORY_BEHIND, "the history database is behind; try again")
     store = writer.store

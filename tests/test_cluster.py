@@ -337,3 +337,42 @@ def test_a_fill_made_through_the_api_reaches_a_websocket_client_of_a_ws_process(
     # Assert: the trade, as the WS process rendered it from the event it read from Redis.
     trades = asyncio.run(scenario())
     assert trades[0]["e"] == "trade" and trades[0]["s"] == "TATA_INR"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_history_queries_answer_in_the_cluster_as_embedded(cluster: Cluster, database: str) -> None:
+    """Trades by time range and candles older than a week come from the engine process's history database."""
+    from test_history import DAY, postgres_database, trade
+
+    from openbell.history.store import HistoryStore
+
+    databases = postgres_database() if database == "postgresql" else None
+    url = next(databases) if databases is not None else f"sqlite:///{cluster.tmp / 'engine-data' / 'history.sqlite3'}"
+    try:
+        cluster.engine(*(["--db", url] if databases is not None else []))
+        api = cluster.api()
+        now = int(time.time())
+        old_hour = (now - 9 * DAY) // 3600 * 3600
+        store = HistoryStore(url)
+        try:
+            store.write(
+                [trade(9_999, old_hour * 1000 + 5_000, 10_000, 2, "TATA_INR")]
+            )  # an id the engine never reaches
+        finally:
+            store.close()
+        assert deposit(api, "hs", "TATA", "10", "hs-1").status_code == 200
+        assert deposit(api, "hb", "INR", "1000", "hb-1").status_code == 200
+        started_ms = time.time_ns() // 1_000_000
+        assert order(api, "hs", "sell", "100.00", "2").status_code == 200
+        assert order(api, "hb", "buy", "100.00", "2").status_code == 200
+
+        # Act
+        recent = get(api, "/trades", symbol="TATA_INR", startTime=started_ms, endTime=started_ms + 60_000)
+        candles = get(api, "/klines", symbol="TATA_INR", interval="1h", startTime=(now - 10 * DAY) * 1000)
+
+        # Assert
+        assert [(t["id"], t["price"], t["quantity"]) for t in recent] == [("1", "100.00", "2")]
+        assert candles[0]["openTime"] == old_hour * 1000 and candles[0]["volume"] == "2"
+    finally:
+        if databases is not None:
+            databases.close()

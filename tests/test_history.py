@@ -993,3 +993,52 @@ def test_an_eighteen_decimal_balance_past_64_bits_keeps_trades_with_a_time_range
     finally:
         history.close()
     assert [read_amount(value) for (value,) in rows] == [9 * 10**18, 10 * 10**18]
+
+
+# --------------------------------------------------------------------------------------------- 8. a child process
+def test_the_history_process_stores_what_it_is_handed_and_sets_aside_what_the_database_refuses(
+    history_url: str, tmp_path: pathlib.Path
+) -> None:
+    from openbell.history.process import HistoryProcess
+
+    rejected = tmp_path / REJECTED_FILE
+    history = HistoryProcess(history_url, rejected)
+    try:
+        good = [trade(number, BASE_TS + number, 100 + number, 1, market="KID_INR") for number in (1, 2, 4)]
+
+        # Act
+        history.on_events([good[0], unstorable_trade(3), good[1]])
+        history.on_events([good[2]])
+        flushed = history.flush(WAIT)
+        read_back = history.store.trades("KID_INR", 0, 10**14, 10)
+    finally:
+        history.close()
+
+    # Assert
+    assert flushed
+    assert [row[1] for row in db_trades(history_url) if row[0] == "KID_INR"] == [1, 2, 4]
+    assert [row[0] for row in read_back] == [4, 2, 1]  # the serving process reads what the child wrote
+    assert history.set_aside == 1 and [item["key"] for item in read_set_aside(rejected)] == [
+        "TradeExecuted market=BAD_INR trade_id=3"
+    ]
+
+
+def test_when_the_history_process_dies_flush_says_so_and_no_snapshot_prunes_what_it_lost(
+    tmp_path: pathlib.Path,
+) -> None:
+    from openbell.history.process import HistoryProcess
+
+    history = HistoryProcess(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    try:
+        history.on_events([trade(1, BASE_TS, 100, 1, market="KID_INR")])
+        assert history.flush(WAIT)
+
+        # Act: the child is killed
+        history._process.kill()
+        history._process.join(WAIT)
+        history.on_events([trade(2, BASE_TS + 1, 100, 1, market="KID_INR")])
+
+        # Assert: never again "everything is stored" (the persistence takes no snapshot on a False flush)
+        assert not history.flush(2.0)
+    finally:
+        history.close(timeout=2.0)
