@@ -43,7 +43,7 @@ MAX_BATCH = 512
 """Most commands taken from the intake per message, so settlements interleave with new orders."""
 
 
-class Wake(Record):
+class Wake(Record, frozen=True):
     """The engine's intake has commands for the balance actor."""
 
 

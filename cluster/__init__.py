@@ -39,7 +39,7 @@ def reply_channel(api_id: str) -> str:
     return f"{REPLY_PREFIX}{api_id}"
 
 
-class RoutedCommand(Record):
+class RoutedCommand(Record, frozen=True):
     """A command on its way from an API process to the engine."""
 
     request_id: str
@@ -54,31 +54,31 @@ class RoutedCommand(Record):
     """Its seq and ts are placeholders that the relay replaces with the engine's own."""
 
 
-class CommandEntry(Record):
+class CommandEntry(Record, frozen=True):
     """One stream entry: the commands one API process wrote in one go."""
 
     commands: tuple[RoutedCommand, ...]
 
 
-class RoutedReply(Record):
+class RoutedReply(Record, frozen=True):
     request_id: str
     reply: Reply
     """The engine's reply; its seq is the engine's (for a placed order, the order id)."""
 
 
-class ReplyBatch(Record):
+class ReplyBatch(Record, frozen=True):
     """The replies one relay flush owes one API process."""
 
     replies: tuple[RoutedReply, ...]
 
 
-class EventBatch(Record):
+class EventBatch(Record, frozen=True):
     """Events, in the order the engine published them."""
 
     events: tuple[Event, ...]
 
 
-class MarketListed(Record):
+class MarketListed(Record, frozen=True):
     """A registry notice: the engine runs this market (also written to the `MARKETS` hash)."""
 
     spec: MarketSpec

@@ -82,7 +82,7 @@ class Registry:
     async def load(self, client: aioredis.Redis) -> None:
         for symbol, payload in sorted((await client.hgetall(MARKETS)).items()):
             try:
-                self.add(decode(payload, MarketSpec))
+                self.add(decode(payload if isinstance(payload, bytes) else payload.encode(), MarketSpec))
             except WireError as error:
                 log.warning("registry entry %r skipped: %s", symbol, error)
 

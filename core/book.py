@@ -530,7 +530,7 @@ class OrderBook:
             for key, level in book.items():
                 require(key == (-level.price if side is BUY else level.price), "level keyed at the wrong price")
                 live = [o for o in level.orders if o.live]
-                require(live, f"empty level {level.price} left on the book")
+                require(bool(live), f"empty level {level.price} left on the book")
                 require(level.live == len(live), f"level {level.price} live count {level.live} != {len(live)}")
                 require(level.dead == len(level.orders) - len(live), f"level {level.price} dead count is wrong")
                 require(level.total == sum(o.remaining for o in live), f"level {level.price} total is wrong")

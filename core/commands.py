@@ -21,7 +21,7 @@ from openbell.core.grid import MarketSpec
 from openbell.core.types import OrderType, Record, SelfTradePrevention, Side, TimeInForce
 
 
-class PlaceOrder(Record):
+class PlaceOrder(Record, frozen=True):
     seq: int
     """Entry sequence number; also the new order's id."""
     ts: int
@@ -49,7 +49,7 @@ class PlaceOrder(Record):
         return self.seq
 
 
-class CancelOrder(Record):
+class CancelOrder(Record, frozen=True):
     seq: int
     ts: int
     user_id: str
@@ -58,7 +58,7 @@ class CancelOrder(Record):
     request_id: str = ""
 
 
-class Deposit(Record):
+class Deposit(Record, frozen=True):
     seq: int
     ts: int
     user_id: str
@@ -70,20 +70,20 @@ class Deposit(Record):
     request_id: str = ""
 
 
-class AddMarket(Record):
+class AddMarket(Record, frozen=True):
     seq: int
     ts: int
     spec: MarketSpec
     request_id: str = ""
 
 
-class GetBalances(Record):
+class GetBalances(Record, frozen=True):
     seq: int
     ts: int
     user_id: str
 
 
-class GetOpenOrders(Record):
+class GetOpenOrders(Record, frozen=True):
     seq: int
     ts: int
     user_id: str
@@ -91,7 +91,7 @@ class GetOpenOrders(Record):
     """None: every market."""
 
 
-class GetDepth(Record):
+class GetDepth(Record, frozen=True):
     seq: int
     ts: int
     market: str
@@ -99,7 +99,7 @@ class GetDepth(Record):
     """Levels per side; the market caps it at `MAX_DEPTH_LEVELS`."""
 
 
-class GetTrades(Record):
+class GetTrades(Record, frozen=True):
     seq: int
     ts: int
     market: str
@@ -107,13 +107,13 @@ class GetTrades(Record):
     """Newest trades; the market caps it at `MAX_TRADES`."""
 
 
-class GetTicker(Record):
+class GetTicker(Record, frozen=True):
     seq: int
     ts: int
     market: str
 
 
-class GetKlines(Record):
+class GetKlines(Record, frozen=True):
     seq: int
     ts: int
     market: str
@@ -124,7 +124,7 @@ class GetKlines(Record):
     """Unix seconds, exclusive."""
 
 
-class GetTradeHistory(Record):
+class GetTradeHistory(Record, frozen=True):
     """Trades of a time range, from the history database (any age)."""
 
     seq: int
@@ -137,7 +137,7 @@ class GetTradeHistory(Record):
     limit: int
 
 
-class GetKlineHistory(Record):
+class GetKlineHistory(Record, frozen=True):
     """Candles of a time range, aggregated by the history database (any age)."""
 
     seq: int

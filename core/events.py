@@ -20,7 +20,7 @@ from typing import TypeAlias
 from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 
-class OrderAccepted(Record):
+class OrderAccepted(Record, frozen=True):
     market: str
     order_id: int
     user_id: str
@@ -34,7 +34,7 @@ class OrderAccepted(Record):
     ts: int
 
 
-class OrderRejected(Record):
+class OrderRejected(Record, frozen=True):
     """An order refused before it reached the book (or by it: post-only would take, an id in use)."""
 
     market: str
@@ -50,7 +50,7 @@ class OrderRejected(Record):
         return OrderStatus.REJECTED
 
 
-class CancelRejected(Record):
+class CancelRejected(Record, frozen=True):
     """A cancel refused: the user has no open order with this id in this market. No order changed."""
 
     market: str
@@ -61,7 +61,7 @@ class CancelRejected(Record):
     ts: int
 
 
-class TradeExecuted(Record):
+class TradeExecuted(Record, frozen=True):
     market: str
     trade_id: int
     """Per-market, increasing from 1."""
@@ -80,7 +80,7 @@ class TradeExecuted(Record):
         return self.taker_side is Side.SELL
 
 
-class OrderPartiallyFilled(Record):
+class OrderPartiallyFilled(Record, frozen=True):
     market: str
     order_id: int
     user_id: str
@@ -95,7 +95,7 @@ class OrderPartiallyFilled(Record):
         return OrderStatus.PARTIALLY_FILLED
 
 
-class OrderFilled(Record):
+class OrderFilled(Record, frozen=True):
     market: str
     order_id: int
     user_id: str
@@ -111,7 +111,7 @@ class OrderFilled(Record):
         return 0
 
 
-class OrderCanceled(Record):
+class OrderCanceled(Record, frozen=True):
     market: str
     order_id: int
     user_id: str
@@ -125,7 +125,7 @@ class OrderCanceled(Record):
         return OrderStatus.CANCELED
 
 
-class OrderExpired(Record):
+class OrderExpired(Record, frozen=True):
     market: str
     order_id: int
     user_id: str
@@ -141,7 +141,7 @@ class OrderExpired(Record):
         return OrderStatus.EXPIRED
 
 
-class BalanceChanged(Record):
+class BalanceChanged(Record, frozen=True):
     user_id: str
     asset: str
     available: int
@@ -152,7 +152,7 @@ class BalanceChanged(Record):
     is the same when replay makes the event again (the history store's key)."""
 
 
-class DepthUpdated(Record):
+class DepthUpdated(Record, frozen=True):
     """Levels changed by updates `first_update_id`..`last_update_id`, as their totals after them."""
 
     market: str
@@ -164,7 +164,7 @@ class DepthUpdated(Record):
     ts: int
 
 
-class Ticker(Record):
+class Ticker(Record, frozen=True):
     """24 h statistics of one market, published after a batch with trades and returned by ticker queries."""
 
     market: str
@@ -184,7 +184,7 @@ class Ticker(Record):
     window_end: int
 
 
-class KlineSnapshot(Record):
+class KlineSnapshot(Record, frozen=True):
     """One candle, as published and returned; prices in ticks, volume in lots, quote in minor units."""
 
     market: str

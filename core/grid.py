@@ -98,7 +98,7 @@ def step_decimals(step: Decimal) -> int:
     return max(0, -exponent)
 
 
-class Asset(Record):
+class Asset(Record, frozen=True):
     symbol: str
     """Upper-case name such as "INR"."""
     decimals: int
@@ -137,7 +137,7 @@ def _format_scaled(units: int, decimals: int) -> str:
     return f"{sign}{digits[:-decimals]}.{digits[-decimals:]}"
 
 
-class MarketSpec(Record):
+class MarketSpec(Record, frozen=True):
     """A market's grid and fees. Prices are in quote per one base.
 
     The last four fields are derived from the others when a spec is made or decoded (whatever values
@@ -247,8 +247,8 @@ class MarketSpec(Record):
 
 def make_market_spec(
     symbol: str,
-    tick_size: str,
-    lot_size: str,
+    tick_size: object,
+    lot_size: object,
     assets: Mapping[str, Asset],
     *,
     maker_fee_bps: int = 0,
@@ -256,7 +256,8 @@ def make_market_spec(
     base_decimals: int | None = None,
     quote_decimals: int | None = None,
 ) -> MarketSpec:
-    """Build a spec from text, taking known assets from `assets` and inventing decimals for new ones.
+    """Build a spec from text (tick and lot sizes as decimal strings; anything else is refused), taking known
+    assets from `assets` and inventing decimals for new ones.
 
     A new asset gets `DEFAULT_ASSET_DECIMALS` or as many as the grid needs, whichever is more. A known
     asset keeps its decimals; if they are too coarse for the grid, the spec is refused.

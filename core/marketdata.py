@@ -17,7 +17,7 @@ from collections import deque
 import msgspec
 from sortedcontainers import SortedDict
 
-from openbell.core.events import KlineSnapshot, Ticker, TradeExecuted
+from openbell.core.events import Event, KlineSnapshot, Ticker, TradeExecuted
 from openbell.core.types import Side
 
 INTERVALS: dict[str, int] = {
@@ -206,7 +206,7 @@ class MarketData:
         out.merge(current)
         return out
 
-    def updates(self) -> list[object]:
+    def updates(self) -> list[Event]:
         """After a batch with trades: each streamed interval's current candle (preceded by the previous
         candle marked closed when a new one began) and the 24 h ticker. O(intervals) per call; the
         closed part of each candle is aggregated once per minute."""
@@ -219,7 +219,7 @@ class MarketData:
                 interval = INTERVALS[name]
                 self._closed[name] = self._aggregate(bucket_start(minute, interval), minute, interval)
             self._closed["24h"] = self._aggregate(minute + 60 - 86400, minute, 86400)
-        out: list[object] = []
+        out: list[Event] = []
         for name in STREAMED_INTERVALS:
             interval = INTERVALS[name]
             start = bucket_start(minute, interval)

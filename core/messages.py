@@ -22,12 +22,12 @@ from openbell.core.types import Record, ResultCode
 T = TypeVar("T")
 
 
-class CommandBatch(Record):
+class CommandBatch(Record, frozen=True):
     commands: tuple[Command, ...]
     """Commands and account queries, in the order they entered the engine's intake."""
 
 
-class MatchBatch(Record):
+class MatchBatch(Record, frozen=True):
     """Orders whose funds are held, and cancels of orders the balance stage knows, for one market."""
 
     market: str
@@ -36,7 +36,7 @@ class MatchBatch(Record):
     """Per market, counts from 1 in the order the balance stage sent the batches."""
 
 
-class Outcome(Record):
+class Outcome(Record, frozen=True):
     """What matching one command did."""
 
     seq: int
@@ -44,7 +44,7 @@ class Outcome(Record):
     """The book's events for the command, in order."""
 
 
-class Settlement(Record):
+class Settlement(Record, frozen=True):
     """What matching one `MatchBatch` did."""
 
     market: str
@@ -56,22 +56,22 @@ class Settlement(Record):
 
 
 # --------------------------------------------------------------------------------------------- reply data
-class DepositResult(Record):
+class DepositResult(Record, frozen=True):
     credited: bool
     """False when the txnId was already used for this very deposit (nothing credited again)."""
 
 
-class Balances(Record):
+class Balances(Record, frozen=True):
     assets: dict[str, tuple[int, int]]
     """Asset -> (available, locked) in minor units."""
 
 
-class OpenOrders(Record):
+class OpenOrders(Record, frozen=True):
     orders: tuple[OpenOrderView, ...]
     """Oldest first."""
 
 
-class Depth(Record):
+class Depth(Record, frozen=True):
     bids: tuple[tuple[int, int], ...]
     """(price ticks, total lots), best first."""
     asks: tuple[tuple[int, int], ...]
@@ -79,17 +79,17 @@ class Depth(Record):
     """The book's update id these levels are as of: depth diffs continue from it."""
 
 
-class RecentTrades(Record):
+class RecentTrades(Record, frozen=True):
     trades: tuple[TradeExecuted, ...]
     """Newest first."""
 
 
-class Klines(Record):
+class Klines(Record, frozen=True):
     candles: tuple[KlineSnapshot, ...]
     """Oldest first."""
 
 
-class AlreadyApplied(Record):
+class AlreadyApplied(Record, frozen=True):
     """The request was applied before (found by its request id): here is what it became."""
 
     seq: int
@@ -110,7 +110,7 @@ ReplyData: TypeAlias = (
 )
 
 
-class Reply(Record):
+class Reply(Record, frozen=True):
     """The answer to one command or query, matched to its caller by `seq`."""
 
     seq: int

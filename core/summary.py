@@ -16,7 +16,7 @@ from openbell.core.events import (
 from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side
 
 
-class OrderSummary(Record):
+class OrderSummary(Record, frozen=True):
     order_id: int
     status: OrderStatus
     executed_quantity: int
@@ -56,7 +56,7 @@ def summarize(order_id: int, events: Iterable[object]) -> OrderSummary:
     return OrderSummary(order_id, status, executed, remaining, tuple(fills), code, reason)
 
 
-class OpenOrderView(Record):
+class OpenOrderView(Record, frozen=True):
     """An open order as a query returns it: a copy, safe to read from any thread."""
 
     order_id: int
@@ -74,7 +74,7 @@ class OpenOrderView(Record):
         return OrderStatus.PARTIALLY_FILLED if self.filled else OrderStatus.NEW
 
 
-class OriginalOrder(Record):
+class OriginalOrder(Record, frozen=True):
     """What a duplicate clientOrderId's reply carries: the order that used it first, as it is now."""
 
     market: str

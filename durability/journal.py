@@ -53,7 +53,7 @@ SEGMENT_SUFFIX = ".log"
 Callback = Callable[[], None]
 
 
-class Durable(Record):
+class Durable(Record, frozen=True):
     """Journal -> actor: every record up to `lsn` is on disk."""
 
     lsn: int

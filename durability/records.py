@@ -39,12 +39,12 @@ PROGRESS_EVERY = 50_000
 """Recovery logs its progress every this many journal records."""
 
 
-class Matched(Record):
+class Matched(Record, frozen=True):
     market: str
     batch_no: int
 
 
-class Settled(Record):
+class Settled(Record, frozen=True):
     market: str
     batch_no: int
 
@@ -122,18 +122,18 @@ def replay(
             for match in effects.batches:
                 unmatched.setdefault(match.market, deque()).append(match)
         elif isinstance(record, Matched):
-            queue = unmatched.get(record.market)
-            if not queue or queue[0].batch_no != record.batch_no:
+            sent = unmatched.get(record.market)
+            if not sent or sent[0].batch_no != record.batch_no:
                 raise ReplayError(lsn, f"market {record.market} matched batch {record.batch_no} that was never sent")
-            settlement, published = markets[record.market].handle_batch(queue.popleft())
+            settlement, published = markets[record.market].handle_batch(sent.popleft())
             if events is not None and published:
                 events(published)
             unsettled.setdefault(record.market, deque()).append(settlement)
         else:
-            queue = unsettled.get(record.market)
-            if not queue or queue[0].batch_no != record.batch_no:
+            made = unsettled.get(record.market)
+            if not made or made[0].batch_no != record.batch_no:
                 raise ReplayError(lsn, f"settlement of {record.market} batch {record.batch_no} was never made")
-            effects = balance.handle_settlement(queue.popleft())
+            effects = balance.handle_settlement(made.popleft())
             if events is not None and effects.events:
                 events(effects.events)
         state.last_lsn = lsn

@@ -39,6 +39,7 @@ MAX_EVENTS_PER_MESSAGE = 20_000
 class HistoryUnavailable(RuntimeError):
     """The history process could not open its database (the message says why)."""
 
+
 START_SECONDS = 30.0
 
 

@@ -155,7 +155,9 @@ def test_a_503_during_redis_restarts_under_load_was_never_applied(cluster: Clust
     lock = threading.Lock()
 
     def client(worker: int) -> None:
-        placed = 0  # orders that may rest: 4 x 150 and the 200 resent below stay under 1,000 open orders a user may have
+        placed = (
+            0  # orders that may rest: 4 x 150 and the 200 resent below stay under 1,000 open orders a user may have
+        )
         with httpx.Client(base_url=api.api, timeout=10) as http:
             for number in range(20_000):  # a bound only: `stop` ends the load first
                 if stop.is_set() or placed >= 150:

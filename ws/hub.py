@@ -187,8 +187,8 @@ class Hub:
                 pending.append((stream, encode({"stream": stream, "data": data})))
             if throttled and type(event) is DepthUpdated:
                 depth: Any = event
-                for stream in throttled.get(depth.market, ()):
-                    stream.merge.add(depth)
+                for throttled_stream in throttled.get(depth.market, ()):
+                    throttled_stream.merge.add(depth)
         if len(pending) > before:
             self.messages_encoded += len(pending) - before
             self._schedule_flush()

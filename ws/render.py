@@ -64,18 +64,17 @@ class Renderer:
 
     def render(self, event: object, wanted: Container[str]) -> list[Message]:
         """The messages `event` makes for the streams in `wanted` (and the order facts it updates)."""
-        kind = type(event)
-        if kind is TradeExecuted:
+        if isinstance(event, TradeExecuted):
             return self._trade(event, wanted)
-        if kind is DepthUpdated:
+        if isinstance(event, DepthUpdated):
             return self._depth(event, wanted)
-        if kind is KlineSnapshot:
+        if isinstance(event, KlineSnapshot):
             return self._kline(event, wanted)
-        if kind is Ticker:
+        if isinstance(event, Ticker):
             return self._ticker(event, wanted)
-        if kind is BalanceChanged:
+        if isinstance(event, BalanceChanged):
             return self._balance(event, wanted)
-        if kind in ORDER_EVENTS:
+        if type(event) in ORDER_EVENTS:
             return self._order(event, wanted)
         return []
 
