@@ -127,9 +127,7 @@ class BalanceActor(pykka.ThreadingActor):
                     self._recorder("balance", message)
                 effects = self.core.handle_settlement(message)
                 journal = self._journal
-                self._send_after(
-                    journal.settled(message, self.actor_ref) if journal else None, effects
-                )
+                self._send_after(journal.settled(message, self.actor_ref) if journal else None, effects)
             elif isinstance(message, Durable):
                 self._release(message.lsn)
             else:

@@ -258,10 +258,7 @@ class BalanceEngine(Engine):
         journal = self.journal
         in_flight = journal.in_flight if journal is not None else {}
         core = self.balance_core
-        return {
-            symbol: sent - len(in_flight.get(symbol, ()))
-            for symbol, sent in core.batches_sent.items()
-        }
+        return {symbol: sent - len(in_flight.get(symbol, ())) for symbol, sent in core.batches_sent.items()}
 
     def settle(self, settlement: Settlement) -> bool:
         """Hand a shard's settlement to the balance actor, as a market actor would. False if it is stopped."""

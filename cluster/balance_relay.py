@@ -81,6 +81,10 @@ class BalanceRelay(Relay):
         self.stats.update({"settlements": 0, "duplicate_settlements": 0, "forwarded": 0, "batches_sent": 0})
 
     # ----------------------------------------------------------------- life cycle
+    def _start_engine(self) -> None:
+        super()._start_engine()
+        self._schedule_flush()  # what recovery staged (every market's HostMarket, the batches in flight) leaves now
+
     def _more_tasks(self) -> list[Coroutine[Any, Any, None]]:
         return [keep_connected(self._read_settlements, what="settlement reader", stop=self._stop)]
 
@@ -146,8 +150,12 @@ class BalanceRelay(Relay):
             if number != last + 1:
                 log.error(
                     "settlement %d of %s came after %d: one is missing; %s waits (entry %s stays pending)",
-                    number, market, last, market, delivery.entry_id,
-                )  # fmt: skip
+                    number,
+                    market,
+                    last,
+                    market,
+                    delivery.entry_id,
+                )
                 delivery.held = True
                 return
             if not self.balance.settle(settlement):
@@ -196,11 +204,7 @@ class BalanceRelay(Relay):
             self._note_journaled()
         durable = self._durable_lsn()
         acks = self._settlement_acks
-        return (
-            self.outbox.has_due(durable)
-            or bool(acks and acks[0].lsn <= durable)
-            or bool(self._forwards)
-        )
+        return self.outbox.has_due(durable) or bool(acks and acks[0].lsn <= durable) or bool(self._forwards)
 
     def _add_to_flush(self, pipe: Any) -> Any:
         self._note_journaled()

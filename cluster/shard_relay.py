@@ -180,8 +180,9 @@ class ShardRelay:
             if pending:
                 log.info("shard %d: %d entries read before the restart are worked off", self.shard.shard, len(pending))
             tasks = [asyncio.create_task(self._flush_forever()), asyncio.create_task(self._trim_forever())]
-            await keep_connected(self._serve, what=f"shard {self.shard.shard}", on_lost=lambda e: self.ready.clear(),
-                                 stop=stop)  # fmt: skip
+            await keep_connected(
+                self._serve, what=f"shard {self.shard.shard}", on_lost=lambda e: self.ready.clear(), stop=stop
+            )
         finally:
             await self._shutdown(tasks)
 

@@ -82,14 +82,10 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     shards = args.market_shards
     if shards > 0:
         data = Path(args.data_dir)
-        engines = [
-            Child(
-                f"markets-{k}",
-                ["markets", *common, "--shard", str(k), "--shards", str(shards),
-                 *markets_argv(args, str(data / f"markets-{k}"))],
-            )  # fmt: skip
-            for k in range(shards)
-        ]
+        engines = []
+        for k in range(shards):
+            argv = ["markets", *common, "--shard", str(k), "--shards", str(shards)]
+            engines.append(Child(f"markets-{k}", [*argv, *markets_argv(args, str(data / f"markets-{k}"))]))
         engines.append(Child("balance", ["balance", *common, *engine_argv(args, str(data / "balance"))]))
     else:
         engines = [Child("engine", ["engine", *common, *engine_argv(args)])]

@@ -176,8 +176,9 @@ class BalanceJournal(EngineJournal):
         if queue and queue[0].batch_no == settlement.batch_no:
             queue.popleft()
         else:
-            log.error("settlement %d of %s does not settle the oldest batch in flight", settlement.batch_no,
-                      settlement.market)  # fmt: skip
+            log.error(
+                "settlement %d of %s does not settle the oldest batch in flight", settlement.batch_no, settlement.market
+            )
         lsn = self.journal.append(pack(settlement), notify=self._both(notify))
         if self.outbound is not None:
             self.outbound.settled(settlement, lsn)
