@@ -264,9 +264,10 @@ class Engine:
         """A command stamped with the next sequence number and the entry time."""
         return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)
 
-    def restamp(self, command: Command) -> Command:
-        """`command` (made elsewhere, e.g. in an API process) with this engine's next seq and entry time."""
-        return restamp(command, next(self._seq), time.time_ns() // 1_000_000)
+    def restamp(self, command: Command, ts: int | None = None) -> Command:
+        """`command` (made elsewhere, e.g. in an API process) with this engine's next seq and entry time (`ts`, ms
+        since the epoch, if the caller read the clock already for a batch of commands; else now)."""
+        return restamp(command, next(self._seq), time.time_ns() // 1_000_000 if ts is None else ts)
 
     def submit(self, command: Command, callback: ReplyCallback) -> None:
         """Send `command`; `callback(reply)` runs later on an actor thread (or now, on a fast rejection)."""
@@ -323,16 +324,18 @@ class Engine:
         return box[0]
 
     def _route(self, command: Command) -> None:
-        if isinstance(command, MARKET_QUERIES):
+        if type(command) not in _NOT_TO_INTAKE:  # a set: orders, the common case, are checked in one step
+            self._to_intake(command)
+        elif isinstance(command, MARKET_QUERIES):
             ref = self._market_refs.get(command.market)
             if ref is None:
                 self._deliver([Reply(command.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}")])
                 return
             ref.tell(command)
-            return
-        if isinstance(command, HISTORY_QUERIES):
+        else:
             self._read_history(command)
-            return
+
+    def _to_intake(self, command: Command) -> None:
         intake = self._intake
         intake.queue.append(command)
         if not intake.scheduled:
@@ -409,6 +412,10 @@ class Engine:
                     loop.call_soon_threadsafe(_resolve, items)
                 except RuntimeError:
                     log.warning("dropped %d replies for a closed event loop", len(items))
+
+
+_NOT_TO_INTAKE = frozenset((*MARKET_QUERIES, *HISTORY_QUERIES))
+"""Commands that skip the balance actor: a market's queries (its actor answers), history queries (a reader)."""
 
 
 def _resolve(items: list[tuple[asyncio.Future[Reply], Reply]]) -> None:

@@ -49,6 +49,8 @@ from openbell.durability.split import HostMarket, MatchEntry
 log = logging.getLogger(__name__)
 
 CONSUMER = "balance"
+SHARD_QUERIES = frozenset((*MARKET_QUERIES, *HISTORY_QUERIES))
+"""What a market shard answers."""
 
 
 @dataclass(slots=True)
@@ -188,7 +190,7 @@ class BalanceRelay(Relay):
     # ----------------------------------------------------------------- queries for the shards
     def _forward(self, routed: RoutedCommand) -> bool:
         command = routed.command
-        if not isinstance(command, MARKET_QUERIES) and not isinstance(command, HISTORY_QUERIES):
+        if type(command) not in SHARD_QUERIES:  # a set: most commands are orders, which a tuple would check in full
             return False
         shard = self.balance.shard_of(command.market)
         if shard is None:

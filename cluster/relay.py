@@ -301,11 +301,11 @@ class Relay:
             pending.entries.append(entry)
             return True
         command = routed.command
-        if isinstance(command, QUERIES) and routed.deadline_ms < now_ms:
+        if routed.deadline_ms < now_ms and isinstance(command, QUERIES):
             return False  # its caller gave up: nobody reads the answer
         if self._forward(routed):
             return False  # another process answers it, straight to its caller
-        stamped = self.engine.restamp(command)
+        stamped = self.engine.restamp(command, now_ms)
         self._in_flight[request_id] = InFlight(request_id, routed.reply_to, stamped, [entry])
         self._by_seq[stamped.seq] = request_id
         submit.append(stamped)
@@ -413,7 +413,7 @@ class Relay:
             self.stats["already_applied"] += 1
         if isinstance(command, STATE_CHANGING):
             self._remember(pending.request_id, reply)
-        if isinstance(command, AddMarket) and reply.ok:
+        if type(command) is AddMarket and reply.ok:
             spec = command.spec
             pipe.hset(MARKETS, spec.symbol, encode(spec))
             pipe.publish(REGISTRY, encode(MarketListed(spec, self.engine.shard_of(spec.symbol))))

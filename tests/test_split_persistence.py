@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pathlib
 import random
+import subprocess
+import sys
 from collections import deque
 from typing import Any
 
@@ -255,3 +257,48 @@ def test_a_data_directory_of_one_kind_of_process_is_refused_by_another(tmp_path:
         BalancePersistence(tmp_path, fsync=False).recover(1000)
     with pytest.raises(RecoveryError, match="'markets 0' process"):
         ShardPersistence(tmp_path, 1, fsync=False).recover()
+
+
+def test_inspect_reads_the_data_directories_of_the_balance_process_and_of_a_shard(tmp_path: pathlib.Path) -> None:
+    # Arrange: a balance process's directory with batches in flight, and a shard's with books.
+    rng = random.Random(3)
+    process = BalanceProcess(tmp_path / "balance")
+    markets = {spec.symbol: MarketCore(spec) for spec in MARKETS}
+    for commands in command_stream(3, 200):
+        process.handle(commands)
+        process.settle(markets, rng)
+    last = PlaceOrder(10**6, 2, USERS[0], "TATA_INR", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 9_000, 1)
+    process.handle([last])  # never settled: in flight
+    process.crash()
+    shard = ShardPersistence(tmp_path / "shard", 0, fsync=False)
+    shard.recover()
+    assert shard.journal is not None
+    shard.journal.entry(pack(entry(*(HostMarket(spec) for spec in MARKETS))), 0, Nobody())
+    for batch in batches_for(command_stream(3, 200)):
+        shard.journal.entry(pack(entry(batch)), len(batch.commands), Nobody())
+    assert shard.journal.journal.flush(10)
+    shard.close()
+
+    # Act
+    balance_report = run_inspect(tmp_path / "balance")
+    shard_report = run_inspect(tmp_path / "shard")
+
+    # Assert: each says what kept it and what it holds, and that its invariants hold.
+    assert balance_report.returncode == 0, balance_report.stdout + balance_report.stderr
+    assert "kept by: balance process" in balance_report.stdout
+    assert "in flight at the end of the journal" in balance_report.stdout
+    assert balance_report.stdout.strip().splitlines()[-1] == "funds conserved per asset; balances non-negative: OK"
+    assert shard_report.returncode == 0, shard_report.stdout + shard_report.stderr
+    assert "kept by: markets 0 process" in shard_report.stdout
+    assert any(line.strip().startswith("TATA_INR: ") for line in shard_report.stdout.splitlines())
+    assert shard_report.stdout.strip().splitlines()[-1] == "books uncrossed: OK"
+
+
+def run_inspect(data_dir: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "run.py", "inspect", "--data-dir", str(data_dir)],
+        cwd=pathlib.Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
