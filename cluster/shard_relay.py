@@ -298,6 +298,11 @@ class ShardRelay:
         if isinstance(entry, CommandEntry):
             self._accept_queries(entry_id, entry)
             return
+        try:
+            items = new_items(entry, self._hosted, self._handled)
+        except OutOfOrder as error:
+            log.error("shard %d: entry %s left pending: %s", self.shard.shard, entry_id, error)
+            return
         delivery = Delivery(entry_id)
         if recovered:
             for item in entry.items:
@@ -307,11 +312,6 @@ class ShardRelay:
                         delivery.settlements.append(found[0])
                         delivery.events.extend(found[1])
                         self.stats["resent"] += 1
-        try:
-            items = new_items(entry, self._hosted, self._handled)
-        except OutOfOrder as error:
-            log.error("shard %d: entry %s left pending: %s", self.shard.shard, entry_id, error)
-            return
         self.stats["duplicates"] += sum(isinstance(item, MatchBatch) for item in entry.items) - sum(
             isinstance(item, MatchBatch) for item in items
         )

@@ -106,9 +106,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-Replay = tuple[dict[str, MarketCore], int, int, int]
-
-
 def _engine(snapshot: dict[str, Any] | None, records: Iterable[tuple[int, bytes]], start: int) -> Any:
     if snapshot is not None:
         balance = BalanceCore.from_state(snapshot["balance"])

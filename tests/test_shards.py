@@ -309,8 +309,9 @@ class Sent:
 
 @dataclass
 class Load:
-    """Workers placing orders on every market: "far" ones that can never trade, each at a price of its own, and
-    "near" ones that trade with each other (a resting sell, then an IOC buy at its price)."""
+    """Workers placing orders: "far" ones that can never trade, each at a price of its own, and "near" ones that
+    trade with each other (a resting sell, then an IOC buy at its price). Worker `w` trades market
+    `SYMBOLS[w % 4]` only, as a client of that market: a client of a paused market waits, the others go on."""
 
     api: str
     workers: int = 4
@@ -350,7 +351,7 @@ class Load:
             for _ in range(100_000):  # a bound only: the test stops the load long before
                 if self.stop.is_set():
                     return
-                market, user = rng.choice(SYMBOLS), rng.choice(USERS)
+                market, user = SYMBOLS[worker % len(SYMBOLS)], rng.choice(USERS)
                 with self._lock:
                     number = next(self._numbers)
                 if rng.random() < 0.5:
@@ -433,7 +434,7 @@ def test_kill_9_of_a_market_shard_under_load_pauses_only_its_markets_and_its_res
     shard_1 = sharded.markets(1, *SNAPSHOTS)
     sharded.balance(*SNAPSHOTS)
     api = sharded.api(reply_timeout=3.0)
-    load = Load(api.api, workers=6)
+    load = Load(api.api, workers=8)
     deposited = load.fund()
     load.start()
     killed_markets = {symbol for symbol, shard in ON_SHARD.items() if shard == 1}
