@@ -1,7 +1,8 @@
 """`python run.py [MODE] [options]`: which mode runs, and start-up that fails in one line, never a traceback.
 
-No mode word: the embedded exchange (engine, REST and WebSocket in one process). `engine`, `api`, `ws`,
-`cluster`: the Redis-fed deployment (`openbell.cluster.modes`). `inspect`: what a data directory holds.
+No mode word: the embedded exchange (engine, REST and WebSocket in one process). `engine`, `balance`,
+`markets`, `api`, `ws`, `cluster`: the Redis-fed deployment (`openbell.cluster.modes`). `inspect`: what a
+data directory holds.
 Every option is defined in `openbell.options`.
 """
 
@@ -95,8 +96,9 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
-def start_engine(args: argparse.Namespace, specs: list[Any], reply_timeout: float = 5.0) -> Any:
-    """The engine recovered from its data directory and started, or StartupFailure saying why not."""
+def start_engine(args: argparse.Namespace, specs: list[Any], reply_timeout: float = 5.0, shard_map: Any = None) -> Any:
+    """The engine recovered from its data directory and started, or StartupFailure saying why not. With a
+    `shard_map`, the balance process's engine (its markets are matched by market shards)."""
     from openbell.actors.engine import tune_garbage_collector
     from openbell.durability.journal import JournalCorrupt, JournalFormatError
     from openbell.durability.persistence import DataDirLocked, RecoveryError
@@ -108,7 +110,7 @@ def start_engine(args: argparse.Namespace, specs: list[Any], reply_timeout: floa
 
     tune_garbage_collector()
     try:
-        engine = make_engine(args, reply_timeout)
+        engine = make_engine(args, reply_timeout, shard_map)
         engine.start(specs)
     except (JournalCorrupt, ReplayError) as error:
         raise StartupFailure(

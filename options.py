@@ -1,10 +1,11 @@
 """Every option of `python run.py` and its modes, in one place: the same name, default and help wherever an
 option applies, and one function that turns them into the engine, its journal and its history.
 
-Modes: the embedded exchange (no mode word), `engine`, `api`, `ws`, `cluster` (the last four over Redis).
-Engine options (markets, durability, history) exist in the embedded, engine and cluster modes; server
-options (address, workers, access log) in the embedded, api and ws modes; `cluster` passes each child the
-options that are its own (`engine_argv`, `server_argv`). Environment variables give defaults where noted
+Modes: the embedded exchange (no mode word), `engine`, `balance`, `markets`, `api`, `ws`, `cluster` (all but
+the first over Redis). Engine options (markets, limits) exist in the embedded, engine, balance and cluster
+modes; durability and history options wherever state is kept (those and `markets`); server options
+(address, workers, access log) in the embedded, api and ws modes; `cluster` passes each child the options
+that are its own (`engine_argv`, `markets_argv`). Environment variables give defaults where noted
 (OPENBELL_HOST, OPENBELL_PORT, OPENBELL_MARKETS, OPENBELL_ASSETS, OPENBELL_DATA_DIR, OPENBELL_DB,
 OPENBELL_REDIS, OPENBELL_LOG_LEVEL).
 """
@@ -19,7 +20,7 @@ from typing import Any
 DEFAULT_MARKETS = "TATA_INR:0.01:1"
 DEFAULT_ASSETS = "TATA:2,INR:2"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-MODES = ("engine", "api", "ws", "cluster")
+MODES = ("engine", "balance", "markets", "api", "ws", "cluster")
 
 DESCRIPTIONS = {
     None: "openbell exchange server: matching engine, REST API (/api/v1) and WebSocket streams (/ws) in one "
@@ -27,11 +28,18 @@ DESCRIPTIONS = {
     "--help`; what a data directory holds: `python run.py inspect --help`.",
     "engine": "The matching engine and its Redis relay: reads commands from the Redis stream, journals them, "
     "publishes replies and events. No HTTP.",
+    "balance": "The balance process of the sharded layout: the sequencer, funds holds and settlement, and the relay "
+    "from the command stream; sends each market's batches to the market shard that matches it, through Redis. "
+    "Starts once a markets process has said how many shards there are.",
+    "markets": "A market shard of the sharded layout: matches the markets assigned to shard --shard (of --shards), "
+    "reading their batches from Redis and writing settlements and events back. A market added at run time goes "
+    "to the shard with the fewest markets.",
     "api": "REST API worker processes on one port, talking to the engine through Redis.",
     "ws": "WebSocket worker processes on one port, streaming the engine's events from Redis.",
     "cluster": "The engine, the API workers and the WebSocket workers as child processes, watched and restarted "
     "together; Ctrl-C or SIGTERM stops them all. The API listens on --api-port, the WebSocket streams on "
-    "--ws-port (ws://HOST:WS_PORT/ws).",
+    "--ws-port (ws://HOST:WS_PORT/ws). With --market-shards N, a balance process and N market shards run "
+    "instead of the one engine process.",
 }
 
 
@@ -41,9 +49,13 @@ def build_parser(mode: str | None) -> argparse.ArgumentParser:
     add_logging(parser)
     if mode is not None:
         add_redis(parser)
-    if mode in (None, "engine", "cluster"):
+    if mode in (None, "engine", "balance", "cluster"):
         add_engine(parser)
-    if mode in ("engine", "cluster"):
+    if mode == "markets":
+        add_shard(parser)
+    if mode in (None, "engine", "balance", "markets", "cluster"):
+        add_durability(parser)
+    if mode in ("engine", "balance", "markets", "cluster"):
         add_relay(parser)
     if mode in (None, "api", "ws"):
         add_server(parser, 8001 if mode == "ws" else 8000, workers=mode is not None)
@@ -93,6 +105,10 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
         help="comma-separated ASSET:DECIMALS, one for every asset of --markets (default %(default)s)",
     )
     group.add_argument("--max-open-orders", type=int, default=1000, help="open orders allowed per user (default 1000)")
+    add_switch_interval(group)
+
+
+def add_switch_interval(group: Any) -> None:
     group.add_argument(
         "--switch-interval",
         type=float,
@@ -100,6 +116,24 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
         help="Python thread switch interval in seconds (default 0.005, Python's own; bench/engine_bench.py "
         "found no smaller value better in general)",
     )
+
+
+def add_shard(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("market shard")
+    group.add_argument(
+        "--shard", type=int, required=True, help="this process's shard number, from 0 to --shards - 1 (required)"
+    )
+    group.add_argument(
+        "--shards",
+        type=int,
+        required=True,
+        help="how many market shards there are (required; the same for every markets process, kept in Redis)",
+    )
+    add_switch_interval(group)
+
+
+def add_durability(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
     durability = parser.add_argument_group("durability and history")
     durability.add_argument(
         "--data-dir",
@@ -143,8 +177,13 @@ def add_engine(parser: argparse.ArgumentParser) -> None:
 
 
 def add_relay(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("relay (the engine's side of Redis)")
-    group.add_argument("--batch", type=int, default=256, help="stream entries read per XREADGROUP (default 256)")
+    group = parser.add_argument_group("relay (the process's side of Redis)")
+    group.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="stream entries read per XREADGROUP (default 256; a market shard's default is 64)",
+    )
     group.add_argument(
         "--trim-interval",
         type=float,
@@ -172,6 +211,13 @@ def add_cluster(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ws-port", type=int, default=8001, help="port of the WebSocket workers (default 8001)")
     group.add_argument("--api-workers", type=int, default=2, help="REST API worker processes (default 2)")
     group.add_argument("--ws-workers", type=int, default=1, help="WebSocket worker processes; 0 for none (default 1)")
+    group.add_argument(
+        "--market-shards",
+        type=int,
+        default=0,
+        help="run a balance process and this many market shards (run.py balance, run.py markets) instead of one "
+        "engine process; their data directories are DATA_DIR/balance and DATA_DIR/markets-K (default 0: one engine)",
+    )
     group.add_argument("--access-log", action="store_true", help="the API workers log every request (default off)")
 
 
@@ -205,13 +251,38 @@ _ENGINE_VALUES = (
 _ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history", "history_in_process")
 
 
-def engine_argv(args: argparse.Namespace) -> list[str]:
-    """The engine options of `args` as command-line words (what `cluster` gives its engine child)."""
+_MARKETS_VALUES = (
+    "switch_interval",
+    "snapshot_every",
+    "snapshot_interval",
+    "keep_snapshots",
+    "db",
+    "batch",
+    "trim_interval",
+)
+
+
+def engine_argv(args: argparse.Namespace, data_dir: str | None = None) -> list[str]:
+    """The engine options of `args` as command-line words (what `cluster` gives its engine or balance child),
+    with `data_dir` instead of `--data-dir` if given."""
+    return _argv(args, _ENGINE_VALUES, data_dir)
+
+
+def markets_argv(args: argparse.Namespace, data_dir: str) -> list[str]:
+    """The options of `args` that a market shard takes, with its own data directory (what `cluster` gives it)."""
+    return _argv(args, _MARKETS_VALUES, data_dir)
+
+
+def _argv(args: argparse.Namespace, values: tuple[str, ...], data_dir: str | None) -> list[str]:
     out: list[str] = []
-    for name in _ENGINE_VALUES:
+    for name in values:
         value = getattr(args, name)
+        if name == "data_dir" and data_dir is not None:
+            value = data_dir
         if value is not None:
             out += [f"--{name.replace('_', '-')}", str(value)]
+    if data_dir is not None and "data_dir" not in values:
+        out += ["--data-dir", data_dir]
     for name in _ENGINE_FLAGS:
         if getattr(args, name):
             out.append(f"--{name.replace('_', '-')}")
@@ -278,28 +349,35 @@ def make_history(args: argparse.Namespace) -> Any:
     return HistoryProcess(url, rejected)
 
 
-def make_persistence(args: argparse.Namespace) -> Any:
-    """The Persistence (journal, snapshots) the options ask for, or None with --in-memory."""
+def make_persistence(args: argparse.Namespace, kind: Any = None, **extra: Any) -> Any:
+    """The persistence (journal, snapshots) the options ask for, or None with --in-memory: the engine's
+    `Persistence`, or `kind` (the balance process's or a market shard's, given `extra`)."""
     if args.in_memory:
         return None
     from openbell.durability.persistence import Persistence
 
-    return Persistence(
+    return (kind or Persistence)(
         pathlib.Path(args.data_dir),
         fsync=not args.no_fsync,
         snapshot_every_commands=args.snapshot_every,
         snapshot_every_seconds=args.snapshot_interval,
         keep_snapshots=args.keep_snapshots,
+        **extra,
     )
 
 
-def make_engine(args: argparse.Namespace, reply_timeout: float = 5.0) -> Any:
-    """The engine the options describe (not started)."""
+def make_engine(args: argparse.Namespace, reply_timeout: float = 5.0, shard_map: Any = None) -> Any:
+    """The engine the options describe (not started): with a `shard_map`, the balance process's."""
     from openbell.actors.engine import Engine
 
-    return Engine(
-        reply_timeout=reply_timeout,
-        max_open_orders_per_user=args.max_open_orders,
-        persistence=make_persistence(args),
-        history=make_history(args),
-    )
+    options = {
+        "reply_timeout": reply_timeout,
+        "max_open_orders_per_user": args.max_open_orders,
+        "history": make_history(args),
+    }
+    if shard_map is None:
+        return Engine(persistence=make_persistence(args), **options)
+    from openbell.cluster.balance import BalanceEngine
+    from openbell.durability.split import BalancePersistence
+
+    return BalanceEngine(shard_map, persistence=make_persistence(args, BalancePersistence), **options)

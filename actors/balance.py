@@ -11,7 +11,8 @@ What it receives, and what it does with it:
 Without a journal (`--in-memory`), replies and events leave at once.
 
 Invariants: the core sees its inputs in the order this actor received them; replies and events leave in
-that same order; a snapshot is taken only when no forwarded command is unsettled.
+that same order; a snapshot is taken only when its persistence can take one (the engine's: when no
+forwarded command is unsettled; the balance process's keeps the batches in flight in the snapshot).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any, Protocol
 
 import pykka
 
@@ -37,7 +39,16 @@ log = logging.getLogger(__name__)
 
 Recorder = Callable[[str, object], None]
 ReplySink = Callable[[Sequence[Reply]], None]
-MarketSpawner = Callable[[MarketSpec], pykka.ActorRef]
+
+
+class MarketRef(Protocol):
+    """Where the balance actor sends a market's `MatchBatch`es (and the engine its queries): the market actor's
+    ref, or, for a market that another process matches, a stand-in with the same `tell`."""
+
+    def tell(self, message: Any) -> None: ...
+
+
+MarketSpawner = Callable[[MarketSpec], MarketRef]
 
 MAX_BATCH = 512
 """Most commands taken from the intake per message, so settlements interleave with new orders."""
@@ -75,7 +86,7 @@ class BalanceActor(pykka.ThreadingActor):
         reply_sink: ReplySink,
         bus: EventBus,
         recorder: Recorder | None = None,
-        markets: dict[str, pykka.ActorRef] | None = None,
+        markets: dict[str, MarketRef] | None = None,
         persistence: Persistence | None = None,
     ) -> None:
         super().__init__()
@@ -85,7 +96,7 @@ class BalanceActor(pykka.ThreadingActor):
         self._reply_sink = reply_sink
         self._bus = bus
         self._recorder = recorder
-        self.markets: dict[str, pykka.ActorRef] = markets if markets is not None else {}
+        self.markets: dict[str, MarketRef] = markets if markets is not None else {}
         self._persistence = persistence
         self._journal = persistence.journal if persistence is not None else None
         self._outbox: deque[tuple[int, list[Reply], list[Event]]] = deque()
@@ -116,9 +127,7 @@ class BalanceActor(pykka.ThreadingActor):
                     self._recorder("balance", message)
                 effects = self.core.handle_settlement(message)
                 journal = self._journal
-                self._send_after(
-                    journal.settled(message.market, message.batch_no, self.actor_ref) if journal else None, effects
-                )
+                self._send_after(journal.settled(message, self.actor_ref) if journal else None, effects)
             elif isinstance(message, Durable):
                 self._release(message.lsn)
             else:
@@ -153,8 +162,9 @@ class BalanceActor(pykka.ThreadingActor):
             self._bus.publish(events)
 
     def _snapshot_if_quiet(self) -> None:
-        """Take the due snapshot once every forwarded command is settled, then let commands in again."""
-        if self.core.pending or self._persistence is None:
+        """Take the due snapshot once the persistence can (in one process: every forwarded command settled),
+        then let commands in again."""
+        if self._persistence is None or not self._persistence.can_snapshot(self.core):
             return
         self._snapshot_wanted = False
         try:

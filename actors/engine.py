@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import pykka
 
-from openbell.actors.balance import WAKE, BalanceActor, Intake
+from openbell.actors.balance import WAKE, BalanceActor, Intake, MarketRef
 from openbell.actors.bus import InProcessEventBus
 from openbell.actors.market import MarketActor
 from openbell.core.commands import HISTORY_QUERIES, MARKET_QUERIES, AddMarket, Command, HistoryQuery, restamp
@@ -38,6 +38,7 @@ from openbell.core.messages import Reply
 from openbell.core.risk import BalanceCore
 from openbell.core.types import ResultCode
 from openbell.durability.persistence import Persistence
+from openbell.durability.records import Replayed
 from openbell.edge.client import EngineError, EngineTimeout, EngineUnavailable
 from openbell.history.queries import History
 
@@ -75,6 +76,9 @@ def tune_garbage_collector() -> None:
 
 
 class Engine:
+    _replayed: Replayed | None
+    """What recovery rebuilt besides the balance core, kept from `_recover` for `_resume`."""
+
     def __init__(
         self,
         *,
@@ -93,7 +97,7 @@ class Engine:
         self._waiters: dict[int, ReplyCallback | asyncio.Future[Reply] | BatchSink] = {}
         self._specs: dict[str, MarketSpec] = {}
         self._assets: dict[str, Asset] = {}
-        self._market_refs: dict[str, pykka.ActorRef] = {}
+        self._market_refs: dict[str, MarketRef] = {}
         self.market_cores: dict[str, MarketCore] = {}
         self.balance_core = BalanceCore(max_open_orders_per_user)
         self._balance_ref: pykka.ActorRef | None = None
@@ -103,23 +107,19 @@ class Engine:
         self.history = history
         """The history database's writer (in this process, or a child process), fed from the bus, or None."""
         self._history_readers: ThreadPoolExecutor | None = None
+        self._replayed = None
 
     # ----------------------------------------------------------------- life cycle
     def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
         if self._running:
             return self
-        replayed = None
         if self.history is not None:
             self.bus.subscribe(self.history.on_events)
             self._history_readers = ThreadPoolExecutor(2, thread_name_prefix="history-reader")
             if self.persistence is not None:
                 self.persistence.history = self.history
-        if self.persistence is not None:
-            replayed = self.persistence.recover(self.balance_core.max_open_orders_per_user)
-            self.balance_core = replayed.balance
-            self.persistence.market_cores = self.market_cores
-            self._seq = itertools.count(self.balance_core.last_seq + 1)
-        market_refs: dict[str, pykka.ActorRef] = {}
+        self._recover()
+        market_refs: dict[str, MarketRef] = {}
         self._balance_ref = BalanceActor.start(
             self.balance_core,
             self._intake,
@@ -130,16 +130,7 @@ class Engine:
             market_refs,
             self.persistence,
         )
-        if replayed is not None:
-            for spec_symbol, core in replayed.markets.items():
-                market_refs[spec_symbol] = self._start_market(core)
-            # Finish what was in flight at the crash: settlements first, then unmatched batches.
-            for queue in replayed.unsettled.values():
-                for settlement in queue:
-                    self._balance_ref.tell(settlement)
-            for symbol, batches in replayed.unmatched.items():
-                for batch in batches:
-                    market_refs[symbol].tell(batch)
+        self._resume(market_refs)
         self._running = True
         for spec in markets:
             if spec.symbol in self._specs:
@@ -151,6 +142,37 @@ class Engine:
         log.info("engine started with markets %s", ", ".join(self._specs) or "(none)")
         return self
 
+    def _recover(self) -> None:
+        """Rebuild the balance core (and keep what else was recovered for `_resume`) from the data directory."""
+        if self.persistence is None:
+            return
+        replayed = self.persistence.recover(self.balance_core.max_open_orders_per_user)
+        self._replayed = replayed
+        self.balance_core = replayed.balance
+        self.persistence.market_cores = self.market_cores
+        self._seq = itertools.count(self.balance_core.last_seq + 1)
+
+    def _resume(self, market_refs: dict[str, MarketRef]) -> None:
+        """Start the recovered markets (into `market_refs`, the balance actor's) and finish what was in flight."""
+        replayed = self._take_replayed()
+        if replayed is None:
+            return
+        assert self._balance_ref is not None
+        for spec_symbol, core in replayed.markets.items():
+            market_refs[spec_symbol] = self._start_market(core)
+        # Finish what was in flight at the crash: settlements first, then unmatched batches.
+        for queue in replayed.unsettled.values():
+            for settlement in queue:
+                self._balance_ref.tell(settlement)
+        for symbol, batches in replayed.unmatched.items():
+            for batch in batches:
+                market_refs[symbol].tell(batch)
+
+    def _take_replayed(self) -> Replayed | None:
+        """What `_recover` kept for `_resume` (once)."""
+        replayed, self._replayed = self._replayed, None
+        return replayed
+
     def stop(self, timeout: float = 10.0) -> None:
         if not self._running:
             return
@@ -158,7 +180,7 @@ class Engine:
         self._drain(timeout)
         refs = [self._balance_ref, *self._market_refs.values()]
         for ref in refs:
-            if ref is not None:
+            if isinstance(ref, pykka.ActorRef):  # a stand-in for a market of another process has nothing to stop
                 try:
                     ref.stop(block=True, timeout=timeout)
                 except pykka.ActorDeadError:
@@ -166,7 +188,7 @@ class Engine:
                 except Exception:
                     log.exception("actor did not stop cleanly")
         if self.persistence is not None:
-            if not self.balance_core.pending:
+            if self.persistence.can_snapshot(self.balance_core):
                 try:
                     self.persistence.snapshot(self.balance_core, wait=True)
                 except Exception:
@@ -212,7 +234,7 @@ class Engine:
         """Assets of the running markets by symbol (read-only view, kept as markets start)."""
         return MappingProxyType(self._assets)
 
-    def _spawn_market(self, spec: MarketSpec) -> pykka.ActorRef:
+    def _spawn_market(self, spec: MarketSpec) -> MarketRef:
         """Called by the balance actor when it accepts a new market: the market trades at once."""
         return self._start_market(MarketCore(spec))
 
@@ -222,21 +244,30 @@ class Engine:
         journal = self.persistence.journal if self.persistence is not None else None
         ref = MarketActor.start(core, self._balance_ref, self._deliver, self.bus, self._recorder, journal)
         self.market_cores[spec.symbol] = core
+        self._register_market(spec, ref)
+        log.info("market %s started", spec.symbol)
+        return ref
+
+    def _register_market(self, spec: MarketSpec, ref: MarketRef) -> None:
+        """Route the market's queries to `ref` and list it (and its assets)."""
         self._market_refs[spec.symbol] = ref
         self._specs[spec.symbol] = spec
         self._assets.setdefault(spec.base.symbol, spec.base)
         self._assets.setdefault(spec.quote.symbol, spec.quote)
-        log.info("market %s started", spec.symbol)
-        return ref
+
+    def shard_of(self, symbol: str) -> int | None:
+        """The market shard (process) that matches `symbol`: None here, where every market is in this process."""
+        return None
 
     # ----------------------------------------------------------------- entry
     def new(self, command_class: Callable[..., C], **fields: Any) -> C:
         """A command stamped with the next sequence number and the entry time."""
         return command_class(next(self._seq), time.time_ns() // 1_000_000, **fields)
 
-    def restamp(self, command: Command) -> Command:
-        """`command` (made elsewhere, e.g. in an API process) with this engine's next seq and entry time."""
-        return restamp(command, next(self._seq), time.time_ns() // 1_000_000)
+    def restamp(self, command: Command, ts: int | None = None) -> Command:
+        """`command` (made elsewhere, e.g. in an API process) with this engine's next seq and entry time (`ts`, ms
+        since the epoch, if the caller read the clock already for a batch of commands; else now)."""
+        return restamp(command, next(self._seq), time.time_ns() // 1_000_000 if ts is None else ts)
 
     def submit(self, command: Command, callback: ReplyCallback) -> None:
         """Send `command`; `callback(reply)` runs later on an actor thread (or now, on a fast rejection)."""
@@ -293,16 +324,20 @@ class Engine:
         return box[0]
 
     def _route(self, command: Command) -> None:
-        if isinstance(command, MARKET_QUERIES):
+        if type(command) not in _NOT_TO_INTAKE:  # a set: orders, the common case, are checked in one step
+            self._to_intake(command)
+        elif isinstance(command, MARKET_QUERIES):
             ref = self._market_refs.get(command.market)
             if ref is None:
                 self._deliver([Reply(command.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}")])
                 return
             ref.tell(command)
-            return
-        if isinstance(command, HISTORY_QUERIES):
+        elif isinstance(command, HISTORY_QUERIES):
             self._read_history(command)
-            return
+        else:
+            self._to_intake(command)
+
+    def _to_intake(self, command: Command) -> None:
         intake = self._intake
         intake.queue.append(command)
         if not intake.scheduled:
@@ -379,6 +414,10 @@ class Engine:
                     loop.call_soon_threadsafe(_resolve, items)
                 except RuntimeError:
                     log.warning("dropped %d replies for a closed event loop", len(items))
+
+
+_NOT_TO_INTAKE = frozenset((*MARKET_QUERIES, *HISTORY_QUERIES))
+"""Commands that skip the balance actor: a market's queries (its actor answers), history queries (a reader)."""
 
 
 def _resolve(items: list[tuple[asyncio.Future[Reply], Reply]]) -> None:

@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any, Protocol
 
 import pykka
 
@@ -36,13 +37,19 @@ Recorder = Callable[[str, object], None]
 ReplySink = Callable[[Sequence[Reply]], None]
 
 
+class Recipient(Protocol):
+    """Where a market actor sends its settlements: the balance actor's ref (or, in a market shard, the relay)."""
+
+    def tell(self, message: Any) -> None: ...
+
+
 class MarketActor(pykka.ThreadingActor):
     use_daemon_thread = True
 
     def __init__(
         self,
         core: MarketCore,
-        balance: pykka.ActorRef,
+        balance: Recipient,
         reply_sink: ReplySink,
         bus: EventBus,
         recorder: Recorder | None = None,
@@ -84,11 +91,16 @@ class MarketActor(pykka.ThreadingActor):
             log.exception("market %s failed on %r", self.symbol, batch)
             seqs = tuple(command.seq for command in batch.commands)
             settlement, events = Settlement(self.symbol, (), seqs, batch.batch_no), []
+        self._matched(batch, settlement, events)
+
+    def _matched(self, batch: MatchBatch, settlement: Settlement, events: list[Event]) -> None:
+        """Hand on what matching `batch` made: the settlement to the balance actor at once (its own journal
+        record comes after this one, so its replies wait for this record too), the events once durable."""
         if self._journal is None:
             self._balance.tell(settlement)
             self._bus.publish(events)
             return
-        lsn = self._journal.matched(self.symbol, batch.batch_no, self.actor_ref)
+        lsn = self._journal.matched(batch, self.actor_ref)
         self._balance.tell(settlement)
         if events:
             self._outbox.append((lsn, events))

@@ -1,4 +1,5 @@
-"""The Redis-fed deployment: one engine process, API and WebSocket processes, Redis between them.
+"""The Redis-fed deployment: one engine process (or a balance process and market shards), API and WebSocket
+processes, Redis between them.
 
 What crosses Redis, every message a `Record` encoded by `openbell.core.wire` (a version byte, then
 JSON; a message that does not decode is logged, counted, skipped and, on the stream, acknowledged):
@@ -10,6 +11,16 @@ JSON; a message that does not decode is logged, counted, skipped and, on the str
   one, in order (WebSocket processes render what their clients subscribed to).
 - `MARKETS` (a hash, symbol -> `MarketSpec`) and `REGISTRY` (pub/sub, `MarketListed` notices): the
   markets the engine runs, for API and WebSocket processes.
+
+With market shards (`run.py balance` + `run.py markets --shard K`), the balance process reads `COMMANDS` as the
+engine does, and besides:
+- `shard_stream(K)` (a stream, consumer group `MARKET_GROUP`): `MatchEntry`s from the balance process (its
+  `HostMarket`s and `MatchBatch`es for shard K's markets, one entry per shard per relay flush), and
+  `CommandEntry`s of market-data queries from API processes (answered on their reply channels);
+- `SETTLEMENTS` (a stream, consumer group `BALANCE_GROUP`): `SettlementEntry`s from the shards, one per
+  shard flush; each shard also publishes its markets' events on `EVENTS`, in its own order;
+- `SHARD_COUNT` (a string: how many shards) and `SHARDS` (a hash, symbol -> shard number): the stable
+  assignment of markets to shards, written by the balance process; `MarketListed` notices carry it too.
 
 At most once: a state-changing command carries its request id (`command.request_id`) into the engine,
 which applies a request id at most once and journals it with the command (`openbell.core.risk`); so a
@@ -24,7 +35,7 @@ from __future__ import annotations
 from openbell.core.commands import Command
 from openbell.core.events import Event
 from openbell.core.grid import MarketSpec
-from openbell.core.messages import Reply
+from openbell.core.messages import Reply, Settlement
 from openbell.core.types import Record
 
 COMMANDS = "openbell:commands"
@@ -33,10 +44,21 @@ REGISTRY = "openbell:registry"
 EVENTS = "openbell:events"
 GROUP = "engine"
 REPLY_PREFIX = "openbell:reply:"
+SETTLEMENTS = "openbell:settlements"
+BALANCE_GROUP = "balance"
+SHARD_PREFIX = "openbell:shard:"
+MARKET_GROUP = "markets"
+SHARDS = "openbell:shards"
+SHARD_COUNT = "openbell:market-shards"
 
 
 def reply_channel(api_id: str) -> str:
     return f"{REPLY_PREFIX}{api_id}"
+
+
+def shard_stream(shard: int) -> str:
+    """The stream market shard `shard` reads."""
+    return f"{SHARD_PREFIX}{shard}"
 
 
 class RoutedCommand(Record, frozen=True):
@@ -82,3 +104,11 @@ class MarketListed(Record, frozen=True):
     """A registry notice: the engine runs this market (also written to the `MARKETS` hash)."""
 
     spec: MarketSpec
+    shard: int | None = None
+    """The market shard that matches it (also in the `SHARDS` hash); None where one engine runs every market."""
+
+
+class SettlementEntry(Record, frozen=True):
+    """One entry of the settlement stream: what one market shard's flush settled, per market in batch order."""
+
+    settlements: tuple[Settlement, ...]

@@ -1,8 +1,12 @@
-"""The processes of the Redis-fed deployment (`python run.py engine|api|ws|cluster`), given their parsed
-options (`openbell.options`):
+"""The processes of the Redis-fed deployment (`python run.py engine|balance|markets|api|ws|cluster`), given their
+parsed options (`openbell.options`):
 
 - `engine`: the engine (journal, snapshots, history database: the same options as the embedded mode) and
   its relay (`openbell.cluster.relay`); no HTTP.
+- `balance`: the engine's balance actor with every market matched by a market shard
+  (`openbell.cluster.balance`), and its relay (`openbell.cluster.balance_relay`); no HTTP.
+- `markets`: one market shard's markets (`openbell.cluster.shard`) and its relay
+  (`openbell.cluster.shard_relay`); no HTTP.
 - `api`: the REST API on `RemoteEngine`, `--workers N` Sanic worker processes on one port.
 - `ws`: the WebSocket streams on `RemoteEngine` + `RedisEventBus`, `--workers M` on one port.
 - `cluster`: all of the above as child processes, watched and stopped together (`openbell.cluster.supervisor`).
@@ -15,7 +19,7 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -25,6 +29,10 @@ log = logging.getLogger("openbell")
 def run(mode: str, args: argparse.Namespace) -> int:
     if mode == "engine":
         return run_engine(args)
+    if mode == "balance":
+        return run_balance(args)
+    if mode == "markets":
+        return run_markets(args)
     if mode == "api":
         factory = partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url)
         return serve(args, factory, "REST API (/api/v1) and web page (/)")
@@ -48,19 +56,68 @@ def run_engine(args: argparse.Namespace) -> int:
         args.redis,
         engine,
         specs,
-        batch_size=args.batch,
+        batch_size=args.batch or 256,
         trim_interval=args.trim_interval,
     )
+    _run_until_signal(relay.run)
+    return 0
+
+
+def run_balance(args: argparse.Namespace) -> int:
+    from openbell.cli import start_engine
+    from openbell.cluster.balance import ShardMap
+    from openbell.cluster.balance_relay import BalanceRelay
+    from openbell.options import parse_markets
+
+    specs = parse_markets(args.markets, args.assets)
+    sys.setswitchinterval(args.switch_interval)
+    shard_map = ShardMap.load(args.redis)
+    log.info("%d market shards; markets assigned: %s", shard_map.count, _assigned(shard_map))
+    engine = start_engine(args, [], shard_map=shard_map)
+    relay = BalanceRelay(args.redis, engine, specs, batch_size=args.batch or 256, trim_interval=args.trim_interval)
+    _run_until_signal(relay.run)
+    return 0
+
+
+def _assigned(shard_map: Any) -> str:
+    return "; ".join(f"{k}: {', '.join(shard_map.markets_of(k)) or '-'}" for k in range(shard_map.count))
+
+
+def run_markets(args: argparse.Namespace) -> int:
+    from openbell.actors.engine import tune_garbage_collector
+    from openbell.cli import StartupFailure
+    from openbell.cluster.shard import MarketShard
+    from openbell.cluster.shard_relay import ShardCountMismatch, ShardRelay, register_shard_count
+    from openbell.durability.split import ShardPersistence
+    from openbell.options import make_history, make_persistence
+
+    if not 0 <= args.shard < args.shards:
+        raise StartupFailure(f"--shard must be from 0 to {args.shards - 1} (--shards {args.shards})")
+    sys.setswitchinterval(args.switch_interval)
+    tune_garbage_collector()
+    try:
+        register_shard_count(args.redis, args.shards)
+    except ShardCountMismatch as error:
+        raise StartupFailure(str(error)) from None
+    shard = MarketShard(
+        args.shard, persistence=make_persistence(args, ShardPersistence, shard=args.shard), history=make_history(args)
+    )
+    relay = ShardRelay(args.redis, shard, batch_size=args.batch or 64, trim_interval=args.trim_interval)
+    _run_until_signal(relay.run)
+    return 0
+
+
+def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `run(stop)` on a new event loop; SIGINT or SIGTERM sets `stop`."""
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await relay.run(stop)
+        await run(stop)
 
     asyncio.run(main())
-    return 0
 
 
 # --------------------------------------------------------------------------- api / ws

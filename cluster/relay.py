@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +117,8 @@ class Relay:
         self.stopping = threading.Event()
         self._acked_since_trim = 1
         """Entries acknowledged since the last successful trim (1 at start: trim what a previous run left)."""
+        self.trimmed_streams: list[tuple[str, str]] = [(COMMANDS, GROUP)]
+        """(stream, consumer group) of the streams this relay reads and trims."""
         self._trim_due: asyncio.Event | None = None
         self._in_flight: dict[str, InFlight] = {}
         self._by_seq: dict[int, str] = {}
@@ -165,9 +167,14 @@ class Relay:
                 asyncio.create_task(self._trim_forever()),
                 asyncio.create_task(self._watch_listeners()),
             ]
+            tasks += [asyncio.create_task(task) for task in self._more_tasks()]
             await keep_connected(self._serve, what="relay", on_lost=lambda error: self.ready.clear(), stop=stop)
         finally:
             await self._shutdown(tasks)
+
+    def _more_tasks(self) -> list[Coroutine[Any, Any, None]]:
+        """What a subclass runs beside reading commands, flushing and trimming (stopped with them)."""
+        return []
 
     def _start_engine(self) -> None:
         engine = self.engine
@@ -303,13 +310,19 @@ class Relay:
             pending.entries.append(entry)
             return True
         command = routed.command
-        if isinstance(command, QUERIES) and routed.deadline_ms < now_ms:
+        if routed.deadline_ms < now_ms and isinstance(command, QUERIES):
             return False  # its caller gave up: nobody reads the answer
-        stamped = self.engine.restamp(command)
+        if self._forward(routed):
+            return False  # another process answers it, straight to its caller
+        stamped = self.engine.restamp(command, now_ms)
         self._in_flight[request_id] = InFlight(request_id, routed.reply_to, stamped, [entry])
         self._by_seq[stamped.seq] = request_id
         submit.append(stamped)
         return True
+
+    def _forward(self, routed: RoutedCommand) -> bool:
+        """Whether a subclass sends this request on to another process (which answers its caller)."""
+        return False
 
     def _ack(self, entry_id: Any) -> None:
         self._acks.append(entry_id)
@@ -377,8 +390,9 @@ class Relay:
     async def _flush_once(self) -> None:
         r = self._redis
         assert r is not None
-        while self._replies or self._events or self._resend or self._acks:
+        while self._replies or self._events or self._resend or self._acks or self._more_to_flush():
             pipe = r.pipeline(transaction=False)
+            taken = self._add_to_flush(pipe)  # first: what it sends must be in Redis before the replies go out
             owed: dict[str, list[RoutedReply]] = {}
             resend = self._resend
             for _ in range(min(len(resend), MAX_REPLIES_PER_FLUSH)):
@@ -405,11 +419,23 @@ class Relay:
                 await pipe.execute()
             except (redis.RedisError, OSError):
                 self.stats["dropped_events"] += len(events)
+                self._not_flushed(taken)
                 raise
             if acks:
                 self._acked_since_trim += len(acks)
                 if self._acked_since_trim >= self.trim_after_acks and self._trim_due is not None:
                     self._trim_due.set()
+
+    def _more_to_flush(self) -> bool:
+        """Whether a subclass has something to write that may be written now (see `_add_to_flush`)."""
+        return False
+
+    def _add_to_flush(self, pipe: Any) -> Any:
+        """Add a subclass's writes to the flush's pipeline; returns what was taken, for `_not_flushed`."""
+        return None
+
+    def _not_flushed(self, taken: Any) -> None:
+        """The pipeline failed: a subclass keeps what `_add_to_flush` took, to write it again."""
 
     def _reply_to(self, pipe: Any, reply: Reply, owed: dict[str, list[RoutedReply]]) -> None:
         request_id = self._by_seq.pop(reply.seq, None)
@@ -422,10 +448,10 @@ class Relay:
             self.stats["already_applied"] += 1
         if isinstance(command, STATE_CHANGING):
             self._remember(pending.request_id, reply)
-        if isinstance(command, AddMarket) and reply.ok:
+        if type(command) is AddMarket and reply.ok:
             spec = command.spec
             pipe.hset(MARKETS, spec.symbol, encode(spec))
-            pipe.publish(REGISTRY, encode(MarketListed(spec)))
+            pipe.publish(REGISTRY, encode(MarketListed(spec, self.engine.shard_of(spec.symbol))))
         owed.setdefault(pending.reply_to, []).append(RoutedReply(pending.request_id, reply))
         for entry in pending.entries:
             entry.waiting -= 1
@@ -448,14 +474,16 @@ class Relay:
                 continue
             acked = self._acked_since_trim
             try:
-                removed = await trim_journaled(self._redis)
+                removed = 0
+                for stream, group in self.trimmed_streams:
+                    removed += await trim_journaled(self._redis, stream, group)
             except (redis.RedisError, OSError) as error:
                 log.info("could not trim %s (%s); trying again later", COMMANDS, error)
                 continue
             self._acked_since_trim -= acked
             self.stats["trimmed"] += removed
             if removed:
-                log.debug("trimmed %d journaled entries from %s", removed, COMMANDS)
+                log.debug("trimmed %d journaled entries", removed)
 
     def _remember(self, request_id: str, reply: Reply) -> None:
         done = self._done
@@ -471,7 +499,7 @@ class Relay:
         pipe = self._redis.pipeline(transaction=True)
         pipe.hset(MARKETS, mapping={spec.symbol: encode(spec) for spec in specs})
         for spec in specs:
-            pipe.publish(REGISTRY, encode(MarketListed(spec)))
+            pipe.publish(REGISTRY, encode(MarketListed(spec, self.engine.shard_of(spec.symbol))))
         await pipe.execute()
 
 
@@ -481,15 +509,17 @@ def _stream_id(raw: bytes | str) -> tuple[int, int]:
     return int(milliseconds), int(sequence or 0)
 
 
-def trim_bound(groups: Sequence[dict[str, Any]], pending: dict[str, Any]) -> tuple[int, int] | None:
-    """The smallest command-stream id the engine's group may still need, from XINFO GROUPS and the XPENDING
-    summary of `GROUP` read together; None when nothing may be trimmed (no group, or a group we do not know).
+def trim_bound(
+    groups: Sequence[dict[str, Any]], pending: dict[str, Any], group_name: str = GROUP
+) -> tuple[int, int] | None:
+    """The smallest stream id the reader's group may still need, from XINFO GROUPS and the XPENDING summary of
+    `group_name` read together; None when nothing may be trimmed (no group, or a group we do not know).
 
     Pending entries are needed (their replies may not be out); so is every entry after the group's
     last-delivered-id (not yet read). Everything below the bound was acknowledged, hence journaled.
     """
     names = {group["name"].decode() if isinstance(group["name"], bytes) else group["name"] for group in groups}
-    if names != {GROUP}:
+    if names != {group_name}:
         return None
     (group,) = groups
     if int(pending["pending"]) > 0:
@@ -498,21 +528,24 @@ def trim_bound(groups: Sequence[dict[str, Any]], pending: dict[str, Any]) -> tup
     return (milliseconds, sequence + 1) if sequence < 2**64 - 1 else (milliseconds + 1, 0)
 
 
-async def trim_journaled(client: aioredis.Redis) -> int:
-    """`XTRIM COMMANDS MINID <bound>` (see `trim_bound`); returns how many entries were removed.
+async def trim_journaled(client: aioredis.Redis, stream: str = COMMANDS, group: str = GROUP) -> int:
+    """`XTRIM <stream> MINID <bound>` (see `trim_bound`); returns how many entries were removed.
 
     Safe against the relay's own reads running meanwhile: the group's state is read in one MULTI/EXEC, and
     between that and the XTRIM the pending list can only lose entries, or gain entries after the
     last-delivered-id that was read, so none below the bound.
     """
     pipe = client.pipeline(transaction=True)
-    pipe.xinfo_groups(COMMANDS)
-    pipe.xpending(COMMANDS, GROUP)
-    groups, pending = await pipe.execute()
-    bound = trim_bound(groups, pending)
+    pipe.xinfo_groups(stream)
+    pipe.xpending(stream, group)
+    try:
+        groups, pending = await pipe.execute()
+    except redis.ResponseError:  # the stream or the group does not exist yet
+        return 0
+    bound = trim_bound(groups, pending, group)
     if bound is None:
         return 0
-    removed: Any = await client.xtrim(COMMANDS, minid=f"{bound[0]}-{bound[1]}", approximate=False)
+    removed: Any = await client.xtrim(stream, minid=f"{bound[0]}-{bound[1]}", approximate=False)
     return int(removed)
 
 

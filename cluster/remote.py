@@ -1,9 +1,11 @@
 """`RemoteEngine`: the engine as an API or WebSocket process sees it, through Redis. An `EngineClient`.
 
 `request` queues one `RoutedCommand`; everything queued in one pass of the event loop is written as one
-`CommandEntry` (one XADD, one round trip), and the reply comes back in a `ReplyBatch` on this process's
+`CommandEntry` per stream (one round trip), and the reply comes back in a `ReplyBatch` on this process's
 own reply channel, matched by request id. A state-changing command carries its request id into the
-engine (`command.request_id`), which applies it at most once.
+engine (`command.request_id`), which applies it at most once. With market shards, a market-data or
+history query goes to the stream of the shard that matches its market (the registry says which), and that
+shard answers; everything else goes to the command stream.
 
 Faults: `EngineUnavailable` (503) always means the command was not written: Redis was unreachable (or
 this process's reply subscription was down) before anything was sent; a background task reconnects
@@ -33,15 +35,17 @@ from openbell.cluster import (
     COMMANDS,
     MARKETS,
     REGISTRY,
+    SHARDS,
     CommandEntry,
     MarketListed,
     ReplyBatch,
     RoutedCommand,
     reply_channel,
+    shard_stream,
 )
 from openbell.cluster.reconnect import close_quietly, keep_connected
 from openbell.cluster.redisbus import RedisEventBus
-from openbell.core.commands import STATE_CHANGING, Command
+from openbell.core.commands import HISTORY_QUERIES, MARKET_QUERIES, STATE_CHANGING, Command
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.messages import Reply
 from openbell.core.types import ResultCode
@@ -55,11 +59,16 @@ _REGISTRY_MESSAGE = MarketListed | ReplyBatch
 
 
 class Registry:
-    """The markets the engine runs, as written to the `MARKETS` hash and announced on `REGISTRY`."""
+    """The markets the engine runs, as written to the `MARKETS` hash and announced on `REGISTRY`, and the shard
+    that matches each (the `SHARDS` hash; none where one engine runs them all)."""
 
     def __init__(self) -> None:
         self._specs: dict[str, MarketSpec] = {}
         self._assets: dict[str, Asset] = {}
+        self._shards: dict[str, int] = {}
+
+    def shard_of(self, symbol: str) -> int | None:
+        return self._shards.get(symbol)
 
     @property
     def markets(self) -> Mapping[str, MarketSpec]:
@@ -69,7 +78,9 @@ class Registry:
     def assets(self) -> Mapping[str, Asset]:
         return MappingProxyType(self._assets)
 
-    def add(self, spec: MarketSpec) -> None:
+    def add(self, spec: MarketSpec, shard: int | None = None) -> None:
+        if shard is not None and self._shards.get(spec.symbol) != shard:
+            self._shards = {**self._shards, spec.symbol: shard}
         if self._specs.get(spec.symbol) == spec:
             return
         specs = dict(self._specs)
@@ -80,11 +91,28 @@ class Registry:
         self._specs, self._assets = specs, assets
 
     async def load(self, client: aioredis.Redis) -> None:
+        shards = {_text(symbol): int(shard) for symbol, shard in (await client.hgetall(SHARDS)).items()}
         for symbol, payload in sorted((await client.hgetall(MARKETS)).items()):
             try:
-                self.add(decode(payload if isinstance(payload, bytes) else payload.encode(), MarketSpec))
+                spec = decode(payload if isinstance(payload, bytes) else payload.encode(), MarketSpec)
             except WireError as error:
                 log.warning("registry entry %r skipped: %s", symbol, error)
+                continue
+            self.add(spec, shards.get(spec.symbol))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def stream_for(command: Command, registry: Registry) -> str:
+    """The stream that `command` is written to: its market's shard for a market-data or history query of a market
+    a shard matches, the command stream otherwise."""
+    if isinstance(command, MARKET_QUERIES) or isinstance(command, HISTORY_QUERIES):
+        shard = registry.shard_of(command.market)
+        if shard is not None:
+            return shard_stream(shard)
+    return COMMANDS
 
 
 class RemoteEngine:
@@ -109,9 +137,10 @@ class RemoteEngine:
         self._connected = False
         self._listener: asyncio.Task[None] | None = None
         self._became_ready: asyncio.Event | None = None
-        self._outbox: list[RoutedCommand] = []
+        self._outbox: dict[str, list[RoutedCommand]] = {}
         self._written: list[asyncio.Future[None]] = []
-        """Commands waiting to be written, and their callers' futures; all of one loop pass go in one entry."""
+        """Commands waiting to be written (per stream), and their callers' futures; all of one loop pass go in one
+        entry per stream."""
         self._flushing = False
         self.skipped = 0
         """Messages on this process's channels that did not decode."""
@@ -162,6 +191,10 @@ class RemoteEngine:
     def bus(self) -> RedisEventBus | None:
         return self._bus
 
+    def shard_of(self, symbol: str) -> int | None:
+        """The market shard that matches `symbol` (None where one engine matches every market)."""
+        return self.registry.shard_of(symbol)
+
     # ----------------------------------------------------------------- entry
     def new(self, command_class: Callable[..., C], **fields: Any) -> C:
         """A command with placeholder seq/ts; the engine's relay stamps its own."""
@@ -179,7 +212,8 @@ class RemoteEngine:
         future: asyncio.Future[Reply] = loop.create_future()
         written: asyncio.Future[None] = loop.create_future()
         self._waiters[request_id] = future
-        self._outbox.append(RoutedCommand(request_id, self.reply_to, deadline_ms, command))
+        routed = RoutedCommand(request_id, self.reply_to, deadline_ms, command)
+        self._outbox.setdefault(stream_for(command, self.registry), []).append(routed)
         self._written.append(written)
         if not self._flushing:
             self._flushing = True
@@ -202,14 +236,15 @@ class RemoteEngine:
         asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        """Write everything in the outbox, one entry (one round trip) per pass, until it is empty."""
+        """Write everything in the outbox, one entry per stream (one round trip) per pass, until it is empty."""
         try:
             while self._outbox:
-                commands, self._outbox = self._outbox, []
+                outbox, self._outbox = self._outbox, {}
                 written, self._written = self._written, []
                 error: EngineError | None = None
+                entries = [(stream, encode(CommandEntry(tuple(commands)))) for stream, commands in outbox.items()]
                 try:
-                    await self._write(encode(CommandEntry(tuple(commands))), len(commands))
+                    await self._write(entries, sum(len(commands) for commands in outbox.values()))
                 except EngineError as failure:
                     error = failure
                 for future in written:
@@ -222,8 +257,8 @@ class RemoteEngine:
         finally:
             self._flushing = False
 
-    async def _write(self, payload: bytes, count: int) -> None:
-        """XADD one entry to the command stream, by hand on one pooled connection.
+    async def _write(self, entries: list[tuple[str, bytes]], count: int) -> None:
+        """XADD each (stream, payload) entry, by hand on one pooled connection (pipelined: one round trip).
 
         What a failure means for the caller depends on when it happens, so the steps are taken by hand
         rather than through redis-py's command methods (whose retries reconnect and send again, and whose
@@ -242,10 +277,14 @@ class RemoteEngine:
             self._lost(error)
             raise EngineUnavailable("redis is not reachable") from None
         try:
-            await connection.send_command("XADD", COMMANDS, "*", "m", payload, check_health=False)
-            response = await connection.read_response()
-            if isinstance(response, redis.ResponseError):
-                raise response
+            await connection.send_packed_command(
+                connection.pack_commands([("XADD", stream, "*", "m", payload) for stream, payload in entries]),
+                check_health=False,
+            )
+            for _ in entries:
+                response = await connection.read_response()
+                if isinstance(response, redis.ResponseError):
+                    raise response
         except (redis.RedisError, OSError) as error:
             await connection.disconnect()
             if not isinstance(error, (redis.TimeoutError, redis.ResponseError)):
@@ -293,4 +332,4 @@ class RemoteEngine:
                 if future is not None and not future.done():
                     future.set_result(routed.reply)
         else:
-            self.registry.add(decoded.spec)
+            self.registry.add(decoded.spec, decoded.shard)

@@ -1,4 +1,5 @@
-"""`python run.py cluster`: the engine, the API and the WebSocket processes as children, watched together.
+"""`python run.py cluster`: the engine (or, with `--market-shards N`, a balance process and N market shards), the
+API and the WebSocket processes as children, watched together.
 
 A child that exits on its own is started again after a backoff (an engine restart is safe: it replays
 its journal). Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after a grace period) and
@@ -73,18 +74,28 @@ def _die_with_parent() -> Callable[[], None] | None:
 
 
 def children_of(args: argparse.Namespace) -> list[Child]:
-    """The engine, API and WebSocket children, each given the options that are its own (`openbell.options`)."""
-    from openbell.options import engine_argv
+    """The engine (or balance and market shards), API and WebSocket children, each given the options that are
+    its own (`openbell.options`). Market shards come first: they say in Redis how many there are."""
+    from openbell.options import engine_argv, markets_argv
 
     common = ["--redis", args.redis, "--log-level", args.log_level]
-    engine = ["engine", *common, *engine_argv(args)]
+    shards = args.market_shards
+    if shards > 0:
+        data = Path(args.data_dir)
+        engines = []
+        for k in range(shards):
+            argv = ["markets", *common, "--shard", str(k), "--shards", str(shards)]
+            engines.append(Child(f"markets-{k}", [*argv, *markets_argv(args, str(data / f"markets-{k}"))]))
+        engines.append(Child("balance", ["balance", *common, *engine_argv(args, str(data / "balance"))]))
+    else:
+        engines = [Child("engine", ["engine", *common, *engine_argv(args)])]
     access_log = ["--access-log"] if args.access_log else []
     api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
     api += ["--reply-timeout", str(args.reply_timeout), *access_log]
     # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.
     api += ["--public-ws-url", args.public_ws_url or f"ws://0.0.0.0:{args.ws_port}/ws"]
     ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
-    children = [Child("engine", engine), Child("api", api)]
+    children = [*engines, Child("api", api)]
     if args.ws_workers > 0:
         children.append(Child("ws", ws))
     return children
@@ -125,12 +136,19 @@ def run_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop_rank(child: Child) -> int:
+    """Front ends first, then the process that sends to the market shards, then the shards."""
+    if child.name in ("engine", "balance"):
+        return 1
+    return 2 if child.name.startswith("markets-") else 0
+
+
 def stop_all(children: list[Child]) -> None:
     """SIGTERM to every child (front ends first), then wait; SIGKILL what is still running after the grace.
 
     Then SIGKILL each child's process group, so that no worker process of a child outlives it.
     """
-    for child in sorted(children, key=lambda c: c.name == "engine"):
+    for child in sorted(children, key=_stop_rank):
         if child.process is not None and child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS

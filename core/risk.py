@@ -91,9 +91,11 @@ class BalanceCore:
         """The highest command seq handled (the engine resumes numbering after it)."""
 
     # ----------------------------------------------------------------- state
-    def to_state(self) -> dict[str, object]:
-        """The core's state for a snapshot. Only taken when nothing is pending at any market."""
-        if self.pending:
+    def to_state(self, *, without_pending: bool = False) -> dict[str, object]:
+        """The core's state for a snapshot. Only taken when nothing is pending at any market, unless
+        `without_pending`: then the caller keeps the forwarded commands itself (the balance process keeps the
+        batches in flight in its snapshot) and sets `pending` again from them after `from_state`."""
+        if self.pending and not without_pending:
             raise RuntimeError("a balance snapshot needs every forwarded command settled first")
         return {
             "ledger": self.ledger.to_state(),

@@ -60,12 +60,17 @@ class ReplayError(Exception):
         self.lsn = lsn
 
 
-class EngineJournal:
-    """The actors' side: append a record and get its LSN; `notify` is told `Durable` once it is on disk."""
+class StageJournal:
+    """A process's side of its journal: it appends records and gets their LSNs; `notify` is told `Durable`
+    once a record is on disk. Counts the commands journaled since the last snapshot (the snapshot policy)."""
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self.commands_since_snapshot = 0
+
+
+class EngineJournal(StageJournal):
+    """The engine's actors' side of the one journal they share."""
 
     def commands(self, batch: CommandBatch, notify: Notified) -> int | None:
         """Journal the batch's state-changing commands. Returns the LSN to wait for (None: nothing to wait for)."""
@@ -75,11 +80,13 @@ class EngineJournal:
             return self.journal.append(pack(CommandBatch(commands)), notify=notify)
         return self.journal.barrier(notify)
 
-    def matched(self, market: str, batch_no: int, notify: Notified) -> int:
-        return self.journal.append(pack(Matched(market, batch_no)), notify=notify)
+    def matched(self, batch: MatchBatch, notify: Notified) -> int:
+        """Journal that a market matched `batch` (its number only: replay regenerates it)."""
+        return self.journal.append(pack(Matched(batch.market, batch.batch_no)), notify=notify)
 
-    def settled(self, market: str, batch_no: int, notify: Notified) -> int:
-        return self.journal.append(pack(Settled(market, batch_no)), notify=notify)
+    def settled(self, settlement: Settlement, notify: Notified) -> int:
+        """Journal that the balance stage applied `settlement` (its number only: replay regenerates it)."""
+        return self.journal.append(pack(Settled(settlement.market, settlement.batch_no)), notify=notify)
 
 
 @dataclass

@@ -70,6 +70,10 @@ class EngineClient(Protocol):
         """The engine's events, where this process streams them; None where it does not."""
         ...
 
+    def shard_of(self, symbol: str) -> int | None:
+        """The market shard (process) that matches `symbol`; None where one engine matches every market."""
+        ...
+
     def new(self, command_class: Callable[..., C], **fields: Any) -> C:
         """A command or query with this client's next seq and the entry time (the engine stamps its own)."""
         ...

@@ -323,7 +323,8 @@ async def balance(request: Request) -> HTTPResponse:
 @openapi.summary("Markets and their grids")
 @answers(200, Array(MARKET_INFO), "every running market")
 async def markets(request: Request) -> HTTPResponse:
-    return json([render.market(spec) for spec in list(engine_of(request).markets.values())])
+    engine = engine_of(request)
+    return json([render.market(spec, engine.shard_of(spec.symbol)) for spec in list(engine.markets.values())])
 
 
 @api.post("/markets")
@@ -359,7 +360,7 @@ async def add_market(request: Request) -> HTTPResponse:
     if spec.symbol in engine.markets:
         raise ApiError.of(ResultCode.MARKET_EXISTS, f"market {spec.symbol} exists")
     await ask(request, engine.new(AddMarket, spec=spec))
-    return json(render.market(spec), status=201)
+    return json(render.market(spec, engine.shard_of(spec.symbol)), status=201)
 
 
 @api.get("/health")

@@ -137,8 +137,9 @@ def balances(assets: Mapping[str, Asset], values: dict[str, tuple[int, int]]) ->
     return out
 
 
-def market(spec: MarketSpec) -> dict[str, Any]:
-    return {
+def market(spec: MarketSpec, shard: int | None = None) -> dict[str, Any]:
+    """A market as `/markets` shows it; `shard`: the market shard that matches it, shown where there are shards."""
+    out = {
         "symbol": spec.symbol,
         "base": spec.base.symbol,
         "quote": spec.quote.symbol,
@@ -149,3 +150,6 @@ def market(spec: MarketSpec) -> dict[str, Any]:
         "makerFeeBps": spec.maker_fee_bps,
         "takerFeeBps": spec.taker_fee_bps,
     }
+    if shard is not None:
+        out["shard"] = shard
+    return out

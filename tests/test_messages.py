@@ -89,7 +89,13 @@ PINNED: dict[str, tuple[str, ...]] = {
     "RoutedReply": ("request_id", "reply"),
     "ReplyBatch": ("replies",),
     "EventBatch": ("events",),
-    "MarketListed": ("spec",),
+    "MarketListed": ("spec", "shard"),
+    "SettlementEntry": ("settlements",),
+    # the sharded layout (cluster/shard.py, durability/split.py)
+    "HostMarket": ("spec",),
+    "MatchEntry": ("items",),
+    "BatchMatched": ("settlement", "events"),
+    "CaptureState": (),
     # actors (never leave the process, pinned all the same)
     "Wake": (),
 }  # fmt: skip
