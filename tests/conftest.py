@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from openbell.client import OperatorAuth, Signer, sign_request
+from openbell.edge.identity import USER_ID
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ class AsNamedUser(httpx.Auth):
                 body = None
             if isinstance(body, dict) and isinstance(body.get("user_id"), str):
                 user = body["user_id"]
-        if user is not None:
+        if user is not None and USER_ID.match(user):
             sign_request(request, self.server.signer(user))
         yield request
 

@@ -3,6 +3,8 @@ the interactive docs answer at /docs."""
 
 from __future__ import annotations
 
+import re
+
 import pathlib
 from typing import Any
 
@@ -52,7 +54,7 @@ def served_routes() -> set[tuple[str, str]]:
     """(METHOD, /path) of every route the app registers under /api/v1 (the engine is never started)."""
     app = create_app(Engine(), name="openapi-routes", websocket=False)
     return {
-        (method, "/" + route.path)
+        (method, "/" + re.sub(r"<([a-z_]+)(:[a-z]+)?>", r"{\1}", route.path))
         for route in app.router.routes
         if route.path.startswith("api/v1/")
         for method in route.methods
