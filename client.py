@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 import time
 from collections.abc import Generator, Iterable
 from typing import Any
@@ -31,6 +32,16 @@ class Signer:
     def __init__(self, api_key: str, secret: str) -> None:
         self.api_key = api_key
         self._secret = secret.encode()
+        self._last_timestamp = 0
+        self._lock = threading.Lock()
+
+    def next_timestamp(self) -> int:
+        """Now in ms, but always after the last one this signer used: two identical requests signed in the same
+        millisecond get different signatures, so the server never takes the second for a replay."""
+        with self._lock:
+            stamp = max(time.time_ns() // 1_000_000, self._last_timestamp + 1)
+            self._last_timestamp = stamp
+            return stamp
 
     def sign(self, total_params: bytes | str) -> str:
         data = total_params.encode() if isinstance(total_params, str) else total_params
@@ -47,7 +58,7 @@ class Signer:
         """`query` with `timestamp` (now, by default), `recvWindow` if given, and `signature` appended; the
         signature covers that query followed by `body`."""
         raw = query.encode() if isinstance(query, str) else query
-        stamp = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        stamp = self.next_timestamp() if timestamp is None else timestamp
         extra = f"timestamp={stamp}" + (f"&recvWindow={recv_window}" if recv_window is not None else "")
         signed = raw + (b"&" if raw else b"") + extra.encode()
         return signed + b"&signature=" + self.sign(signed + body).encode()

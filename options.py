@@ -304,7 +304,10 @@ class AuthConfig:
         else:
             log.info("authentication on; operator token in %s", self.token_from)
         if self.secret_from not in ("env", "generated"):
-            log.info("API key secrets derive from the server secret in %s (keep it; not in the data directory)", self.secret_from)
+            log.info(
+                "API key secrets derive from the server secret in %s (keep it; not in the data directory)",
+                self.secret_from,
+            )
 
     def export(self) -> None:
         """Put the token and secret in this process's environment, for the worker processes it starts."""

@@ -116,7 +116,9 @@ class BalanceCore:
             "requests": [[request_id, seq] for request_id, seq in self.requests.items()],
             "batches_sent": dict(self.batches_sent),
             "last_seq": self.last_seq,
-            "api_keys": [[k.api_key, k.user_id, [str(p) for p in k.permissions], k.created_ms] for k in self.api_keys.values()],
+            "api_keys": [
+                [k.api_key, k.user_id, [str(p) for p in k.permissions], k.created_ms] for k in self.api_keys.values()
+            ],
         }
 
     @classmethod
@@ -373,7 +375,6 @@ class BalanceCore:
         effects.new_markets.append(spec)
         effects.replies.append(Reply(command.seq, ResultCode.OK, data=spec))
 
-
     def _api_keys(self, command: CreateApiKey | RevokeApiKey | GetApiKeys) -> Reply:
         keys = self.api_keys
         if isinstance(command, GetApiKeys):
@@ -381,7 +382,9 @@ class BalanceCore:
                 found = keys.get(command.api_key)
                 return Reply(command.seq, ResultCode.OK, data=ApiKeys((found,) if found is not None else ()))
             return Reply(
-                command.seq, ResultCode.OK, data=ApiKeys(tuple(k for k in keys.values() if k.user_id == command.user_id))
+                command.seq,
+                ResultCode.OK,
+                data=ApiKeys(tuple(k for k in keys.values() if k.user_id == command.user_id)),
             )
         if isinstance(command, RevokeApiKey):
             if keys.pop(command.api_key, None) is None:
@@ -390,7 +393,9 @@ class BalanceCore:
         if command.api_key in keys:
             return Reply(command.seq, ResultCode.INVALID_REQUEST, "that API key exists")
         if sum(1 for k in keys.values() if k.user_id == command.user_id) >= MAX_API_KEYS_PER_USER:
-            return Reply(command.seq, ResultCode.INVALID_REQUEST, f"a user may hold at most {MAX_API_KEYS_PER_USER} keys")
+            return Reply(
+                command.seq, ResultCode.INVALID_REQUEST, f"a user may hold at most {MAX_API_KEYS_PER_USER} keys"
+            )
         view = ApiKeyView(command.api_key, command.user_id, command.permissions, command.ts)
         keys[command.api_key] = view
         return Reply(command.seq, ResultCode.OK, data=view)

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -48,15 +48,28 @@ def create_key(api: str, user_id: str, permissions: tuple[str, ...] = ("read", "
     return created
 
 
+_signers: dict[tuple[str, str], Signer] = {}
+
+
+def signer_for(api: str, user_id: str) -> Signer:
+    """A signer for `user_id` on the server at `api`, with a key (read and trade) made on first use."""
+    signer = _signers.get((api, user_id))
+    if signer is None:
+        key = create_key(api, user_id)
+        signer = _signers[(api, user_id)] = Signer(key["apiKey"], key["secret"])
+    return signer
+
+
 class AsNamedUser(httpx.Auth):
     """Signs each request as the user it names (`user_id` in its query or JSON body), with a key made for that
     user on first use; sends the operator's token on operator routes; leaves other requests unsigned. So a
-    test written against dev mode runs against an authenticating server by adding `auth=server.auth`."""
+    test written against dev mode runs against an authenticating server by adding `auth=AsNamedUser(api)`
+    (`server.auth` for a `RunningServer`)."""
 
     requires_request_body = True
 
-    def __init__(self, server: RunningServer) -> None:
-        self.server = server
+    def __init__(self, api: str) -> None:
+        self.api = api.rstrip("/")
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         path = request.url.path
@@ -73,7 +86,7 @@ class AsNamedUser(httpx.Auth):
             if isinstance(body, dict) and isinstance(body.get("user_id"), str):
                 user = body["user_id"]
         if user is not None and USER_ID.match(user):
-            sign_request(request, self.server.signer(user))
+            sign_request(request, signer_for(self.api, user))
         yield request
 
 
@@ -108,20 +121,15 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     port: int
     log_path: pathlib.Path
-    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """API keys made for users by `signer`, by user."""
 
     def signer(self, user_id: str) -> Signer:
         """A signer for `user_id`, with a key (read and trade) made on first use."""
-        key = self.keys.get(user_id)
-        if key is None:
-            key = self.keys[user_id] = create_key(self.api, user_id)
-        return Signer(key["apiKey"], key["secret"])
+        return signer_for(self.api, user_id)
 
     @property
     def auth(self) -> AsNamedUser:
         """httpx auth: signs as the user each request names; the operator's token on operator routes."""
-        return AsNamedUser(self)
+        return AsNamedUser(self.api)
 
     @property
     def admin(self) -> OperatorAuth:

@@ -194,7 +194,7 @@ def test_a_user_cannot_act_or_read_as_another_user(server: RunningServer) -> Non
         # without naming bob, bob's order is alice's unknown order
         unnamed = as_alice.request("DELETE", "/order", json={"market": MARKET, "orderId": bobs_order})
         assert_refused(unnamed, 404, ResultCode.UNKNOWN_ORDER)
-    with signed(server, server.keys.get(bob) or create_key(server.api, bob)) as as_bob:
+    with signed(server, create_key(server.api, bob)) as as_bob:
         assert [o["orderId"] for o in as_bob.get("/order/open").json()] == [bobs_order]
 
 

@@ -22,6 +22,7 @@ import pytest
 import redis
 import ujson
 import websockets
+from conftest import AsNamedUser
 from redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
 
 from openbell.cluster import COMMANDS, GROUP, CommandEntry, RoutedCommand
@@ -145,11 +146,11 @@ def cluster(tmp_path: pathlib.Path, redis_server: RedisServer) -> Iterator[Clust
 
 
 def post(api: Proc, path: str, body: dict[str, Any], timeout: float = 10.0) -> httpx.Response:
-    return httpx.post(f"{api.api}{path}", json=body, timeout=timeout)
+    return httpx.post(f"{api.api}{path}", json=body, timeout=timeout, auth=AsNamedUser(api.api))
 
 
 def get(api: Proc, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{api.api}{path}", params=params, timeout=10)
+    response = httpx.get(f"{api.api}{path}", params=params, timeout=10, auth=AsNamedUser(api.api))
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -16,14 +16,13 @@ fails on the removed `Node._nodeid`; Hypothesis drives the operations directly i
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
-
-import json
-import re
-import urllib.parse
 
 import httpx
 import pytest

@@ -3,9 +3,8 @@ the interactive docs answer at /docs."""
 
 from __future__ import annotations
 
-import re
-
 import pathlib
+import re
 from typing import Any
 
 import httpx
