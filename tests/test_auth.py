@@ -336,12 +336,14 @@ def test_dev_mode_takes_the_user_from_the_request_or_the_api_key_header(tmp_path
         assert httpx.post(f"{server.api}/onramp", json=fund_body).status_code == 200
         by_header = httpx.get(f"{server.api}/balance", headers={"X-MBX-APIKEY": "carol"}).json()
         by_name = httpx.get(f"{server.api}/balance", params={"user_id": "carol"}).json()
+        config = httpx.get(f"{server.api}/config").json()
         text_plain = httpx.post(
             f"{server.api}/order", content=json.dumps(order("carol")), headers={"Content-Type": "text/plain"}
         )
     finally:
         assert server.stop() == 0
     assert by_header == by_name and by_name["TATA"]["available"] == "3.00"
+    assert config["auth"] == "dev"  # the web page signs in by user id
     assert_refused(text_plain, 415, ResultCode.UNSUPPORTED_MEDIA_TYPE)
     assert "DEV MODE" in server.log()
 
