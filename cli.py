@@ -2,7 +2,7 @@
 
 No mode word: the embedded exchange (engine, REST and WebSocket in one process). `engine`, `balance`,
 `markets`, `api`, `ws`, `cluster`: the Redis-fed deployment (`openbell.cluster.modes`). `inspect`: what a
-data directory holds.
+data directory holds. `replay`, `statement`: the venue after a given command, a user's account statement.
 Every option is defined in `openbell.options`.
 """
 
@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from openbell.options import MODES, OptionError, build_parser, make_engine, parse_markets
+from openbell.options import MODES, TOOLS, OptionError, build_parser, make_engine, parse_markets
 
 log = logging.getLogger("openbell")
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         from openbell.durability.inspect import main as inspect_main
 
         return int(inspect_main(argv[1:]))
+    if argv and argv[0] in TOOLS:
+        return run_tool(argv[0], build_parser(argv[0]).parse_args(argv[1:]))
     mode = argv[0] if argv and argv[0] in MODES else None
     args = build_parser(mode).parse_args(argv[1:] if mode else argv)
     configure_logging(args.log_level, mode)
@@ -41,6 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupFailure, OptionError) as failure:
         print(f"openbell: cannot start: {failure}", file=sys.stderr)
         return 2
+
+
+def run_tool(name: str, args: argparse.Namespace) -> int:
+    """`replay` and `statement`: they print what they find; a request they cannot answer is one line, exit 2."""
+    configure_logging(args.log_level, None)
+    if name == "replay":
+        from openbell.durability.audit import main as replay_main
+
+        return replay_main(args)
+    from openbell.history.statement import main as statement_main
+
+    return statement_main(args)
 
 
 def configure_logging(level: str, mode: str | None) -> None:
