@@ -62,6 +62,7 @@ def build_parser(mode: str | None) -> argparse.ArgumentParser:
     if mode == "statement":
         add_statement(parser)
         return parser
+    add_metrics(parser)
     if mode is not None:
         add_redis(parser)
     if mode in (None, "engine", "balance", "cluster"):
@@ -95,6 +96,16 @@ def add_logging(parser: argparse.ArgumentParser) -> None:
         default=env("OPENBELL_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         help="log level (default info)",
+    )
+
+
+def add_metrics(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="measure nothing for Prometheus (GET /metrics still answers, with nothing counted); by default every "
+        "process of a deployment writes its metrics to PROMETHEUS_MULTIPROC_DIR (made for you if unset) and any "
+        "API process's /metrics shows them all",
     )
 
 
@@ -314,7 +325,7 @@ _ENGINE_VALUES = (
     "batch",
     "trim_interval",
 )
-_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history", "history_in_process")
+_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history", "history_in_process", "no_metrics")
 
 
 _MARKETS_VALUES = (
