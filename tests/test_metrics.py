@@ -161,3 +161,27 @@ def test_one_scrape_of_an_api_process_shows_every_process_of_the_deployment(
     finally:
         cluster.close()
     wait_for(lambda: all(not proc.alive() for proc in cluster.procs), what="the processes to stop")
+
+
+def test_the_grafana_dashboard_shows_only_metrics_openbell_exports() -> None:
+    import re
+
+    from prometheus_client import REGISTRY
+
+    from openbell import metrics
+
+    dashboard = json.loads((pathlib.Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    shown = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"openbell_[a-z_]+", target["expr"])
+    }
+    exported = {family.name for family in REGISTRY.collect()} | {
+        family.name + "_total" for family in REGISTRY.collect() if family.type == "counter"
+    }
+
+    assert metrics.ORDERS is not None
+    assert shown <= exported, shown - exported
+    assert {"openbell_orders_total", "openbell_http_request_duration_seconds", "openbell_journal_fsync_seconds",
+            "openbell_history_lag_seconds", "openbell_ws_connections", "openbell_redis_reconnects_total"} <= shown  # fmt: skip
