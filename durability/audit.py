@@ -11,10 +11,13 @@ applied, so the result is the state the venue had once SEQ's effects were all in
 
 Layouts (the data directory's `ROLE`):
 - an engine's (embedded or `run.py engine`): books, balances and open orders;
-- the balance process's (`DATA_DIR/balance` of the sharded layout): balances and open orders (the books are in
-  the market shards' directories). The settlements of the batches in flight at SEQ are the ones the balance
-  process journaled later, kept for the commands up to SEQ; a batch whose settlement was never journaled stays
-  held and is counted in `unsettledBatches`. A cluster's `DATA_DIR` is read as its `balance` directory.
+- the balance process's (`DATA_DIR/balance` of the sharded layout): balances and open orders. The settlements of
+  the batches in flight at SEQ are the ones the balance process journaled later, kept for the commands up to SEQ;
+  a batch whose settlement was never journaled stays held and is counted in `unsettledBatches`;
+- a sharded cluster's `DATA_DIR` (`balance/` and `markets-K/`): the above, and the books from each market shard's
+  directory. The balance stage at the cut says how many batches it had sent each market (the last one cut after
+  SEQ); each shard starts from its newest snapshot whose markets had matched no more than that, and replays its
+  journal's batches up to that number, the last one cut after SEQ too.
 
 `--verify` replays the whole journal from the oldest snapshot (or from empty, when the journal starts at record
 1) and at every later snapshot's position checks that funds are conserved per asset (accounts hold exactly what
@@ -45,7 +48,14 @@ from openbell.durability import snapshots
 from openbell.durability.journal import JournalCorrupt, JournalFormatError, read_records, segments
 from openbell.durability.persistence import ROLE_FILE
 from openbell.durability.records import JournalRecord, ReplayError, replay
-from openbell.durability.split import BalanceRecord, replay_balance
+from openbell.durability.split import (
+    BalanceRecord,
+    HostMarket,
+    OutOfOrder,
+    ShardRecord,
+    new_items,
+    replay_balance,
+)
 
 Records = Iterable[tuple[int, bytes]]
 
@@ -80,6 +90,8 @@ class Source:
     """(LSN, state) of every snapshot that loads, oldest first."""
     journal_from: int = 0
     """The first LSN the journal holds (0: empty)."""
+    shards: list[pathlib.Path] = field(default_factory=list)
+    """A sharded cluster's market shard directories (`markets-K`), when given its `DATA_DIR`."""
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -87,7 +99,9 @@ def open_source(data_dir: pathlib.Path) -> Source:
     """The directory's layout, snapshots and journal start; AuditError if it is not a data directory."""
     if not data_dir.is_dir():
         raise AuditError(f"{data_dir}: no such directory")
+    shards: list[pathlib.Path] = []
     if not (data_dir / ROLE_FILE).exists() and (data_dir / "balance" / ROLE_FILE).exists():
+        shards = sorted(path for path in data_dir.glob("markets-*") if (path / ROLE_FILE).exists())
         data_dir = data_dir / "balance"  # a sharded cluster's DATA_DIR: the funds are in its balance process's
     role_file = data_dir / ROLE_FILE
     role = role_file.read_text().strip() if role_file.exists() else "engine"
@@ -99,7 +113,7 @@ def open_source(data_dir: pathlib.Path) -> Source:
     journal_dir, snapshot_dir = data_dir / "journal", data_dir / "snapshots"
     if not journal_dir.is_dir() and not snapshot_dir.is_dir():
         raise AuditError(f"{data_dir} holds no journal and no snapshots: is it an openbell data directory?")
-    source = Source(data_dir, role)
+    source = Source(data_dir, role, shards=shards)
     if snapshot_dir.is_dir():
         for lsn, path in snapshots.snapshot_files(snapshot_dir):
             state = snapshots.load(path, lsn)
@@ -159,7 +173,13 @@ def venue_at(data_dir: pathlib.Path, seq: int) -> VenueAt:
         _finish_in_flight(balance, held, replayed.unmatched, replayed.unsettled)
     else:
         replayed = replay_balance(balance, held, cut.through(records), start_lsn)
+        sent = dict(balance.batches_sent)
         venue.unsettled_batches = _settle_from_journal(balance, held, records, seq, cut.decode)
+        if source.shards:
+            venue.layout = "sharded"
+            venue.markets = {}
+            for shard_dir in source.shards:
+                venue.markets.update(_shard_books(shard_dir, sent, seq))
     last_known = max(cut.last_seq, venue.snapshot_seq)
     if not cut.reached and seq > last_known:
         raise AuditError(f"--at {seq}: out of range: the last command this directory holds is {last_known}")
@@ -237,6 +257,56 @@ def _settle_from_journal(
         failed = tuple(number for number in record.failed if number <= seq)
         balance.handle_settlement(msgspec.structs.replace(record, outcomes=outcomes, failed=failed))
     return waiting
+
+
+def _shard_books(shard_dir: pathlib.Path, sent: dict[str, int], seq: int) -> dict[str, MarketCore]:
+    """A market shard's books with each market's batches matched up to `sent[market]`, the last one cut after
+    command `seq`."""
+    shard = open_source_of_shard(shard_dir)
+    chosen: tuple[int, dict[str, Any]] | None = None
+    for lsn, state in shard.snapshots:
+        if all(m["batches_handled"] <= sent.get(symbol, 0) for symbol, m in state["markets"].items()):
+            chosen = (lsn, state)
+    if chosen is None and shard.snapshots and shard.journal_from > 1:
+        raise AuditError(
+            f"--at {seq}: out of range for {shard_dir}: its journal before its oldest snapshot is pruned, and that "
+            "snapshot is after the command"
+        )
+    start_lsn, state = chosen if chosen is not None else (0, {"markets": {}})
+    markets = {symbol: MarketCore.from_state(s) for symbol, s in state["markets"].items()}
+    hosted = {symbol: core.spec for symbol, core in markets.items()}
+    handled = {symbol: core.batches_handled for symbol, core in markets.items()}
+    for lsn, payload in _records(shard, start_lsn):
+        try:
+            items = new_items(unpack(payload, ShardRecord), hosted, handled)
+        except WireError as error:
+            raise ReplayError(lsn, f"does not decode: {error}") from None
+        except OutOfOrder as error:
+            raise ReplayError(lsn, str(error)) from None
+        for item in items:
+            if isinstance(item, HostMarket):
+                markets.setdefault(item.spec.symbol, MarketCore(item.spec))
+                continue
+            last = sent.get(item.market, 0)
+            if item.batch_no > last:
+                continue
+            if item.batch_no == last:
+                item = msgspec.structs.replace(item, commands=tuple(c for c in item.commands if c.seq <= seq))
+            markets[item.market].handle_batch(item)
+    return markets
+
+
+def open_source_of_shard(shard_dir: pathlib.Path) -> Source:
+    source = Source(shard_dir, "markets")
+    snapshot_dir, journal_dir = shard_dir / "snapshots", shard_dir / "journal"
+    if snapshot_dir.is_dir():
+        for lsn, path in snapshots.snapshot_files(snapshot_dir):
+            state = snapshots.load(path, lsn)
+            if state is not None:
+                source.snapshots.append((lsn, state))
+    found = segments(journal_dir) if journal_dir.is_dir() else []
+    source.journal_from = found[0][0] if found else 0
+    return source
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -387,6 +457,7 @@ def render(venue: VenueAt) -> dict[str, Any]:
         out["markets"] = books
     else:
         out["markets"] = None
+    if venue.layout != "engine":
         out["unsettledBatches"] = venue.unsettled_batches
     out["balances"] = balances
     out["openOrders"] = open_orders

@@ -268,3 +268,77 @@ def test_a_cut_inside_a_batch_keeps_exactly_the_commands_up_to_seq_and_finishes_
     assert Decimal(venue["balances"]["alice"]["INR"]["available"]) + Decimal(
         venue["balances"]["alice"]["INR"]["locked"]
     ) <= Decimal("100000.00")
+
+
+# --------------------------------------------------------------------------------------------- the sharded layout
+def write_sharded_cluster(root: pathlib.Path) -> None:
+    """What a balance process (`root/balance`) and one market shard (`root/markets-0`) journal for the same
+    commands as `write_interleaved_journal`: the balance process its command batches and the settlements in
+    full, the shard the stream entries it read; both settlements journaled after both batches were sent."""
+    from openbell.durability.split import HostMarket, MatchEntry
+
+    for name, role in (("balance", "balance"), ("markets-0", "markets 0")):
+        (root / name).mkdir(parents=True)
+        (root / name / "ROLE").write_text(role + "\n")
+    balance, markets = BalanceCore(), {}
+    ledger = Journal(root / "balance" / "journal", next_lsn=1, fsync=False)
+    entries = Journal(root / "markets-0" / "journal", next_lsn=1, fsync=False)
+
+    def commands(batch: list[Any]) -> list[Any]:
+        effects = balance.handle_commands(CommandBatch(tuple(batch)))
+        ledger.append(pack(CommandBatch(tuple(batch))))
+        for spec in effects.new_markets:
+            markets[spec.symbol] = MarketCore(spec)
+            entries.append(pack(MatchEntry((HostMarket(spec),))))
+        return effects.batches
+
+    commands(deposits())
+    (first,) = commands(FIRST)
+    (second,) = commands(SECOND)
+    settlements = []
+    for batch in (first, second):
+        entries.append(pack(MatchEntry((batch,))))
+        settlements.append(markets[batch.market].handle_batch(batch)[0])
+    for settlement in settlements:
+        ledger.append(pack(settlement))
+        balance.handle_settlement(settlement)
+    for journal in (ledger, entries):
+        assert journal.flush(WAIT)
+        journal.close()
+
+
+@pytest.mark.parametrize("at", [3, 4, 5, 6, 7, 8])
+def test_a_sharded_clusters_data_dir_gives_balances_from_the_balance_process_and_books_from_the_shards(
+    tmp_path: pathlib.Path, at: int
+) -> None:
+    write_sharded_cluster(tmp_path / "cluster")
+    every = deposits() + FIRST + SECOND
+
+    result = run_replay("--data-dir", str(tmp_path / "cluster"), "--at", str(at))
+
+    assert result.returncode == 0, result.stderr
+    venue = json.loads(result.stdout)
+    assert venue["layout"] == "sharded" and venue["unsettledBatches"] == 0
+    assert comparable(venue) == sequential([c for c in every if c.seq <= at])
+
+
+def test_the_balance_directory_alone_gives_balances_and_open_orders_without_books(tmp_path: pathlib.Path) -> None:
+    write_sharded_cluster(tmp_path / "cluster")
+    every = deposits() + FIRST + SECOND
+
+    result = run_replay("--data-dir", str(tmp_path / "cluster" / "balance"), "--at", "7")
+
+    assert result.returncode == 0, result.stderr
+    venue = json.loads(result.stdout)
+    expected = sequential([c for c in every if c.seq <= 7])
+    assert venue["markets"] is None
+    assert (venue["balances"], venue["openOrders"]) == (expected["balances"], expected["openOrders"])
+
+
+def test_a_market_shards_directory_is_refused_in_one_line(tmp_path: pathlib.Path) -> None:
+    write_sharded_cluster(tmp_path / "cluster")
+
+    result = run_replay("--data-dir", str(tmp_path / "cluster" / "markets-0"), "--at", "4")
+
+    assert result.returncode == 2
+    assert "market shard's directory" in result.stderr and len(result.stderr.strip().splitlines()) == 1
