@@ -34,7 +34,7 @@ from openbell.core.events import TradeExecuted
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.ledger import trade_amounts
 from openbell.core.types import Side
-from openbell.history.store import HistorySchemaError, HistoryStore
+from openbell.history.store import HistorySchemaError, HistoryStore, read_amount
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 TERMINAL_STATUSES = ("FILLED", "CANCELED", "EXPIRED", "REJECTED")
@@ -226,7 +226,9 @@ def _orders(
                 "timeInForce": tif,
                 "price": None if price is None else (spec.format_price(int(price)) if spec else str(price)),
                 "quantity": None if quantity is None else fmt_q(int(quantity)),
-                "quoteQuantity": None if quote_quantity is None else str(quote_quantity),
+                "quoteQuantity": None
+                if quote_quantity is None
+                else (spec.quote.format_amount(read_amount(quote_quantity)) if spec else str(quote_quantity)),
                 "clientOrderId": coid,
                 "status": status,
                 "filled": fmt_q(int(filled)),

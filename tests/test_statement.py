@@ -55,6 +55,7 @@ DAYS: list[tuple[int, int, tuple[Any, ...]]] = [
     (1, DAY_MS - 1, ("limit", "a4", "alice", Side.BUY, 9_000, 2)),  # rests
     (2, 0, ("limit", "b4", "bob", Side.SELL, 9_000, 2)),  # bob takes a4 at the next midnight
     (2, 9_000, ("deposit", "alice", "TATA", 1_00, "a-3")),
+    (2, 10_000, ("market_quote", "a5", "alice", 150_00)),  # a budget of 150.00 INR buys 1 of b2's 2 at 101.00
 ]
 
 
@@ -65,6 +66,22 @@ def command_for(engine: Engine, step: tuple[Any, ...], ids: dict[str, int]) -> A
     if step[0] == "cancel":
         _, label, user = step
         return engine.new(CancelOrder, user_id=user, market="TATA_INR", order_id=ids[label])
+    if step[0] == "market_quote":
+        _, label, user, budget = step
+        command = engine.new(
+            PlaceOrder,
+            user_id=user,
+            market="TATA_INR",
+            side=Side.BUY,
+            order_type=OrderType.MARKET,
+            time_in_force=TimeInForce.IOC,
+            price=None,
+            quantity=None,
+            quote_quantity=budget,
+            client_order_id=label,
+        )
+        ids[label] = command.seq
+        return command
     _, label, user, side, price, quantity = step
     command = engine.new(
         PlaceOrder,
@@ -161,6 +178,24 @@ def test_fees_are_what_settlement_charged(three_days: tuple[str, list[dict[str, 
     assert fees[0] == ("taker", "400.00", "0.80")
     assert ("maker", "303.00", "0.30") in fees
     assert Decimal(statement["balances"]["INR"]["fees"]) == sum(Decimal(t["fee"]) for t in statement["trades"])
+
+
+def test_a_market_buy_shows_its_quote_budget_and_what_it_bought(
+    three_days: tuple[str, list[dict[str, tuple[int, int]]]],
+) -> None:
+    url, ends = three_days
+
+    result = run_statement("--db", url, "--user", "alice", "--from", "2024-01-03", "--to", "2024-01-03")
+
+    assert result.returncode == 0, result.stderr
+    statement = json.loads(result.stdout)
+    (bought,) = [o for o in statement["orders"] if o["clientOrderId"] == "a5"]
+    assert (bought["type"], bought["quoteQuantity"], bought["filled"]) == ("market", "150.00", "1")
+    assert [(t["price"], t["paid"]) for t in statement["trades"] if t["orderId"] == bought["orderId"]] == [
+        ("101.00", "101.00")
+    ]
+    assert statement["reconciled"] is True
+    assert {a: (units(b["closing"]["available"]), units(b["closing"]["locked"])) for a, b in statement["balances"].items()} == ends[2]
 
 
 def test_the_csv_changes_of_each_asset_add_up_to_its_closing_balance(
