@@ -113,8 +113,8 @@ def add_replay(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         default=os.environ.get("OPENBELL_DATA_DIR", "./data"),
-        help="the data directory to read: an engine's, a balance process's, or a sharded cluster's DATA_DIR "
-        "(its balance directory is read) (default ./data)",
+        help="the data directory to read: an engine's, a balance process's (balances and open orders only), or a "
+        "sharded cluster's DATA_DIR (balances from its balance/, books from its markets-K/) (default ./data)",
     )
     parser.add_argument(
         "--at", type=int, metavar="SEQ", help="show the venue just after command SEQ (the order id of an order)"
