@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from openbell.options import MODES, OptionError, build_parser, make_engine, parse_markets, resolve_auth
+from openbell.options import MODES, TOOLS, OptionError, build_parser, make_engine, parse_markets, resolve_auth
 
 log = logging.getLogger("openbell")
 
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         from openbell.keys_cli import main as key_main
 
         return int(key_main(argv[1:]))
+    if argv and argv[0] in TOOLS:
+        return run_tool(argv[0], build_parser(argv[0]).parse_args(argv[1:]))
     mode = argv[0] if argv and argv[0] in MODES else None
     args = build_parser(mode).parse_args(argv[1:] if mode else argv)
     configure_logging(args.log_level, mode)

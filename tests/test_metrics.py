@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from conftest import RunningServer, start_server
+from conftest import AsNamedUser, RunningServer, start_server
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
 from test_cluster import Cluster, deposit, order, wait_for
@@ -59,7 +59,7 @@ def eventually(base_url: str, check: Callable[[dict[Any, float]], bool], what: s
 
 def trade_once(api: str) -> None:
     """alice and bob fund themselves; alice bids twice, bob sells into one bid; carol's order is unfunded."""
-    with httpx.Client(base_url=api, timeout=10) as client:
+    with httpx.Client(base_url=api, timeout=10, auth=AsNamedUser(api)) as client:
         for user, asset, amount, txn in (("alice", "INR", "10000", "m-a"), ("bob", "TATA", "100", "m-b")):
             assert client.post("/onramp", json={"user_id": user, "asset": asset, "amount": amount, "txnId": txn}).status_code == 200
         body = {"market": "TATA_INR", "type": "limit", "timeInForce": "GTC"}
