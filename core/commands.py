@@ -43,6 +43,8 @@ class PlaceOrder(Record, frozen=True):
     stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER
     """Self-trade prevention: what happens when it would trade with an order of the same user."""
     request_id: str = ""
+    stop_price: int | None = None
+    """Stop and take-profit orders only: the last trade price (ticks) that triggers the order."""
 
     @property
     def order_id(self) -> int:

@@ -9,7 +9,9 @@ fill a `TradeExecuted` followed by the maker's `OrderFilled` or `OrderPartiallyF
 removed by self-trade prevention as `OrderExpired`; and last, the taker's own outcome if it changed:
 `OrderFilled`, `OrderPartiallyFilled` (rests after some fills), or `OrderExpired` (remainder dropped).
 A cancel emits `OrderCanceled`, or `CancelRejected` when there is no such order of that user (which
-leaves every order as it was). Equality compares the event type too, so an `OrderFilled` never
+leaves every order as it was). A stop or take-profit order is accepted and waits off the book; when the
+last trade price reaches its stop price, `OrderTriggered` is emitted (among the events of the command whose
+trades did it) followed by its own trades and outcome, as above. Equality compares the event type too, so an `OrderFilled` never
 equals an `OrderCanceled` that happens to hold the same values.
 """
 
@@ -32,6 +34,22 @@ class OrderAccepted(Record, frozen=True):
     quote_quantity: int | None
     client_order_id: str | None
     ts: int
+    stop_price: int | None = None
+    """A stop or take-profit order's trigger price (ticks): it waits off the book until it triggers."""
+
+
+class OrderTriggered(Record, frozen=True):
+    """A waiting stop or take-profit order was triggered by the last trade price: it matches now, as a taker
+    (its trades and its outcome follow, as for a new order without a second `OrderAccepted`)."""
+
+    market: str
+    order_id: int
+    user_id: str
+    stop_price: int
+    last_price: int
+    """The last trade price (ticks) that reached `stop_price`."""
+    ts: int
+    """The entry time of the command whose trades triggered it."""
 
 
 class OrderRejected(Record, frozen=True):
@@ -205,11 +223,25 @@ class KlineSnapshot(Record, frozen=True):
 
 
 OrderEvent: TypeAlias = (
-    OrderAccepted | OrderRejected | OrderPartiallyFilled | OrderFilled | OrderCanceled | OrderExpired
+    OrderAccepted
+    | OrderRejected
+    | OrderPartiallyFilled
+    | OrderFilled
+    | OrderCanceled
+    | OrderExpired
+    | OrderTriggered
 )
 Event = OrderEvent | CancelRejected | TradeExecuted | BalanceChanged | DepthUpdated | KlineSnapshot | Ticker
 """Everything the engine publishes."""
 
-ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired)
+ORDER_EVENTS = (
+    OrderAccepted,
+    OrderRejected,
+    OrderPartiallyFilled,
+    OrderFilled,
+    OrderCanceled,
+    OrderExpired,
+    OrderTriggered,
+)
 TERMINAL_EVENTS = (OrderFilled, OrderCanceled, OrderExpired, OrderRejected)
 """An order's last event: after one of these it holds nothing and is on no book."""

@@ -336,7 +336,17 @@ class BalanceCore:
     def _open_orders(self, query: GetOpenOrders) -> tuple[OpenOrderView, ...]:
         return tuple(
             OpenOrderView(
-                h.order_id, h.market, h.side, h.order_type, h.price, h.quantity, h.filled, h.ts, h.client_order_id
+                h.order_id,
+                h.market,
+                h.side,
+                h.order_type,
+                h.price,
+                h.quantity,
+                h.filled,
+                h.ts,
+                h.client_order_id,
+                h.stop_price,
+                h.triggered,
             )
             for h in self.ledger.open_orders(query.user_id)
             if (query.market is None or h.market == query.market) and h.order_id not in self.pending
