@@ -151,7 +151,15 @@ def test_request_bodies_name_their_required_fields_and_enumerate_their_choices(e
     assert set(place["required"]) == {"market", "side"}
     assert place["properties"]["side"]["enum"] == ["buy", "sell"]
     assert place["properties"]["timeInForce"]["enum"] == ["GTC", "IOC", "FOK"]
-    assert place["properties"]["type"]["enum"] == ["limit", "market"]
+    assert place["properties"]["type"]["enum"] == [
+        "limit",
+        "market",
+        "stop_loss",
+        "stop_loss_limit",
+        "take_profit",
+        "take_profit_limit",
+    ]
+    assert "stopPrice" in place["properties"]
     assert set(onramp["required"]) == {"user_id", "asset", "amount", "txnId"}
     assert "FILLED" in order_result["schema"]["properties"]["status"]["enum"]
     assert klines["interval"]["schema"]["enum"][:2] == ["1m", "3m"] and klines["interval"]["required"]
