@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 
 class OrderAccepted(Record, frozen=True):
@@ -182,6 +182,14 @@ class DepthUpdated(Record, frozen=True):
     ts: int
 
 
+class MarketStatusChanged(Record, frozen=True):
+    """An operator changed a market's trading status (published by the balance stage, in command order)."""
+
+    market: str
+    status: MarketStatus
+    ts: int
+
+
 class Ticker(Record, frozen=True):
     """24 h statistics of one market, published after a batch with trades and returned by ticker queries."""
 
@@ -231,7 +239,16 @@ OrderEvent: TypeAlias = (
     | OrderExpired
     | OrderTriggered
 )
-Event = OrderEvent | CancelRejected | TradeExecuted | BalanceChanged | DepthUpdated | KlineSnapshot | Ticker
+Event = (
+    OrderEvent
+    | CancelRejected
+    | TradeExecuted
+    | BalanceChanged
+    | DepthUpdated
+    | KlineSnapshot
+    | Ticker
+    | MarketStatusChanged
+)
 """Everything the engine publishes."""
 
 ORDER_EVENTS = (

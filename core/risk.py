@@ -11,6 +11,8 @@ Invariants:
 - its state is a function of the batches and settlements it handled, in order (replay rebuilds it);
 - every order forwarded to a market is in `pending` until its settlement arrives; a failed settlement
   releases the order's hold, so no funds stay locked without an order;
+- a market whose status (`MarketSpec.status`, set by `SetMarketStatus`) is not TRADING takes no new order
+  (MARKET_HALTED or MARKET_CANCEL_ONLY, before any funds are held); cancels go on as usual;
 - a request id (`command.request_id`, set when a command crossed Redis) is applied at most once: a
   command whose request id is among the newest `MAX_REMEMBERED_REQUESTS` is answered DUPLICATE_REQUEST
   with the seq it was applied as, and changes nothing.
@@ -31,8 +33,9 @@ from openbell.core.commands import (
     GetOpenOrders,
     MatchCommand,
     PlaceOrder,
+    SetMarketStatus,
 )
-from openbell.core.events import TERMINAL_EVENTS, CancelRejected, Event, OrderRejected
+from openbell.core.events import TERMINAL_EVENTS, CancelRejected, Event, MarketStatusChanged, OrderRejected
 from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
 from openbell.core.messages import (
@@ -47,7 +50,7 @@ from openbell.core.messages import (
 )
 from openbell.core.orders import validate_order
 from openbell.core.summary import OpenOrderView, OrderSummary, OriginalOrder
-from openbell.core.types import OrderStatus, ResultCode
+from openbell.core.types import MarketStatus, OrderStatus, ResultCode
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ MAX_REMEMBERED_REQUESTS = 100_000
 class Effects:
     """What handling one input produced, for the shell to send."""
 
-    __slots__ = ("batches", "events", "new_markets", "replies")
+    __slots__ = ("batches", "changed_markets", "events", "new_markets", "replies")
 
     def __init__(self) -> None:
         self.batches: list[MatchBatch] = []
@@ -68,6 +71,8 @@ class Effects:
         self.replies: list[Reply] = []
         self.events: list[Event] = []
         self.new_markets: list[MarketSpec] = []
+        self.changed_markets: list[MarketSpec] = []
+        """Markets whose status changed, as they are now (for the registry)."""
 
 
 class BalanceCore:
@@ -197,6 +202,8 @@ class BalanceCore:
             effects.replies.append(Reply(command.seq, ResultCode.OK, data=OpenOrders(self._open_orders(command))))
         elif isinstance(command, AddMarket):
             self._add_market(command, effects)
+        elif isinstance(command, SetMarketStatus):
+            self._set_market_status(command, effects)
         else:
             kind = type(command).__name__
             effects.replies.append(
@@ -242,6 +249,10 @@ class BalanceCore:
         spec = ledger.markets.get(command.market)
         if spec is None:
             self._reject(command, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}", effects)
+            return
+        if spec.status is not TRADING:
+            code = _STATUS_CODES[spec.status]
+            self._reject(command, code, f"market {spec.symbol} is {spec.status.value}: it takes cancels only", effects)
             return
         problem = validate_order(command)
         if problem is not None:
@@ -369,6 +380,21 @@ class BalanceCore:
         effects.new_markets.append(spec)
         effects.replies.append(Reply(command.seq, ResultCode.OK, data=spec))
 
+    def _set_market_status(self, command: SetMarketStatus, effects: Effects) -> None:
+        ledger = self.ledger
+        spec = ledger.markets.get(command.market)
+        if spec is None:
+            effects.replies.append(Reply(command.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}"))
+            return
+        if spec.status is not command.status:
+            spec = ledger.markets[spec.symbol] = spec.with_status(command.status)
+            effects.changed_markets.append(spec)
+            effects.events.append(MarketStatusChanged(spec.symbol, spec.status, command.ts))
+        effects.replies.append(Reply(command.seq, ResultCode.OK, data=spec))
+
+
+TRADING = MarketStatus.TRADING
+_STATUS_CODES = {MarketStatus.HALTED: ResultCode.MARKET_HALTED, MarketStatus.CANCEL_ONLY: ResultCode.MARKET_CANCEL_ONLY}
 
 _PLACE_MESSAGES = {
     ResultCode.INSUFFICIENT_FUNDS: "insufficient funds",

@@ -155,6 +155,7 @@ def market(spec: MarketSpec, shard: int | None = None) -> dict[str, Any]:
         "quoteDecimals": spec.quote.decimals,
         "makerFeeBps": spec.maker_fee_bps,
         "takerFeeBps": spec.taker_fee_bps,
+        "status": spec.status.value,
     }
     if shard is not None:
         out["shard"] = shard

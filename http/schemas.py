@@ -14,7 +14,7 @@ from typing import Any
 from sanic_ext.extensions.openapi.types import Array, Boolean, Integer, Long, Object, Schema, String
 
 from openbell.core.marketdata import INTERVALS
-from openbell.core.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 
 DECIMAL = {"pattern": r"^[0-9]{1,30}(\.[0-9]{1,18})?$"}
 
@@ -216,8 +216,12 @@ MARKET_INFO = Object(
         "quoteDecimals": Integer(),
         "makerFeeBps": Integer(),
         "takerFeeBps": Integer(),
+        "status": String(
+            enum=names(MarketStatus),
+            description="TRADING; HALTED or CANCEL_ONLY: new orders are refused (codes 211, 212), cancels taken",
+        ),
     },
-    required=["symbol", "base", "quote", "tickSize", "lotSize", "baseDecimals", "quoteDecimals"],
+    required=["symbol", "base", "quote", "tickSize", "lotSize", "baseDecimals", "quoteDecimals", "status"],
 )
 ONRAMP_RESULT = Object(
     {

@@ -4,6 +4,7 @@ the interactive docs answer at /docs."""
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 import httpx
@@ -28,8 +29,11 @@ EXPECTED_ROUTES = {
     ("GET", "/api/v1/markets"),
     ("POST", "/api/v1/markets"),
     ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/admin/markets/{symbol}/halt"),
+    ("POST", "/api/v1/admin/markets/{symbol}/resume"),
+    ("POST", "/api/v1/admin/markets/{symbol}/cancel-only"),
 }
-"""The routes the issue asks for."""
+"""The routes the issues ask for."""
 
 REQUIRED_QUERY = {
     ("GET", "/api/v1/order/open"): {"user_id"},
@@ -41,7 +45,7 @@ REQUIRED_QUERY = {
 }
 REQUEST_BODY_FIELDS = {
     ("POST", "/api/v1/order"): {"market", "side", "user_id", "price", "quantity", "type", "timeInForce", "postOnly",
-                                "clientOrderId", "quoteQuantity"},
+                                "clientOrderId", "quoteQuantity", "stopPrice"},
     ("DELETE", "/api/v1/order"): {"orderId", "market", "user_id"},
     ("POST", "/api/v1/onramp"): {"user_id", "asset", "amount", "txnId"},
     ("POST", "/api/v1/markets"): {"symbol", "base", "quote", "tickSize", "lotSize"},
@@ -52,7 +56,7 @@ def served_routes() -> set[tuple[str, str]]:
     """(METHOD, /path) of every route the app registers under /api/v1 (the engine is never started)."""
     app = create_app(Engine(), name="openapi-routes", websocket=False)
     return {
-        (method, "/" + route.path)
+        (method, "/" + re.sub(r"<([A-Za-z_]+)(:[a-z]+)?>", r"{\1}", route.path))  # <symbol:str> is {symbol}
         for route in app.router.routes
         if route.path.startswith("api/v1/")
         for method in route.methods

@@ -16,6 +16,7 @@ Wire shapes (all times are ms since the epoch; "E" is the event's engine time):
           "R":"TRIGGERED"; its fills and outcome follow as for any order.
 - fill:   {"e":"fill","E","s","t","i","c","S","p","q","m":isMaker,"T"}, one per side the user traded on.
 - balance: {"e":"balance","E","a","f":available,"l":locked}.
+- status: {"e":"status","E","s","X":"TRADING"|"HALTED"|"CANCEL_ONLY"}, when an operator changes it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from openbell.core.events import (
     BalanceChanged,
     DepthUpdated,
     KlineSnapshot,
+    MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -80,6 +82,11 @@ class Renderer:
             return self._balance(event, wanted)
         if type(event) in ORDER_EVENTS:
             return self._order(event, wanted)
+        if isinstance(event, MarketStatusChanged):
+            stream = f"status@{event.market}"
+            if stream not in wanted:
+                return []
+            return [(stream, {"e": "status", "E": event.ts, "s": event.market, "X": event.status.value})]
         return []
 
     # ----------------------------------------------------------------- market streams
