@@ -340,3 +340,27 @@ def test_a_book_rebuilt_from_its_state_keeps_waiting_stops_and_the_last_price_an
     assert [rebuilt.place(sell), rebuilt.place(buy)] == expected
     assert rebuilt.to_state() == venue.book.to_state()
     rebuilt.check_invariants()
+
+
+def test_a_triggered_stop_whose_matching_raises_expires_with_engine_error_and_releases_its_hold(
+    venue: Venue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trade_at(venue, "100")
+    venue.limit("bob", BUY, "94", 5)
+    stop = venue.stop("alice", SELL, STOP_LOSS, "95", 3)[0]
+    place = OrderBook._place
+
+    def failing(self: OrderBook, cmd: object, events: list[object], announce: bool = True) -> None:
+        if not announce:
+            raise RuntimeError("a fault while matching a triggered order")
+        place(self, cmd, events, announce)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OrderBook, "_place", failing)
+
+    events = trade_at(venue, "95")
+
+    expired = [e for e in only(events, OrderExpired) if e.order_id == stop.order_id]  # type: ignore[attr-defined]
+    assert [(e.reason, e.filled_quantity, e.remaining_quantity) for e in expired] == [(ResultCode.ENGINE_ERROR, 0, 3)]
+    assert venue.balance("alice", "TATA") == (tata("100"), 0)
+    assert venue.book.level_total(BUY, ticks("94")) == 5  # bob's bid untouched
+    venue.check_invariants()
