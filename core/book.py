@@ -18,8 +18,9 @@ last trade price (`last_price`) reaches their stop price; a stop already reached
 reached: each gets `OrderTriggered` and matches at once as a new taker (a market or limit order, with its
 time in force), at that point of the command sequence, its events among the triggering command's. Trades
 of a triggered stop may trigger more; one command triggers at most `MAX_TRIGGERS_PER_COMMAND` (the rest
-stay due and trigger after the market's next command). A waiting stop can be canceled like a resting
-order; it changes no level and no update id.
+stay due and trigger after the market's next order). A waiting stop can be canceled like a resting
+order; it changes no level and no update id. A cancel never triggers anything (so a halted market, which
+takes only cancels, triggers nothing).
 
 `place` takes orders that `openbell.core.orders.validate_order` accepted (the balance stage validates
 every order once, before it holds funds for it); it is the hot path, written for CPython's costs: it
@@ -416,9 +417,6 @@ class OrderBook:
                 events = [OrderCanceled(self.symbol, order_id, user_id, 0, stop.quantity or 0, ts)]
             else:
                 events = [CancelRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
-        stops = self.stops
-        if len(stops) and (self._stops_due or stops.due(self.last_price)):
-            self._trigger_stops(ts, events)
         return events
 
     def drop(self, order_id: int) -> bool:

@@ -33,7 +33,7 @@ from openbell.core.types import OrderType, Side, require
 
 MAX_TRIGGERS_PER_COMMAND = 100
 """Most stops one command may trigger, cascades included; the rest stay due and trigger after the market's
-next command (an order or a cancel), in the same order."""
+next order (a cancel triggers nothing), in the same order."""
 
 _RISING = frozenset(
     {

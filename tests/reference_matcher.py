@@ -17,7 +17,7 @@ Stop and take-profit orders, written from the rules `openbell.core.stops` docume
 
 - one whose stop price the last trade price has already reached when it is placed is rejected; any other
   waits, off the book;
-- after every command (a rejected one too), while some waiting order's stop price has been reached by the last trade price
+- after every order (a rejected one too; never after a cancel), while some waiting order's stop price has been reached by the last trade price
   (rising kinds: last >= stop; falling kinds: last <= stop), all those reached are taken at once, rising
   ones by stop price ascending then falling ones by stop price descending, ties by order id, and each
   matches in turn as a new market or limit taker; then the check repeats (a cascade), at most
@@ -137,13 +137,9 @@ class ReferenceMatcher:
                     best = order
         return best
 
-    def cancel(self, order_id: int, user_id: str) -> tuple[bool, list[ReferenceOutcome]]:
-        """Remove `user_id`'s resting or waiting order `order_id` (False if there is none, or it is someone
-        else's), then trigger what is due; returns both."""
-        done = self._cancel(order_id, user_id)
-        return done, self._trigger()
-
-    def _cancel(self, order_id: int, user_id: str) -> bool:
+    def cancel(self, order_id: int, user_id: str) -> bool:
+        """Remove `user_id`'s resting or waiting order `order_id`. False if there is none (or it is someone
+        else's). A cancel triggers nothing."""
         for orders in (self.bids, self.asks):
             for i, order in enumerate(orders):
                 if order.order_id == order_id and order.user_id == user_id:

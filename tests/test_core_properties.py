@@ -351,6 +351,8 @@ class Exchange:
             assert len(endings) == 1 and endings[0] is own[-1], events
 
         self.label(cmd, events)
+        if self.book.stops.due(self.book.last_price):
+            event("stops left due for the next order (the trigger budget was used up)")
         for trade in trades:
             assert trade.maker_user_id != trade.taker_user_id
             if trade in own:
@@ -414,17 +416,7 @@ class Exchange:
             order_id = self.order_ids[step.pick % len(self.order_ids)]
         events = self.book.cancel(order_id, step.user, 1_000 + seq)
         self.ledger.settle(events)
-        canceled, fired = self.reference.cancel(order_id, step.user)
-        # Stops are due after a cancel only when an earlier command used up its trigger budget.
-        assert [e.order_id for e in events if isinstance(e, OrderTriggered)] == [stop.order_id for stop in fired]
-        trades = [e for e in events if isinstance(e, TradeExecuted)]
-        assert [ReferenceTrade(t.price, t.quantity, t.maker_order_id, t.taker_order_id) for t in trades] == [
-            trade for stop in fired for trade in stop.trades
-        ]
-        for trade in trades:
-            self.settle_expected(trade)
-        if fired:
-            event("cancel: triggered stops left due by an earlier command")
+        canceled = self.reference.cancel(order_id, step.user)
         event(f"cancel: {'done' if canceled else 'unknown order'}")
         if canceled:
             assert isinstance(events[0], OrderCanceled) and events[0].order_id == order_id

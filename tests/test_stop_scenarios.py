@@ -275,7 +275,7 @@ def test_a_triggered_stops_trades_trigger_the_next_stop_in_the_same_command(venu
     venue.check_invariants()
 
 
-def test_one_command_triggers_at_most_the_bound_and_the_rest_trigger_after_the_next_command(
+def test_one_command_triggers_at_most_the_bound_and_the_rest_trigger_after_the_next_order_not_a_cancel(
     venue: Venue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(book_module, "MAX_TRIGGERS_PER_COMMAND", 2)
@@ -287,10 +287,12 @@ def test_one_command_triggers_at_most_the_bound_and_the_rest_trigger_after_the_n
     ]
 
     events = trade_at(venue, "95")
-    later = venue.cancel("bob", 10**9)  # any next command of the market, even a refused cancel
+    canceled = venue.cancel("bob", 10**9)
+    later = venue.limit("carol", SELL, "120", 1)  # any next order of the market, even one that only rests
 
     assert [t.order_id for t in only(events, OrderTriggered)] == ids[:2]
-    assert kinds(later)[0] is CancelRejected
+    assert kinds(canceled) == [CancelRejected]
+    assert kinds(later)[0] is OrderAccepted
     assert [t.order_id for t in only(later, OrderTriggered)] == ids[2:]
     venue.check_invariants()
 
