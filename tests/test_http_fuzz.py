@@ -12,6 +12,7 @@ fails on the removed `Node._nodeid`; Hypothesis drives the operations directly i
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -38,7 +39,7 @@ def served_routes() -> list[tuple[str, str]]:
     """(METHOD, /api/v1/path) of every route the app registers (the engine is never started)."""
     app = create_app(Engine(), name="fuzz-routes", websocket=False)
     return sorted(
-        (method, "/" + route.path)
+        (method, "/" + re.sub(r"<([A-Za-z_]+)(:[a-z]+)?>", r"{\1}", route.path))  # <symbol:str> is {symbol}
         for route in app.router.routes
         if route.path.startswith("api/v1/")
         for method in route.methods
