@@ -14,7 +14,7 @@ price so that the best level of either side is the first key.
 
 Stop and take-profit orders (`openbell.core.stops`) wait off the book, in the book's `stops`, until the
 last trade price (`last_price`) reaches their stop price; a stop already reached when placed is rejected
-(STOP_WOULD_TRIGGER). After every command that traded, the book triggers the stops the new last price
+(STOP_WOULD_TRIGGER). After every order that traded, the book triggers the stops the new last price
 reached: each gets `OrderTriggered` and matches at once as a new taker (a market or limit order, with its
 time in force), at that point of the command sequence, its events among the triggering command's. Trades
 of a triggered stop may trigger more; one command triggers at most `MAX_TRIGGERS_PER_COMMAND` (the rest
