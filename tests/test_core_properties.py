@@ -91,7 +91,12 @@ class CancelStep:
     """Which earlier order id to cancel (modulo how many were placed); None: an id never used."""
 
 
-Step = DepositStep | ReplayDeposit | PlaceStep | CancelStep
+@dataclass(frozen=True)
+class RestoreStep:
+    """Rebuild the book and the ledger from their snapshot state (waiting stops and the last price included)."""
+
+
+Step = DepositStep | ReplayDeposit | PlaceStep | CancelStep | RestoreStep
 
 
 @st.composite
@@ -223,6 +228,7 @@ def scenarios(draw: st.DrawFn, spec: MarketSpec) -> tuple[list[str], list[Step]]
         st.integers(0, 5).map(lambda k: f"txn-{k}"),
     )
     replay = st.builds(ReplayDeposit, st.integers(0, 50))
+    restore = st.just(RestoreStep())
     cancel = st.builds(CancelStep, user, st.one_of(st.none(), st.integers(0, 60)))
     step = st.one_of(
         resting_limit,
@@ -239,6 +245,7 @@ def scenarios(draw: st.DrawFn, spec: MarketSpec) -> tuple[list[str], list[Step]]
         stop_market_buy,
         deposit,
         replay,
+        restore,
         cancel,
         cancel,
     )
@@ -269,6 +276,11 @@ class Exchange:
     def run(self, step: Step) -> None:
         if isinstance(step, DepositStep):
             self.deposit(step)
+        elif isinstance(step, RestoreStep):
+            state = self.book.to_state()
+            self.book = OrderBook.from_state(self.spec, state)
+            self.ledger = Ledger.from_state(self.ledger.to_state())
+            assert self.book.to_state() == state
         elif isinstance(step, ReplayDeposit):
             if self.deposits:
                 self.deposit(self.deposits[step.pick % len(self.deposits)])
