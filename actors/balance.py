@@ -51,6 +51,7 @@ class MarketRef(Protocol):
 
 
 MarketSpawner = Callable[[MarketSpec], MarketRef]
+MarketListener = Callable[[MarketSpec], None]
 
 MAX_BATCH = 512
 """Most commands taken from the intake per message, so settlements interleave with new orders."""
@@ -90,8 +91,10 @@ class BalanceActor(pykka.ThreadingActor):
         recorder: Recorder | None = None,
         markets: dict[str, MarketRef] | None = None,
         persistence: Persistence | None = None,
+        market_changed: MarketListener | None = None,
     ) -> None:
         super().__init__()
+        self._market_changed = market_changed
         self.core = core
         self._intake = intake
         self._spawn_market = spawn_market
@@ -200,8 +203,12 @@ class BalanceActor(pykka.ThreadingActor):
         return CommandBatch(tuple(commands)) if commands else None
 
     def _start_new_markets(self, effects: Effects) -> None:
+        """Start the markets the batch added, and tell the registry of status changes."""
         for spec in effects.new_markets:
             self.markets[spec.symbol] = self._spawn_market(spec)
+        if self._market_changed is not None:
+            for spec in effects.changed_markets:
+                self._market_changed(spec)
 
     def on_failure(
         self,

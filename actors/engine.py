@@ -131,6 +131,7 @@ class Engine:
             self._recorder,
             market_refs,
             self.persistence,
+            self._market_changed,
         )
         self._resume(market_refs)
         self._running = True
@@ -251,11 +252,16 @@ class Engine:
         return ref
 
     def _register_market(self, spec: MarketSpec, ref: MarketRef) -> None:
-        """Route the market's queries to `ref` and list it (and its assets)."""
+        """Route the market's queries to `ref` and list it (and its assets), with the status the balance stage
+        knows (a recovered market may have been halted)."""
         self._market_refs[spec.symbol] = ref
-        self._specs[spec.symbol] = spec
+        self._specs[spec.symbol] = self.balance_core.ledger.markets.get(spec.symbol, spec)
         self._assets.setdefault(spec.base.symbol, spec.base)
         self._assets.setdefault(spec.quote.symbol, spec.quote)
+
+    def _market_changed(self, spec: MarketSpec) -> None:
+        """Called by the balance actor when a market's status changed: list it as it is now."""
+        self._specs[spec.symbol] = spec
 
     def shard_of(self, symbol: str) -> int | None:
         """The market shard (process) that matches `symbol`: None here, where every market is in this process."""

@@ -56,7 +56,7 @@ from openbell.cluster import (
     RoutedReply,
 )
 from openbell.cluster.reconnect import keep_connected
-from openbell.core.commands import QUERIES, STATE_CHANGING, AddMarket, Command, PlaceOrder
+from openbell.core.commands import QUERIES, STATE_CHANGING, AddMarket, Command, PlaceOrder, SetMarketStatus
 from openbell.core.events import Event
 from openbell.core.grid import MarketSpec
 from openbell.core.messages import AlreadyApplied, Reply
@@ -448,8 +448,8 @@ class Relay:
             self.stats["already_applied"] += 1
         if isinstance(command, STATE_CHANGING):
             self._remember(pending.request_id, reply)
-        if type(command) is AddMarket and reply.ok:
-            spec = command.spec
+        if reply.ok and type(command) in _LISTING:
+            spec = reply.expect(MarketSpec)  # a market added, or its status changed: as the engine has it now
             pipe.hset(MARKETS, spec.symbol, encode(spec))
             pipe.publish(REGISTRY, encode(MarketListed(spec, self.engine.shard_of(spec.symbol))))
         owed.setdefault(pending.reply_to, []).append(RoutedReply(pending.request_id, reply))
@@ -501,6 +501,10 @@ class Relay:
         for spec in specs:
             pipe.publish(REGISTRY, encode(MarketListed(spec, self.engine.shard_of(spec.symbol))))
         await pipe.execute()
+
+
+_LISTING = (AddMarket, SetMarketStatus)
+"""Commands whose success changes the market registry."""
 
 
 def _stream_id(raw: bytes | str) -> tuple[int, int]:

@@ -12,6 +12,16 @@ totals at once (O(1) after the index lookup, O(log n) if the level empties); mat
 at the head, and a level compacts its deque when dead entries pile up. Bids are keyed by the negated
 price so that the best level of either side is the first key.
 
+Stop and take-profit orders (`openbell.core.stops`) wait off the book, in the book's `stops`, until the
+last trade price (`last_price`) reaches their stop price; a stop already reached when placed is rejected
+(STOP_WOULD_TRIGGER). After every order that traded, the book triggers the stops the new last price
+reached: each gets `OrderTriggered` and matches at once as a new taker (a market or limit order, with its
+time in force), at that point of the command sequence, its events among the triggering command's. Trades
+of a triggered stop may trigger more; one command triggers at most `MAX_TRIGGERS_PER_COMMAND` (the rest
+stay due and trigger after the market's next order). A waiting stop can be canceled like a resting
+order; it changes no level and no update id. A cancel never triggers anything (so a halted market, which
+takes only cancels, triggers nothing).
+
 `place` takes orders that `openbell.core.orders.validate_order` accepted (the balance stage validates
 every order once, before it holds funds for it); it is the hot path, written for CPython's costs: it
 takes a GTC limit that does not cross straight to the book (the commonest order: it only rests). None
@@ -21,10 +31,12 @@ that against a reference matcher.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 from sortedcontainers import SortedDict
 
 from openbell.core.commands import PlaceOrder
@@ -37,10 +49,14 @@ from openbell.core.events import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
+    OrderTriggered,
     TradeExecuted,
 )
 from openbell.core.grid import MAX_QUANTITY_LOTS, MarketSpec
+from openbell.core.stops import MAX_TRIGGERS_PER_COMMAND, StopOrders, would_trigger
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce, require
+
+log = logging.getLogger(__name__)
 
 BUY = Side.BUY
 SELL = Side.SELL
@@ -128,6 +144,12 @@ class OrderBook:
         self._changed_bids: set[int] = set()
         self._changed_asks: set[int] = set()
         self._first_unpublished_update = 1
+        self.last_price: int | None = None
+        """The price of the last trade (ticks), None before the first: what triggers stops."""
+        self.stops = StopOrders()
+        """Stop and take-profit orders waiting for `last_price` to reach their stop price."""
+        self._stops_due = False
+        """Some waiting stop was reached but not triggered yet (the last command used up its trigger budget)."""
 
     # ----------------------------------------------------------------- queries
     @property
@@ -199,6 +221,7 @@ class OrderBook:
             and price is not None
             and cmd.quantity is not None
             and seq not in self._orders
+            and not self._stops_due
         ):
             side = cmd.side
             if side is BUY:
@@ -217,10 +240,100 @@ class OrderBook:
                 self._rest(seq, user_id, side, price, quantity, 0, ts, client_order_id)
                 self.update_id += 1
                 return events
-        self._place(cmd, events)
+        if cmd.order_type.is_stop:
+            self._wait(cmd, events)
+        else:
+            self._place(cmd, events)
+        stops = self.stops
+        if len(stops) and (self._stops_due or stops.due(self.last_price)):
+            self._trigger_stops(cmd.ts, events)
         return events
 
-    def _place(self, cmd: PlaceOrder, events: list[Event]) -> None:
+    def _wait(self, cmd: PlaceOrder, events: list[Event]) -> None:
+        """Accept a stop or take-profit order to wait off the book, unless the last price has reached it."""
+        seq, user_id, client_order_id = cmd.seq, cmd.user_id, cmd.client_order_id
+        if seq in self._orders or self.stops.get(seq) is not None:
+            events.append(
+                OrderRejected(
+                    self.symbol, seq, user_id, ResultCode.INVALID_ORDER, "order id already used", cmd.ts, client_order_id
+                )
+            )
+            return
+        if would_trigger(cmd, self.last_price):
+            events.append(
+                OrderRejected(
+                    self.symbol,
+                    seq,
+                    user_id,
+                    ResultCode.STOP_WOULD_TRIGGER,
+                    "the last price has already reached the stop price: the order would trigger at once",
+                    cmd.ts,
+                    client_order_id,
+                )
+            )
+            return
+        events.append(
+            OrderAccepted(
+                self.symbol,
+                seq,
+                user_id,
+                cmd.side,
+                cmd.order_type,
+                cmd.time_in_force,
+                cmd.price,
+                cmd.quantity,
+                cmd.quote_quantity,
+                client_order_id,
+                cmd.ts,
+                cmd.stop_price,
+            )
+        )
+        self.stops.add(cmd)
+
+    def _trigger_stops(self, ts: int, events: list[Event]) -> None:
+        """Trigger the waiting stops the last price has reached, cascades included, at most
+        `MAX_TRIGGERS_PER_COMMAND`; each matches as a new taker at once (see the module docstring)."""
+        stops = self.stops
+        budget = MAX_TRIGGERS_PER_COMMAND
+        last = self.last_price
+        while budget and last is not None and stops.due(last):
+            for stop in stops.take_triggered(last, budget):
+                budget -= 1
+                assert stop.stop_price is not None
+                events.append(OrderTriggered(self.symbol, stop.seq, stop.user_id, stop.stop_price, last, ts))
+                taker = msgspec.structs.replace(stop, order_type=stop.order_type.when_triggered, ts=ts, stop_price=None)
+                started = len(events)
+                try:
+                    self._place(taker, events, announce=False)
+                except Exception:
+                    log.exception("market %s failed to match triggered order %s", self.symbol, stop.seq)
+                    self._expire_after_failure(taker, events, started)
+            last = self.last_price
+        self._stops_due = stops.due(last)
+
+    def _expire_after_failure(self, taker: PlaceOrder, events: list[Event], started: int) -> None:
+        """A triggered stop whose matching raised: off the book, and expired, so its hold is released."""
+        resting = self._orders.get(taker.seq)
+        if resting is not None:
+            self._remove(resting)
+            self.update_id += 1
+        filled = sum(
+            e.quantity for e in events[started:] if type(e) is TradeExecuted and e.taker_order_id == taker.seq
+        )
+        asked = taker.quantity or 0
+        events.append(
+            OrderExpired(
+                self.symbol,
+                taker.seq,
+                taker.user_id,
+                filled,
+                max(asked - filled, 0),
+                ResultCode.ENGINE_ERROR,
+                taker.ts,
+            )
+        )
+
+    def _place(self, cmd: PlaceOrder, events: list[Event], announce: bool = True) -> None:
         seq, ts, user_id, side, limit = cmd.seq, cmd.ts, cmd.user_id, cmd.side, cmd.price
         order_type, time_in_force, asked, budget = cmd.order_type, cmd.time_in_force, cmd.quantity, cmd.quote_quantity
         client_order_id = cmd.client_order_id
@@ -248,11 +361,14 @@ class OrderBook:
                 )
                 return
         accepted_at = len(events)
-        events.append(
-            OrderAccepted(
-                symbol, seq, user_id, side, order_type, time_in_force, limit, asked, budget, client_order_id, ts
+        if announce:
+            events.append(
+                OrderAccepted(
+                    symbol, seq, user_id, side, order_type, time_in_force, limit, asked, budget, client_order_id, ts
+                )
             )
-        )
+        else:
+            accepted_at -= 1  # a triggered stop: accepted when it was placed
         quantity = asked if asked is not None else MAX_QUANTITY_LOTS
         if time_in_force is FOK and not self._can_fill_completely(cmd, quantity, budget):
             events.append(OrderExpired(symbol, seq, user_id, 0, quantity, FOK_NOT_FILLED, ts))
@@ -287,13 +403,30 @@ class OrderBook:
             self.update_id += 1
 
     def cancel(self, order_id: int, user_id: str, ts: int) -> list[Event]:
-        """Cancel a resting order of `user_id`. Another user's order is reported as unknown."""
+        """Cancel a resting or waiting order of `user_id`. Another user's order is reported as unknown."""
         order = self._orders.get(order_id)
-        if order is None or order.user_id != user_id:
-            return [CancelRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
-        self._remove(order)
-        self.update_id += 1
-        return [OrderCanceled(self.symbol, order_id, user_id, order.filled, order.remaining, ts)]
+        events: list[Event]
+        if order is not None and order.user_id == user_id:
+            self._remove(order)
+            self.update_id += 1
+            events = [OrderCanceled(self.symbol, order_id, user_id, order.filled, order.remaining, ts)]
+        else:
+            stop = self.stops.get(order_id)
+            if stop is not None and stop.user_id == user_id:
+                self.stops.remove(order_id)
+                events = [OrderCanceled(self.symbol, order_id, user_id, 0, stop.quantity or 0, ts)]
+            else:
+                events = [CancelRejected(self.symbol, order_id, user_id, ResultCode.UNKNOWN_ORDER, "unknown order", ts)]
+        return events
+
+    def drop(self, order_id: int) -> bool:
+        """Take an order off the book or out of the waiting stops, with no event and no trigger (after a fault)."""
+        order = self._orders.get(order_id)
+        if order is not None:
+            self._remove(order)
+            self.update_id += 1
+            return True
+        return self.stops.remove(order_id) is not None
 
     # ----------------------------------------------------------------- internals
     def _opposite(self, side: Side) -> SortedDict:
@@ -404,6 +537,7 @@ class OrderBook:
                             break
                     budget -= take * price * per_lot
                 remaining -= take
+                self.last_price = price
                 maker.remaining = maker_remaining = maker_remaining - take
                 maker.filled = maker_filled = maker.filled + take
                 level.total -= take
@@ -507,6 +641,8 @@ class OrderBook:
             "next_trade_id": self.next_trade_id,
             "bids": side(self._bids),
             "asks": side(self._asks),
+            "last_price": self.last_price,
+            "stops": self.stops.to_state(),
         }
 
     @classmethod
@@ -519,6 +655,9 @@ class OrderBook:
         book._changed_asks.clear()
         book.update_id = state["update_id"]
         book.next_trade_id = state["next_trade_id"]
+        book.last_price = state.get("last_price")
+        book.stops = StopOrders.from_state(state.get("stops", []))
+        book._stops_due = book.stops.due(book.last_price)
         book._first_unpublished_update = book.update_id + 1
         return book
 
@@ -550,3 +689,6 @@ class OrderBook:
         require(self._best_ask_level is (self._asks.peekitem(0)[1] if self._asks else None), "best ask cache is stale")
         bid, ask = self.best_bid, self.best_ask
         require(bid is None or ask is None or bid < ask, f"book is crossed: bid {bid} >= ask {ask}")
+        self.stops.check_invariants()
+        for cmd in self.stops.orders():
+            require(cmd.seq not in self._orders, f"order {cmd.seq} both waits and rests")

@@ -18,7 +18,7 @@ from typing import TypeAlias
 import msgspec
 
 from openbell.core.grid import MarketSpec
-from openbell.core.types import OrderType, Permission, Record, SelfTradePrevention, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderType, Permission, Record, SelfTradePrevention, Side, TimeInForce
 
 
 class PlaceOrder(Record, frozen=True):
@@ -43,6 +43,8 @@ class PlaceOrder(Record, frozen=True):
     stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER
     """Self-trade prevention: what happens when it would trade with an order of the same user."""
     request_id: str = ""
+    stop_price: int | None = None
+    """Stop and take-profit orders only: the last trade price (ticks) that triggers the order."""
 
     @property
     def order_id(self) -> int:
@@ -74,6 +76,17 @@ class AddMarket(Record, frozen=True):
     seq: int
     ts: int
     spec: MarketSpec
+    request_id: str = ""
+
+
+class SetMarketStatus(Record, frozen=True):
+    """An operator's halt, resume or cancel-only of one market: from the next command on, a market that is not
+    TRADING refuses new orders (MARKET_HALTED, MARKET_CANCEL_ONLY) and still takes cancels."""
+
+    seq: int
+    ts: int
+    market: str
+    status: MarketStatus
     request_id: str = ""
 
 
@@ -185,7 +198,7 @@ MAX_DEPTH_LEVELS = 5000
 MAX_TRADES = 1000
 """Most trades a trades query returns."""
 
-StateChanging: TypeAlias = PlaceOrder | CancelOrder | Deposit | AddMarket | CreateApiKey | RevokeApiKey
+StateChanging: TypeAlias = PlaceOrder | CancelOrder | Deposit | AddMarket | CreateApiKey | RevokeApiKey | SetMarketStatus
 MarketQuery: TypeAlias = GetDepth | GetTrades | GetTicker | GetKlines
 HistoryQuery: TypeAlias = GetTradeHistory | GetKlineHistory
 Query: TypeAlias = GetBalances | GetOpenOrders | GetApiKeys | MarketQuery | HistoryQuery
@@ -194,7 +207,7 @@ Command: TypeAlias = StateChanging | Query
 MatchCommand: TypeAlias = PlaceOrder | CancelOrder
 """What the balance stage forwards to a market."""
 
-STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket, CreateApiKey, RevokeApiKey)
+STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket, CreateApiKey, RevokeApiKey, SetMarketStatus)
 """Commands that change state: journaled, applied at most once per request id."""
 MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
 """Queries a market's actor answers."""

@@ -9,7 +9,9 @@ fill a `TradeExecuted` followed by the maker's `OrderFilled` or `OrderPartiallyF
 removed by self-trade prevention as `OrderExpired`; and last, the taker's own outcome if it changed:
 `OrderFilled`, `OrderPartiallyFilled` (rests after some fills), or `OrderExpired` (remainder dropped).
 A cancel emits `OrderCanceled`, or `CancelRejected` when there is no such order of that user (which
-leaves every order as it was). Equality compares the event type too, so an `OrderFilled` never
+leaves every order as it was). A stop or take-profit order is accepted and waits off the book; when the
+last trade price reaches its stop price, `OrderTriggered` is emitted (among the events of the command whose
+trades did it) followed by its own trades and outcome, as above. Equality compares the event type too, so an `OrderFilled` never
 equals an `OrderCanceled` that happens to hold the same values.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from openbell.core.grid import MarketSpec
-from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 
 class OrderAccepted(Record, frozen=True):
@@ -33,6 +35,22 @@ class OrderAccepted(Record, frozen=True):
     quote_quantity: int | None
     client_order_id: str | None
     ts: int
+    stop_price: int | None = None
+    """A stop or take-profit order's trigger price (ticks): it waits off the book until it triggers."""
+
+
+class OrderTriggered(Record, frozen=True):
+    """A waiting stop or take-profit order was triggered by the last trade price: it matches now, as a taker
+    (its trades and its outcome follow, as for a new order without a second `OrderAccepted`)."""
+
+    market: str
+    order_id: int
+    user_id: str
+    stop_price: int
+    last_price: int
+    """The last trade price (ticks) that reached `stop_price`."""
+    ts: int
+    """The entry time of the command whose trades triggered it."""
 
 
 class OrderRejected(Record, frozen=True):
@@ -183,6 +201,14 @@ class DepthUpdated(Record, frozen=True):
     ts: int
 
 
+class MarketStatusChanged(Record, frozen=True):
+    """An operator changed a market's trading status (published by the balance stage, in command order)."""
+
+    market: str
+    status: MarketStatus
+    ts: int
+
+
 class Ticker(Record, frozen=True):
     """24 h statistics of one market, published after a batch with trades and returned by ticker queries."""
 
@@ -224,7 +250,13 @@ class KlineSnapshot(Record, frozen=True):
 
 
 OrderEvent: TypeAlias = (
-    OrderAccepted | OrderRejected | OrderPartiallyFilled | OrderFilled | OrderCanceled | OrderExpired
+    OrderAccepted
+    | OrderRejected
+    | OrderPartiallyFilled
+    | OrderFilled
+    | OrderCanceled
+    | OrderExpired
+    | OrderTriggered
 )
 Event = (
     OrderEvent
@@ -236,9 +268,18 @@ Event = (
     | DepthUpdated
     | KlineSnapshot
     | Ticker
+    | MarketStatusChanged
 )
 """Everything the engine publishes."""
 
-ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired)
+ORDER_EVENTS = (
+    OrderAccepted,
+    OrderRejected,
+    OrderPartiallyFilled,
+    OrderFilled,
+    OrderCanceled,
+    OrderExpired,
+    OrderTriggered,
+)
 TERMINAL_EVENTS = (OrderFilled, OrderCanceled, OrderExpired, OrderRejected)
 """An order's last event: after one of these it holds nothing and is on no book."""

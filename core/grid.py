@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 
 from msgspec.structs import force_setattr
 
-from openbell.core.types import Record, ResultCode
+from openbell.core.types import MarketStatus, Record, ResultCode
 
 MAX_DECIMALS = 18
 """No asset, tick or lot may be finer than 10**-18."""
@@ -140,8 +140,9 @@ def _format_scaled(units: int, decimals: int) -> str:
 class MarketSpec(Record, frozen=True):
     """A market's grid and fees. Prices are in quote per one base.
 
-    The last four fields are derived from the others when a spec is made or decoded (whatever values
-    they were given), so a spec that crossed the wire is checked and complete.
+    The four fields after the fees are derived from the others when a spec is made or decoded (whatever
+    values they were given), so a spec that crossed the wire is checked and complete. `status` is the
+    market's trading status as the balance stage last set it (`SetMarketStatus`); the registry shows it.
     """
 
     symbol: str
@@ -164,6 +165,21 @@ class MarketSpec(Record, frozen=True):
     """The tick size as (units, decimals): units x 10**-decimals (derived)."""
     lot_parts: tuple[int, int] = (0, 0)
     """The lot size as (units, decimals) (derived)."""
+    status: MarketStatus = MarketStatus.TRADING
+    """Whether the market takes new orders (TRADING), or only cancels (HALTED, CANCEL_ONLY)."""
+
+    def with_status(self, status: MarketStatus) -> MarketSpec:
+        """The same market with another trading status."""
+        return MarketSpec(
+            self.symbol,
+            self.base,
+            self.quote,
+            self.tick_size,
+            self.lot_size,
+            self.maker_fee_bps,
+            self.taker_fee_bps,
+            status=status,
+        )
 
     def __post_init__(self) -> None:
         if self.symbol != f"{self.base.symbol}_{self.quote.symbol}":

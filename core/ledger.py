@@ -1,6 +1,7 @@
 """The funds ledger: every user's `available` and `locked` balance per asset, and the hold per open order.
 
-Two-phase funds, as in exchange-core: placing an order first holds what it may spend (`hold_for`),
+Two-phase funds, as in exchange-core: placing an order first holds what it may spend (`hold_for`; a stop
+or take-profit order holds it from placement, while it waits, as the order it becomes when triggered would),
 then the ledger settles from the book's events (`settle`): trades move held funds between buyer and
 seller, a buy that fills below its limit gets the difference back to available at once, and an order
 that ends (filled, canceled, expired, rejected) releases exactly what is still held for it.
@@ -28,6 +29,7 @@ from openbell.core.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderTriggered,
     TradeExecuted,
 )
 from openbell.core.grid import Asset, MarketSpec
@@ -88,6 +90,8 @@ class Hold:
         "quantity",
         "receive",
         "side",
+        "stop_price",
+        "triggered",
         "ts",
         "user_id",
     )
@@ -108,6 +112,8 @@ class Hold:
         client_order_id: str | None,
         balance: Balance,
         receive: Balance | None,
+        stop_price: int | None = None,
+        triggered: bool = False,
     ) -> None:
         self.order_id = order_id
         self.user_id = user_id
@@ -128,6 +134,10 @@ class Hold:
         """The balance the held funds sit in (`asset`)."""
         self.receive = receive
         """The balance fills pay into (the market's other asset); None until it exists (the first fill opens it)."""
+        self.stop_price = stop_price
+        """A stop or take-profit order's trigger price (ticks); None for other orders."""
+        self.triggered = triggered
+        """A stop or take-profit order that was triggered (it is on the book now, or matching)."""
 
 
 class Ledger:
@@ -231,7 +241,7 @@ class Ledger:
         if side is BUY:
             asset = spec.quote.symbol
             balance = account.get(asset) or _EMPTY
-            if order_type is LIMIT:
+            if order_type is LIMIT or order_type.has_limit_price:
                 if price is None or quantity is None:
                     return ResultCode.INVALID_ORDER, cmd
                 amount = price * quantity * spec.quote_units_per_tick_lot
@@ -269,6 +279,7 @@ class Ledger:
             cmd.client_order_id,
             balance,
             account.get(receive_asset),
+            cmd.stop_price,
         )
         user_holds = self._user_holds.get(user_id)
         if user_holds is None:
@@ -313,6 +324,10 @@ class Ledger:
                     balance.locked -= amount
                     balance.available += amount
                     changed[balance] = None
+            elif kind is OrderTriggered:
+                hold = holds.get(event.order_id)
+                if hold is not None:
+                    hold.triggered = True
 
     def _settle_trade(self, trade: TradeExecuted) -> None:
         spec = self.markets[trade.market]
@@ -405,6 +420,8 @@ class Ledger:
                     h.amount,
                     h.ts,
                     h.client_order_id,
+                    h.stop_price,
+                    h.triggered,
                 ]
                 for h in self.holds.values()
             ],
@@ -425,7 +442,8 @@ class Ledger:
                 balance = ledger._balance(user, asset)
                 balance.available, balance.locked = available, locked
         for row in state["holds"]:
-            order_id, user_id, market, side, order_type, price, quantity, filled, asset, amount, ts, coid = row
+            order_id, user_id, market, side, order_type, price, quantity, filled, asset, amount, ts, coid = row[:12]
+            stop_price, triggered = row[12:14] if len(row) >= 14 else (None, False)
             spec = ledger.markets[market]
             other = spec.base.symbol if asset == spec.quote.symbol else spec.quote.symbol
             hold = ledger.holds[order_id] = Hold(
@@ -443,6 +461,8 @@ class Ledger:
                 coid,
                 ledger._balance(user_id, asset),
                 ledger._accounts.get(user_id, {}).get(other),
+                stop_price,
+                triggered,
             )
             ledger._user_holds.setdefault(user_id, {})[order_id] = hold
         for txn, (user, asset, amount) in state["deposits"].items():

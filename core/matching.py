@@ -102,10 +102,9 @@ class MarketCore:
 
     def _drop_after_failure(self, order_id: int) -> None:
         """A failed order must not stay on the book without a hold behind it."""
-        order = self.book.order(order_id)
-        if order is not None:
+        if self.book.order(order_id) is not None or self.book.stops.get(order_id) is not None:
             try:
-                self.book.cancel(order_id, order.user_id, order.ts)
+                self.book.drop(order_id)
             except Exception:
                 log.exception("market %s could not drop order %s after a failure", self.spec.symbol, order_id)
 

@@ -14,6 +14,8 @@ Invariants:
 - a `BalanceChanged` carries the time of every command whose effect it includes: changes are drained whenever
   the command time changes within a batch or a settlement, so a statement cut at any millisecond finds every
   balance row on the same side of the cut as the deposits and trades that made it;
+- a market whose status (`MarketSpec.status`, set by `SetMarketStatus`) is not TRADING takes no new order
+  (MARKET_HALTED or MARKET_CANCEL_ONLY, before any funds are held); cancels go on as usual;
 - a request id (`command.request_id`, set when a command crossed Redis) is applied at most once: a
   command whose request id is among the newest `MAX_REMEMBERED_REQUESTS` is answered DUPLICATE_REQUEST
   with the seq it was applied as, and changes nothing.
@@ -37,8 +39,17 @@ from openbell.core.commands import (
     MatchCommand,
     PlaceOrder,
     RevokeApiKey,
+    SetMarketStatus,
 )
-from openbell.core.events import TERMINAL_EVENTS, CancelRejected, Deposited, Event, MarketAdded, OrderRejected
+from openbell.core.events import (
+    TERMINAL_EVENTS,
+    CancelRejected,
+    Deposited,
+    Event,
+    MarketAdded,
+    MarketStatusChanged,
+    OrderRejected,
+)
 from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
 from openbell.core.messages import (
@@ -55,7 +66,7 @@ from openbell.core.messages import (
 )
 from openbell.core.orders import validate_order
 from openbell.core.summary import OpenOrderView, OrderSummary, OriginalOrder
-from openbell.core.types import OrderStatus, Permission, ResultCode
+from openbell.core.types import MarketStatus, OrderStatus, Permission, ResultCode
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +81,7 @@ MAX_API_KEYS_PER_USER = 32
 class Effects:
     """What handling one input produced, for the shell to send."""
 
-    __slots__ = ("batches", "events", "new_markets", "replies")
+    __slots__ = ("batches", "changed_markets", "events", "new_markets", "replies")
 
     def __init__(self) -> None:
         self.batches: list[MatchBatch] = []
@@ -78,6 +89,8 @@ class Effects:
         self.replies: list[Reply] = []
         self.events: list[Event] = []
         self.new_markets: list[MarketSpec] = []
+        self.changed_markets: list[MarketSpec] = []
+        """Markets whose status changed, as they are now (for the registry)."""
 
 
 class BalanceCore:
@@ -225,6 +238,8 @@ class BalanceCore:
             self._add_market(command, effects)
         elif isinstance(command, (CreateApiKey, RevokeApiKey, GetApiKeys)):
             effects.replies.append(self._api_keys(command))
+        elif isinstance(command, SetMarketStatus):
+            self._set_market_status(command, effects)
         else:
             kind = type(command).__name__
             effects.replies.append(
@@ -272,6 +287,10 @@ class BalanceCore:
         spec = ledger.markets.get(command.market)
         if spec is None:
             self._reject(command, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}", effects)
+            return
+        if spec.status is not TRADING:
+            code = _STATUS_CODES[spec.status]
+            self._reject(command, code, f"market {spec.symbol} is {spec.status.value}: it takes cancels only", effects)
             return
         problem = validate_order(command)
         if problem is not None:
@@ -366,7 +385,17 @@ class BalanceCore:
     def _open_orders(self, query: GetOpenOrders) -> tuple[OpenOrderView, ...]:
         return tuple(
             OpenOrderView(
-                h.order_id, h.market, h.side, h.order_type, h.price, h.quantity, h.filled, h.ts, h.client_order_id
+                h.order_id,
+                h.market,
+                h.side,
+                h.order_type,
+                h.price,
+                h.quantity,
+                h.filled,
+                h.ts,
+                h.client_order_id,
+                h.stop_price,
+                h.triggered,
             )
             for h in self.ledger.open_orders(query.user_id)
             if (query.market is None or h.market == query.market) and h.order_id not in self.pending
@@ -415,6 +444,21 @@ class BalanceCore:
         keys[command.api_key] = view
         return Reply(command.seq, ResultCode.OK, data=view)
 
+    def _set_market_status(self, command: SetMarketStatus, effects: Effects) -> None:
+        ledger = self.ledger
+        spec = ledger.markets.get(command.market)
+        if spec is None:
+            effects.replies.append(Reply(command.seq, ResultCode.UNKNOWN_MARKET, f"unknown market {command.market}"))
+            return
+        if spec.status is not command.status:
+            spec = ledger.markets[spec.symbol] = spec.with_status(command.status)
+            effects.changed_markets.append(spec)
+            effects.events.append(MarketStatusChanged(spec.symbol, spec.status, command.ts))
+        effects.replies.append(Reply(command.seq, ResultCode.OK, data=spec))
+
+
+TRADING = MarketStatus.TRADING
+_STATUS_CODES = {MarketStatus.HALTED: ResultCode.MARKET_HALTED, MarketStatus.CANCEL_ONLY: ResultCode.MARKET_CANCEL_ONLY}
 
 _PLACE_MESSAGES = {
     ResultCode.INSUFFICIENT_FUNDS: "insufficient funds",

@@ -68,6 +68,10 @@ class OpenOrderView(Record, frozen=True):
     filled: int
     ts: int
     client_order_id: str | None
+    stop_price: int | None = None
+    """A stop or take-profit order's trigger price (ticks); None for other orders."""
+    triggered: bool = False
+    """Whether a stop or take-profit order has been triggered (until then it waits off the book, status NEW)."""
 
     @property
     def status(self) -> OrderStatus:

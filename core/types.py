@@ -38,6 +38,53 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     LIMIT = "limit"
     MARKET = "market"
+    STOP_LOSS = "stop_loss"
+    """A market order that waits off the book until the last trade price reaches `stop_price` against the
+    order (a sell: at or below it; a buy: at or above it)."""
+    STOP_LOSS_LIMIT = "stop_loss_limit"
+    """As `STOP_LOSS`, entering as a limit order at `price` when triggered."""
+    TAKE_PROFIT = "take_profit"
+    """A market order that waits off the book until the last trade price reaches `stop_price` in the order's
+    favour (a sell: at or above it; a buy: at or below it)."""
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
+    """As `TAKE_PROFIT`, entering as a limit order at `price` when triggered."""
+
+    @property
+    def is_stop(self) -> bool:
+        """Whether orders of this type wait for a `stop_price` before they match."""
+        return self in _STOP_TYPES
+
+    @property
+    def has_limit_price(self) -> bool:
+        """Whether orders of this type carry a limit `price` (limit and the two stop-limit types)."""
+        return self in _PRICED_TYPES
+
+    @property
+    def when_triggered(self) -> OrderType:
+        """The type a triggered stop matches as: `LIMIT` or `MARKET` (any other type is itself)."""
+        return _TRIGGERED_AS.get(self, self)
+
+
+_STOP_TYPES = frozenset(
+    {OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT}
+)
+_PRICED_TYPES = frozenset({OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT})
+_TRIGGERED_AS = {
+    OrderType.STOP_LOSS: OrderType.MARKET,
+    OrderType.STOP_LOSS_LIMIT: OrderType.LIMIT,
+    OrderType.TAKE_PROFIT: OrderType.MARKET,
+    OrderType.TAKE_PROFIT_LIMIT: OrderType.LIMIT,
+}
+
+
+class MarketStatus(StrEnum):
+    """Whether a market takes new orders. Every status takes cancels."""
+
+    TRADING = "TRADING"
+    HALTED = "HALTED"
+    """Trading stopped (an operator's halt): new orders are refused with MARKET_HALTED; cancels are taken."""
+    CANCEL_ONLY = "CANCEL_ONLY"
+    """Winding down: new orders are refused with MARKET_CANCEL_ONLY; cancels are taken."""
 
 
 class TimeInForce(StrEnum):
@@ -111,6 +158,12 @@ class ResultCode(IntEnum):
 
     DUPLICATE_REQUEST = 209
     """The same request (by its request id) was applied before: answered, not applied again."""
+    STOP_WOULD_TRIGGER = 210
+    """A stop order whose stop price the last trade price has already reached (it would trigger at once)."""
+    MARKET_HALTED = 211
+    """The market is halted: it takes cancels, not new orders."""
+    MARKET_CANCEL_ONLY = 212
+    """The market is in cancel-only: it takes cancels, not new orders."""
 
     # 3xx: nothing found
     UNKNOWN_MARKET = 300

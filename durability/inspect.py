@@ -83,8 +83,8 @@ def main(argv: list[str]) -> int:
             best_bid = spec.format_price(book.best_bid) if book.best_bid is not None else "-"
             best_ask = spec.format_price(book.best_ask) if book.best_ask is not None else "-"
             print(
-                f"  {symbol}: {len(book)} open orders, best bid {best_bid}, best ask {best_ask}, "
-                f"update id {book.update_id}, trades {book.next_trade_id - 1}"
+                f"  {symbol}: {len(book)} open orders, {len(book.stops)} waiting stops, best bid {best_bid}, "
+                f"best ask {best_ask}, update id {book.update_id}, trades {book.next_trade_id - 1}"
             )
     problems = _funds(balance, books if role != "balance" else None, in_flight) if balance is not None else []
     for symbol, core in books.items():
@@ -154,8 +154,9 @@ def _funds(balance: BalanceCore, books: dict[str, MarketCore] | None, in_flight:
         problems.append(f"ledger: {error}")
     if books is not None and not in_flight:
         resting = {o.order_id for core in books.values() for o in core.book.orders()}
-        if resting != set(ledger.holds):
-            problems.append("open orders on the books differ from the holds in the ledger")
+        waiting = {stop.seq for core in books.values() for stop in core.book.stops.orders()}
+        if resting | waiting != set(ledger.holds):
+            problems.append("open orders on the books (and waiting stops) differ from the holds in the ledger")
     return problems
 
 

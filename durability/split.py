@@ -95,7 +95,7 @@ def new_items(
             if known is None:
                 new_hosts[symbol] = item.spec
                 out.append(item)
-            elif known != item.spec:
+            elif known.with_status(item.spec.status) != item.spec:  # a halted market is the same market
                 log.error("market %s is hosted with another spec; %r ignored", symbol, item.spec)
             continue
         symbol = item.market

@@ -2,7 +2,8 @@
 
 `STATUS_BY_CODE` is the one table from result codes to HTTP statuses, and `ApiError.of(code, message)`
 the one way to build an error: 400 for malformed or invalid input and for business rejections
-(insufficient funds, post-only would take), 404 for an unknown market, order or asset, 409 for a market
+(insufficient funds, post-only would take, a stop that would trigger at once, a new order in a halted or
+cancel-only market), 404 for an unknown market, order or asset, 409 for a market
 that already exists, a reused deposit txnId, or a clientOrderId already used by one of the user's orders
 (the body then carries that order as "order"), 503 when the engine is not running (nothing was applied),
 504 when it did not answer in time (the outcome is then unknown); 401 for a request without valid
@@ -39,6 +40,9 @@ STATUS_BY_CODE: dict[ResultCode, int] = {
     ResultCode.MARKET_EXISTS: 409,
     ResultCode.DEPOSIT_CONFLICT: 409,
     ResultCode.DUPLICATE_REQUEST: 409,
+    ResultCode.STOP_WOULD_TRIGGER: 400,
+    ResultCode.MARKET_HALTED: 400,
+    ResultCode.MARKET_CANCEL_ONLY: 400,
     ResultCode.UNKNOWN_MARKET: 404,
     ResultCode.UNKNOWN_ORDER: 404,
     ResultCode.UNKNOWN_ASSET: 404,

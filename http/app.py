@@ -37,13 +37,14 @@ from openbell.core.commands import (
     GetTrades,
     PlaceOrder,
     RevokeApiKey,
+    SetMarketStatus,
 )
 from openbell.core.events import Ticker
 from openbell.core.grid import GridError, MarketSpec, make_market_spec
 from openbell.core.marketdata import INTERVALS, MAX_KLINES
 from openbell.core.messages import ApiKeys, ApiKeyView, Balances, Depth, Klines, OpenOrders, RecentTrades, Reply
 from openbell.core.summary import OriginalOrder, summarize
-from openbell.core.types import Permission, ResultCode
+from openbell.core.types import MarketStatus, Permission, ResultCode
 from openbell.edge.auth import Access, Authenticator, install, new_api_key, requires
 from openbell.edge.client import EngineClient, EngineError, EngineTimeout, EngineUnavailable
 from openbell.edge.errors import ApiError
@@ -382,6 +383,35 @@ async def add_market(request: Request) -> HTTPResponse:
         raise ApiError.of(ResultCode.MARKET_EXISTS, f"market {spec.symbol} exists")
     await ask(request, engine.new(AddMarket, spec=spec))
     return json(render.market(spec, engine.shard_of(spec.symbol)), status=201)
+
+
+async def set_market_status(request: Request, symbol: str, status: MarketStatus) -> HTTPResponse:
+    """Send one `SetMarketStatus` (journaled like any command) and answer with the market as it is now."""
+    spec = market_of(request, {"market": symbol})
+    engine = engine_of(request)
+    reply = await ask(request, engine.new(SetMarketStatus, market=spec.symbol, status=status))
+    return json(render.market(reply.expect(MarketSpec), engine.shard_of(spec.symbol)))
+
+
+@api.post("/admin/markets/<symbol:str>/halt")
+@openapi.summary("Halt a market: new orders are refused (MARKET_HALTED), cancels are taken")
+@answers(200, MARKET_INFO, "the market, halted", 400, 404)
+async def halt_market(request: Request, symbol: str) -> HTTPResponse:
+    return await set_market_status(request, symbol, MarketStatus.HALTED)
+
+
+@api.post("/admin/markets/<symbol:str>/resume")
+@openapi.summary("Resume trading in a halted or cancel-only market")
+@answers(200, MARKET_INFO, "the market, trading", 400, 404)
+async def resume_market(request: Request, symbol: str) -> HTTPResponse:
+    return await set_market_status(request, symbol, MarketStatus.TRADING)
+
+
+@api.post("/admin/markets/<symbol:str>/cancel-only")
+@openapi.summary("Put a market in cancel-only: new orders are refused (MARKET_CANCEL_ONLY), cancels are taken")
+@answers(200, MARKET_INFO, "the market, in cancel-only", 400, 404)
+async def cancel_only_market(request: Request, symbol: str) -> HTTPResponse:
+    return await set_market_status(request, symbol, MarketStatus.CANCEL_ONLY)
 
 
 @api.get("/health")

@@ -125,6 +125,7 @@ def order_fields(data: Mapping[str, Any], spec: MarketSpec) -> dict[str, Any]:
     ):
         raise bad("clientOrderId must be 1-64 characters of A-Z a-z 0-9 _ . : -")
     price, quantity, quote = data.get("price"), data.get("quantity"), data.get("quoteQuantity")
+    stop_price = data.get("stopPrice")
     return {
         "side": enum_field(data, "side", SIDES),
         "order_type": enum_field(data, "type", ORDER_TYPES, OrderType.LIMIT),
@@ -135,6 +136,7 @@ def order_fields(data: Mapping[str, Any], spec: MarketSpec) -> dict[str, Any]:
         "post_only": bool_field(data, "postOnly"),
         "client_order_id": client_order_id,
         "stp": enum_field(data, "selfTradePrevention", SELF_TRADE_PREVENTION, SelfTradePrevention.EXPIRE_MAKER),
+        "stop_price": None if stop_price is None else on_grid(spec.parse_price, stop_price),
     }
 
 

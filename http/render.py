@@ -43,7 +43,9 @@ def cancel_result(spec: MarketSpec, summary: OrderSummary) -> dict[str, Any]:
 
 
 def open_order(spec: MarketSpec, order: OpenOrderView) -> dict[str, Any]:
-    return {
+    """An open order; a stop or take-profit order also says its `stopPrice` and whether it has `triggered`
+    (it is `NEW` until then, waiting off the book)."""
+    out: dict[str, Any] = {
         "orderId": str(order.order_id),
         "market": order.market,
         "price": spec.format_price(order.price) if order.price is not None else None,
@@ -54,7 +56,11 @@ def open_order(spec: MarketSpec, order: OpenOrderView) -> dict[str, Any]:
         "status": order.status.value,
         "timestamp": order.ts,
         "clientOrderId": order.client_order_id,
+        "stopPrice": spec.format_price(order.stop_price) if order.stop_price is not None else None,
     }
+    if order.stop_price is not None:
+        out["triggered"] = order.triggered
+    return out
 
 
 def depth(spec: MarketSpec, levels: Depth) -> dict[str, Any]:
@@ -149,6 +155,7 @@ def market(spec: MarketSpec, shard: int | None = None) -> dict[str, Any]:
         "quoteDecimals": spec.quote.decimals,
         "makerFeeBps": spec.maker_fee_bps,
         "takerFeeBps": spec.taker_fee_bps,
+        "status": spec.status.value,
     }
     if shard is not None:
         out["shard"] = shard

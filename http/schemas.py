@@ -14,7 +14,7 @@ from typing import Any
 from sanic_ext.extensions.openapi.types import Array, Boolean, Integer, Long, Object, Schema, String
 
 from openbell.core.marketdata import INTERVALS
-from openbell.core.types import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 
 DECIMAL = {"pattern": r"^[0-9]{1,30}(\.[0-9]{1,18})?$"}
 
@@ -43,18 +43,27 @@ PLACE_ORDER = Object(
         "market": MARKET,
         "symbol": String(description="the same as market (either may be given)"),
         "side": String(enum=names(Side), description="buy or sell (either case)"),
-        "type": String(enum=names(OrderType), description="limit (default) or market (either case)"),
+        "type": String(
+            enum=names(OrderType),
+            description="limit (default), market, or a stop: stop_loss, stop_loss_limit, take_profit, "
+            "take_profit_limit (either case)",
+        ),
         "timeInForce": String(enum=names(TimeInForce), description="GTC (default), IOC or FOK"),
         "price": decimal("limit price, on the market's tick"),
+        "stopPrice": decimal(
+            "stop and take-profit orders: the last trade price that triggers the order, on the market's tick"
+        ),
         "quantity": decimal("quantity in base, on the market's lot"),
-        "quoteQuantity": decimal("market buys: the most quote to spend"),
+        "quoteQuantity": decimal("market buys: the most quote to spend (required for stop_loss/take_profit buys)"),
         "postOnly": Boolean(description="limit GTC only: refuse rather than take liquidity"),
         "clientOrderId": CLIENT_ORDER_ID,
         "selfTradePrevention": String(enum=names(SelfTradePrevention), description="default EXPIRE_MAKER"),
         "user_id": USER_ID,
     },
     required=["market", "side"],
-    description="A limit order needs price and quantity; a market order quantity, or quoteQuantity for a buy.",
+    description="A limit order needs price and quantity; a market order quantity, or quoteQuantity for a buy. "
+    "A stop or take-profit order also needs stopPrice; it waits off the book (status NEW) until the last trade "
+    "price reaches it (stop_loss: a sell at or below, a buy at or above; take_profit: the other way round).",
 )
 CANCEL_ORDER = Object(
     {"orderId": ORDER_ID, "market": MARKET, "user_id": USER_ID},
@@ -136,6 +145,8 @@ OPEN_ORDER = Object(
         "status": String(enum=[OrderStatus.NEW.value, OrderStatus.PARTIALLY_FILLED.value]),
         "timestamp": TIME_MS,
         "clientOrderId": CLIENT_ORDER_ID,
+        "stopPrice": decimal("stop and take-profit orders: the trigger price (null for other orders)"),
+        "triggered": Boolean(description="stop and take-profit orders only: whether the order has triggered"),
     },
     required=["orderId", "market", "side", "type", "status", "filled", "timestamp"],
 )
@@ -205,8 +216,12 @@ MARKET_INFO = Object(
         "quoteDecimals": Integer(),
         "makerFeeBps": Integer(),
         "takerFeeBps": Integer(),
+        "status": String(
+            enum=names(MarketStatus),
+            description="TRADING; HALTED or CANCEL_ONLY: new orders are refused (codes 211, 212), cancels taken",
+        ),
     },
-    required=["symbol", "base", "quote", "tickSize", "lotSize", "baseDecimals", "quoteDecimals"],
+    required=["symbol", "base", "quote", "tickSize", "lotSize", "baseDecimals", "quoteDecimals", "status"],
 )
 ONRAMP_RESULT = Object(
     {

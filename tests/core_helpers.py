@@ -111,8 +111,9 @@ class Venue:
         post_only: bool = False,
         stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_MAKER,
         client_order_id: str | None = None,
+        stop_price: str | None = None,
     ) -> PlaceOrder:
-        """A PlaceOrder with the next seq; price in INR text, quantity in lots, quote_quantity in INR text."""
+        """A PlaceOrder with the next seq; price, stop_price and quote_quantity in INR text, quantity in lots."""
         seq = self.next_seq()
         return PlaceOrder(
             seq=seq,
@@ -128,7 +129,22 @@ class Venue:
             post_only=post_only,
             client_order_id=client_order_id,
             stp=stp,
+            stop_price=ticks(stop_price) if stop_price is not None else None,
         )
+
+    def stop(
+        self,
+        user_id: str,
+        side: Side,
+        order_type: OrderType,
+        stop_price: str,
+        quantity: int | None = None,
+        price: str | None = None,
+        **options: object,
+    ) -> list[object]:
+        """Place a stop or take-profit order (a limit kind with `price`); stop_price and price in INR text."""
+        cmd = self.order(user_id, side, price, quantity, order_type=order_type, stop_price=stop_price, **options)  # type: ignore[arg-type]
+        return self.place(cmd)
 
     def place(self, cmd: PlaceOrder) -> list[object]:
         return place_order(self.book, self.ledger, cmd)
@@ -183,7 +199,17 @@ def check_invariants(book: OrderBook, ledger: Ledger) -> None:
         assert totals.get(asset, 0) == deposited.get(asset, 0), f"{asset} is not conserved"
     spec = book.spec
     resting = {order.order_id: order for order in book.orders()}
-    assert set(ledger.holds) == set(resting), "ledger holds and resting orders differ"
+    waiting = {cmd.seq: cmd for cmd in book.stops.orders()}
+    assert set(ledger.holds) == set(resting) | set(waiting), "ledger holds differ from resting and waiting orders"
+    for order_id, cmd in waiting.items():
+        hold = ledger.holds[order_id]
+        if cmd.side is SELL:
+            expected = spec.base_value(cmd.quantity or 0)
+        elif cmd.price is not None:
+            expected = spec.quote_value(cmd.price, cmd.quantity or 0)
+        else:
+            expected = cmd.quote_quantity or 0
+        assert hold.amount == expected and not hold.triggered, f"waiting order {order_id} holds {hold.amount}"
     for order_id, order in resting.items():
         hold = ledger.holds[order_id]
         if order.side is BUY:

@@ -395,3 +395,56 @@ def test_a_key_made_or_revoked_on_one_api_worker_holds_on_another_within_a_secon
         revoked_at = time.monotonic()
         wait_for(lambda: on_second.get("/balance").status_code == 401, what="the revoke to reach the second worker")
         assert time.monotonic() - revoked_at < 1.0
+
+
+def test_a_halt_through_one_api_process_refuses_orders_through_another_and_survives_an_engine_restart(
+    cluster: Cluster,
+) -> None:
+    engine = cluster.engine()
+    api_1, api_2 = cluster.api(), cluster.api()
+    assert deposit(api_2, "h-buyer", "INR", "1000", "h-1").status_code == 200
+
+    halted = httpx.post(f"{api_1.api}/admin/markets/TATA_INR/halt", timeout=10)
+
+    assert halted.status_code == 200 and halted.json()["status"] == "HALTED", halted.text
+    wait_for(
+        lambda: {m["symbol"]: m["status"] for m in get(api_2, "/markets")}["TATA_INR"] == "HALTED",
+        what="the registry notice",
+    )
+    refused = order(api_2, "h-buyer", "buy", "100", "1")
+    assert refused.status_code == 400 and refused.json()["code"] == 211, refused.text
+
+    assert engine.stop() == 0
+    cluster.engine()
+    api_3 = cluster.api()
+    assert {m["symbol"]: m["status"] for m in get(api_3, "/markets")}["TATA_INR"] == "HALTED"
+    assert httpx.post(f"{api_3.api}/admin/markets/TATA_INR/resume", timeout=10).status_code == 200
+    wait_for(
+        lambda: {m["symbol"]: m["status"] for m in get(api_2, "/markets")}["TATA_INR"] == "TRADING",
+        what="the registry notice",
+    )
+    assert order(api_2, "h-buyer", "buy", "100", "1").status_code == 200
+
+
+def test_a_stop_placed_through_one_api_process_is_triggered_by_a_trade_through_another(cluster: Cluster) -> None:
+    cluster.engine()
+    api_1, api_2 = cluster.api(), cluster.api()
+    for user, asset, amount in (("st-alice", "TATA", "5"), ("st-bob", "INR", "1000"), ("st-carol", "TATA", "5")):
+        assert deposit(api_1, user, asset, amount, f"{user}-1").status_code == 200
+    assert order(api_1, "st-carol", "sell", "100", "1").status_code == 200
+    assert order(api_1, "st-bob", "buy", "100", "1").status_code == 200
+    assert order(api_1, "st-bob", "buy", "94", "3").status_code == 200
+
+    stop = order(api_1, "st-alice", "sell", "93", "2", type="stop_loss_limit", stopPrice="95")
+    assert stop.status_code == 200 and stop.json()["status"] == "NEW", stop.text
+    [waiting] = get(api_2, "/order/open", user_id="st-alice")
+    assert (waiting["type"], waiting["stopPrice"], waiting["triggered"]) == ("stop_loss_limit", "95.00", False)
+
+    assert order(api_2, "st-carol", "sell", "95", "1").status_code == 200
+    assert order(api_2, "st-bob", "buy", "95", "1").status_code == 200
+
+    assert get(api_1, "/order/open", user_id="st-alice") == []
+    assert get(api_1, "/balance", user_id="st-alice") == {
+        "TATA": {"available": "3.00", "locked": "0.00"},
+        "INR": {"available": "188.00", "locked": "0.00"},
+    }

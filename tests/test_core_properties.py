@@ -1,4 +1,5 @@
-"""Properties of the pure core: random streams of deposits, orders and cancels from a few users.
+"""Properties of the pure core: random streams of deposits, orders (stop and take-profit orders among them)
+and cancels from a few users.
 
 Every step goes through the ledger and the book the way the engine drives them (hold, place, settle;
 or cancel, settle). After each step the properties below must hold; the naive matcher in
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from reference_matcher import ReferenceMatcher, ReferenceTrade
 
+from openbell.core import book as book_module
 from openbell.core.book import OrderBook
 from openbell.core.commands import PlaceOrder
 from openbell.core.events import (
@@ -23,10 +25,12 @@ from openbell.core.events import (
     OrderCanceled,
     OrderExpired,
     OrderRejected,
+    OrderTriggered,
     TradeExecuted,
 )
 from openbell.core.grid import MarketSpec, make_market_spec
 from openbell.core.ledger import FEE_ACCOUNT, Ledger
+from openbell.core.stops import MAX_TRIGGERS_PER_COMMAND
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
 
 MARKET = "TATA_INR"
@@ -77,6 +81,7 @@ class PlaceStep:
     quote_quantity: int | None
     post_only: bool
     stp: SelfTradePrevention
+    stop_price: int | None = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,12 @@ class CancelStep:
     """Which earlier order id to cancel (modulo how many were placed); None: an id never used."""
 
 
-Step = DepositStep | ReplayDeposit | PlaceStep | CancelStep
+@dataclass(frozen=True)
+class RestoreStep:
+    """Rebuild the book and the ledger from their snapshot state (waiting stops and the last price included)."""
+
+
+Step = DepositStep | ReplayDeposit | PlaceStep | CancelStep | RestoreStep
 
 
 @st.composite
@@ -171,6 +181,45 @@ def scenarios(draw: st.DrawFn, spec: MarketSpec) -> tuple[list[str], list[Step]]
         st.just(False),
         stp,
     )
+    stop_limit = st.builds(
+        PlaceStep,
+        user,
+        side,
+        st.sampled_from([OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT]),
+        st.sampled_from(TimeInForce),
+        price,
+        quantity,
+        st.none(),
+        st.just(False),
+        stp,
+        price,
+    )
+    stop_market_sell = st.builds(
+        PlaceStep,
+        user,
+        st.just(Side.SELL),
+        st.sampled_from([OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]),
+        st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]),
+        st.none(),
+        quantity,
+        st.none(),
+        st.just(False),
+        stp,
+        price,
+    )
+    stop_market_buy = st.builds(
+        PlaceStep,
+        user,
+        st.just(Side.BUY),
+        st.sampled_from([OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]),
+        st.sampled_from([TimeInForce.GTC, TimeInForce.IOC]),
+        st.none(),
+        st.one_of(st.none(), quantity),
+        st.integers(1, 8 * HIGH_PRICE * per_tick_lot),
+        st.just(False),
+        stp,
+        price,
+    )
     deposit = st.builds(
         DepositStep,
         user,
@@ -179,6 +228,7 @@ def scenarios(draw: st.DrawFn, spec: MarketSpec) -> tuple[list[str], list[Step]]
         st.integers(0, 5).map(lambda k: f"txn-{k}"),
     )
     replay = st.builds(ReplayDeposit, st.integers(0, 50))
+    restore = st.just(RestoreStep())
     cancel = st.builds(CancelStep, user, st.one_of(st.none(), st.integers(0, 60)))
     step = st.one_of(
         resting_limit,
@@ -189,8 +239,13 @@ def scenarios(draw: st.DrawFn, spec: MarketSpec) -> tuple[list[str], list[Step]]
         post_only,
         market_by_quantity,
         market_buy_by_quote,
+        stop_limit,
+        stop_limit,
+        stop_market_sell,
+        stop_market_buy,
         deposit,
         replay,
+        restore,
         cancel,
         cancel,
     )
@@ -201,12 +256,12 @@ def scenarios(draw: st.DrawFn, spec: MarketSpec) -> tuple[list[str], list[Step]]
 class Exchange:
     """A book, a ledger and the reference matcher, driven in step; checks everything after each step."""
 
-    def __init__(self, spec: MarketSpec) -> None:
+    def __init__(self, spec: MarketSpec, max_triggers: int = MAX_TRIGGERS_PER_COMMAND) -> None:
         self.spec = spec
         self.book = OrderBook(spec)
         self.ledger = Ledger()
         self.ledger.add_market(spec)
-        self.reference = ReferenceMatcher(spec.quote_units_per_tick_lot)
+        self.reference = ReferenceMatcher(spec.quote_units_per_tick_lot, max_triggers)
         self.seq = 0
         self.order_ids: list[int] = []
         self.deposits: list[DepositStep] = []
@@ -221,6 +276,11 @@ class Exchange:
     def run(self, step: Step) -> None:
         if isinstance(step, DepositStep):
             self.deposit(step)
+        elif isinstance(step, RestoreStep):
+            state = self.book.to_state()
+            self.book = OrderBook.from_state(self.spec, state)
+            self.ledger = Ledger.from_state(self.ledger.to_state())
+            assert self.book.to_state() == state
         elif isinstance(step, ReplayDeposit):
             if self.deposits:
                 self.deposit(self.deposits[step.pick % len(self.deposits)])
@@ -262,6 +322,7 @@ class Exchange:
             step.post_only,
             None,
             step.stp,
+            stop_price=step.stop_price,
         )
         code, cmd = self.ledger.hold_for(cmd)
         if code is not ResultCode.OK:
@@ -274,34 +335,48 @@ class Exchange:
 
         trades = [e for e in events if isinstance(e, TradeExecuted)]
         assert [ReferenceTrade(t.price, t.quantity, t.maker_order_id, t.taker_order_id) for t in trades] == (
-            expected.trades
+            expected.all_trades()
         )
-        rejections = [e for e in events if isinstance(e, OrderRejected)]
+        triggered = [e for e in events if isinstance(e, OrderTriggered)]
+        assert [e.order_id for e in triggered] == [stop.order_id for stop in expected.triggered]
+        assert self.book.last_price == self.reference.last_price
+        first_trigger = events.index(triggered[0]) if triggered else len(events)
+        own = events[:first_trigger]
+        """The events of the order itself; after them come the stops it triggered, each with its own."""
+        rejections = [e for e in own if isinstance(e, OrderRejected)]
         if expected.rejected:
-            assert len(events) == 1 and rejections and rejections[0].code is ResultCode.POST_ONLY_WOULD_TAKE, events
+            code = ResultCode.POST_ONLY_WOULD_TAKE if cmd.post_only else ResultCode.STOP_WOULD_TRIGGER
+            assert len(own) == 1 and rejections and rejections[0].code is code, events
         else:
             assert not rejections and isinstance(events[0], OrderAccepted), events
         stp_expired = [
-            e.order_id
-            for e in events
-            if isinstance(e, OrderExpired) and e.order_id != seq and e.reason is ResultCode.SELF_TRADE_PREVENTED
+            e.order_id for e in events if isinstance(e, OrderExpired) and e.reason is ResultCode.SELF_TRADE_PREVENTED
         ]
-        assert stp_expired == expected.expired_makers
-        assert (self.book.order(seq) is not None) == expected.rests
-        endings = [e for e in events if isinstance(e, TERMINAL_EVENTS) and e.order_id == seq]
-        if expected.rests:
+        assert stp_expired == expected.self_trade_expiries()
+        if not triggered:  # else a triggered stop may have filled or expired it since (`check` compares the books)
+            assert (self.book.order(seq) is not None) == expected.rests
+            assert (self.book.stops.get(seq) is not None) == expected.waits
+        endings = [e for e in own if isinstance(e, TERMINAL_EVENTS) and e.order_id == seq]
+        if expected.rests or expected.waits:
             assert not endings, endings
         else:
-            assert len(endings) == 1 and endings[0] is events[-1], events
+            assert len(endings) == 1 and endings[0] is own[-1], events
 
         self.label(cmd, events)
+        if self.book.stops.due(self.book.last_price):
+            event("stops left due for the next order (the trigger budget was used up)")
         for trade in trades:
-            assert trade.taker_side is cmd.side and trade.maker_user_id != trade.taker_user_id
+            assert trade.maker_user_id != trade.taker_user_id
+            if trade in own:
+                assert trade.taker_side is cmd.side
             self.settle_expected(trade)
 
     def label(self, cmd: PlaceOrder, events: list[object]) -> None:
         """Tell hypothesis's statistics which paths this order took, to see that the streams reach them."""
         kind = f"{cmd.order_type} {cmd.time_in_force}" + (" post-only" if cmd.post_only else "")
+        fired = sum(isinstance(e, OrderTriggered) for e in events)
+        if fired:
+            event(f"triggered {min(fired, 3)}{'+' if fired > 3 else ''} stops")
         if cmd.order_type is OrderType.MARKET and cmd.side is Side.BUY:
             kind += " by quote" if cmd.quantity is None else " by quantity"
         traded = any(isinstance(e, TradeExecuted) for e in events)
@@ -354,7 +429,6 @@ class Exchange:
         events = self.book.cancel(order_id, step.user, 1_000 + seq)
         self.ledger.settle(events)
         canceled = self.reference.cancel(order_id, step.user)
-        assert len(events) == 1
         event(f"cancel: {'done' if canceled else 'unknown order'}")
         if canceled:
             assert isinstance(events[0], OrderCanceled) and events[0].order_id == order_id
@@ -382,7 +456,17 @@ class Exchange:
             assert totals.get(asset, 0) == deposited.get(asset, 0), asset
 
         open_orders = {o.order_id: o for o in book.orders()}
-        assert set(ledger.holds) == set(open_orders)
+        waiting = {cmd.seq: cmd for cmd in book.stops.orders()}
+        assert set(ledger.holds) == set(open_orders) | set(waiting)
+        assert set(waiting) == {stop.seq for stop in self.reference.stops}
+        for order_id, cmd in waiting.items():
+            hold = ledger.holds[order_id]
+            if cmd.side is Side.SELL:
+                assert hold.amount == (cmd.quantity or 0) * spec.base_units_per_lot, order_id
+            elif cmd.price is not None:
+                assert hold.amount == cmd.price * (cmd.quantity or 0) * spec.quote_units_per_tick_lot, order_id
+            else:
+                assert hold.amount == cmd.quote_quantity, order_id
         for order_id, order in open_orders.items():
             hold = ledger.holds[order_id]
             assert hold.user_id == order.user_id
@@ -397,14 +481,21 @@ class Exchange:
         assert resting == self.reference.resting()
 
 
-def run_scenario(spec: MarketSpec, scenario: tuple[list[str], list[Step]]) -> Exchange:
+def run_scenario(
+    spec: MarketSpec, scenario: tuple[list[str], list[Step]], max_triggers: int = MAX_TRIGGERS_PER_COMMAND
+) -> Exchange:
     users, steps = scenario
     note(f"users: {users}")
     for i, step in enumerate(steps):
         note(f"step {i}: {step}")
-    exchange = Exchange(spec)
-    for step in steps:
-        exchange.run(step)
+    exchange = Exchange(spec, max_triggers)
+    saved = book_module.MAX_TRIGGERS_PER_COMMAND
+    book_module.MAX_TRIGGERS_PER_COMMAND = max_triggers
+    try:
+        for step in steps:
+            exchange.run(step)
+    finally:
+        book_module.MAX_TRIGGERS_PER_COMMAND = saved
     return exchange
 
 
@@ -486,3 +577,11 @@ def test_fees_only_move_funds_between_accounts(fees: tuple[int, int], scenario: 
     exchange = run_scenario(spec, scenario)
     fee_funds = exchange.ledger.balances(FEE_ACCOUNT)
     assert all(locked == 0 for _, locked in fee_funds.values())
+
+
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=scenarios(PLAIN))
+def test_stops_left_due_by_a_small_trigger_budget_trigger_later_as_the_reference_says(
+    scenario: tuple[list[str], list[Step]],
+) -> None:
+    run_scenario(PLAIN, scenario, max_triggers=1)

@@ -34,6 +34,8 @@ import httpx
 import pytest
 from conftest import ROOT, AsNamedUser, RunningServer, run_inspect, start_server
 
+from openbell.durability.snapshots import load_newest
+
 MARKET = "TATA_INR"
 USERS = [f"crash-user-{n}" for n in range(8)]
 WORKERS = 4
@@ -523,3 +525,62 @@ def test_a_start_that_cannot_bind_its_port_says_so_in_one_line(
     assert "Traceback" not in second.stderr
     (line,) = [line for line in second.stderr.splitlines() if line.strip()]
     assert line.startswith("openbell: cannot start: cannot listen on 127.0.0.1:") and "--port" in line, line
+
+
+def test_waiting_stops_survive_a_kill_9_in_the_snapshot_and_the_journal_and_trigger_after_the_restart(
+    tmp_path: pathlib.Path, servers: list[RunningServer]
+) -> None:
+    data_dir = tmp_path / "stops"
+    args = ("--data-dir", str(data_dir), "--snapshot-every", "6", "--keep-snapshots", "2")
+    first = start_server(tmp_path, *args, ready_timeout=60.0)
+    servers.append(first)
+    with httpx.Client(base_url=first.api, timeout=REQUEST_TIMEOUT) as client:
+        for user, asset, amount in (("s-alice", "TATA", "10"), ("s-bob", "INR", "10000"), ("s-carol", "TATA", "10")):
+            deposit = {"user_id": user, "asset": asset, "amount": amount, "txnId": f"fund-{user}"}
+            assert client.post("/onramp", json=deposit).status_code == 200
+        deposit = {"user_id": "s-dave", "asset": "INR", "amount": "10000", "txnId": "fund-s-dave"}
+        assert client.post("/onramp", json=deposit).status_code == 200
+        for side, user in (("sell", "s-carol"), ("buy", "s-dave")):  # the last price: 100.00
+            order = {"market": MARKET, "side": side, "price": "100", "quantity": "1", "user_id": user}
+            assert client.post("/order", json=order).status_code == 200
+        early = {"market": MARKET, "side": "sell", "type": "stop_loss", "stopPrice": "95", "quantity": "2"}
+        response = client.post("/order", json={**early, "user_id": "s-alice"})
+        assert response.status_code == 200, response.text
+        bid = {"market": MARKET, "side": "buy", "price": "94", "quantity": "5", "user_id": "s-bob"}
+        assert client.post("/order", json=bid).status_code == 200
+        deadline = time.monotonic() + 10
+        for n in range(200):  # more commands until a snapshot holds the first stop
+            newest = load_newest(data_dir / "snapshots")
+            if (newest is not None and "stop_loss" in str(newest)) or time.monotonic() > deadline:
+                break
+            deposit = {"user_id": "s-erin", "asset": "INR", "amount": "1", "txnId": f"more-{n}"}
+            assert client.post("/onramp", json=deposit).status_code == 200
+            time.sleep(0.05)
+        assert newest is not None and "stop_loss" in str(newest), "a snapshot should hold the first stop"
+        late = {"market": MARKET, "side": "sell", "type": "stop_loss_limit", "stopPrice": "95", "price": "94"}
+        response = client.post("/order", json={**late, "quantity": "1", "user_id": "s-alice"})
+        assert response.status_code == 200, response.text
+        before = client.get("/order/open", params={"user_id": "s-alice"}).json()
+    kill_9(first)
+
+    second = start_server(tmp_path, *args, ready_timeout=60.0)
+    servers.append(second)
+    with httpx.Client(base_url=second.api, timeout=REQUEST_TIMEOUT) as client:
+        after = client.get("/order/open", params={"user_id": "s-alice"}).json()
+        for side, user in (("sell", "s-carol"), ("buy", "s-dave")):  # a trade at 95.00 triggers both
+            order = {"market": MARKET, "side": side, "price": "95", "quantity": "1", "user_id": user}
+            assert client.post("/order", json=order).status_code == 200
+        left = client.get("/order/open", params={"user_id": "s-alice"}).json()
+        alice = client.get("/balance", params={"user_id": "s-alice"}).json()
+        bob = client.get("/order/open", params={"user_id": "s-bob"}).json()
+    assert second.stop() == 0, second.log()
+
+    assert after == before
+    assert [(o["type"], o["stopPrice"], o["status"]) for o in after] == [
+        ("stop_loss", "95.00", "NEW"),
+        ("stop_loss_limit", "95.00", "NEW"),
+    ]
+    assert left == []
+    assert alice == {"TATA": {"available": "7.00", "locked": "0.00"}, "INR": {"available": "282.00", "locked": "0.00"}}
+    assert [o["filled"] for o in bob] == ["3"]
+    assert run_inspect(data_dir).returncode == 0

@@ -35,6 +35,7 @@ from openbell.core.events import (
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
+    OrderTriggered,
     TradeExecuted,
 )
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
@@ -188,6 +189,7 @@ def assert_consistent_after_stop(engine: Engine) -> None:
     for core in engine.market_cores.values():
         core.book.check_invariants()
         resting.update(order.order_id for order in core.book.orders())
+        resting.update(stop.seq for stop in core.book.stops.orders())
     assert set(ledger.holds) == resting
     assert not engine.balance_core.pending
 
@@ -708,4 +710,76 @@ def test_market_order_with_no_liquidity_expires_and_releases_its_budget(engine: 
     # Assert
     assert reply.ok and status_of(reply, order.seq) is OrderStatus.EXPIRED
     assert balances(engine, "buyer")["INR"] == (50_000, 0)
+    assert_consistent_after_stop(engine)
+
+
+# --------------------------------------------------------------------------------------------- stop orders
+def test_a_stop_waits_in_open_orders_then_a_trade_triggers_it_and_its_owner_is_settled(
+    engine: Engine, event_log: EventLog
+) -> None:
+    # Arrange: a trade at 100.00 sets the last price; bob bids 94.00; alice waits to sell 3 below 95.00.
+    deposit(engine, "alice", "TATA", 10 * LOT)
+    deposit(engine, "bob", "INR", 1_000_000)
+    deposit(engine, "carol", "TATA", 10 * LOT)
+    deposit(engine, "dave", "INR", 1_000_000)
+    assert place(engine, "carol", SELL, 10_000, 1).ok and place(engine, "dave", BUY, 10_000, 1).ok
+    assert place(engine, "bob", BUY, 9_400, 5).ok
+    stop = engine.call(
+        engine.new(
+            PlaceOrder,
+            user_id="alice",
+            market=MARKET,
+            side=SELL,
+            order_type=OrderType.STOP_LOSS,
+            time_in_force=GTC,
+            price=None,
+            quantity=3,
+            stop_price=9_500,
+        )
+    )
+    assert stop.ok and status_of(stop, stop.seq) is OrderStatus.NEW
+    waiting = engine.call(engine.new(GetOpenOrders, user_id="alice")).expect(OpenOrders).orders
+    assert [(o.order_id, o.order_type, o.stop_price, o.status, o.triggered) for o in waiting] == [
+        (stop.seq, OrderType.STOP_LOSS, 9_500, OrderStatus.NEW, False)
+    ]
+    assert balances(engine, "alice")["TATA"] == (7 * LOT, 3 * LOT)
+
+    # Act: carol and dave trade at 95.00.
+    assert place(engine, "carol", SELL, 9_500, 1).ok
+    trigger = place(engine, "dave", BUY, 9_500, 1)
+
+    # Assert: dave's reply carries the stop's events; alice sold 3 to bob at 94.00 and holds nothing.
+    assert trigger.ok and status_of(trigger, trigger.seq) is OrderStatus.FILLED
+    assert status_of(trigger, stop.seq) is OrderStatus.FILLED
+    assert [e.order_id for e in trigger.events if isinstance(e, OrderTriggered)] == [stop.seq]
+    assert balances(engine, "alice") == {"TATA": (7 * LOT, 0), "INR": (3 * 9_400, 0)}
+    assert engine.call(engine.new(GetOpenOrders, user_id="alice")).expect(OpenOrders).orders == ()
+    deadline = time.monotonic() + WAIT
+    while not event_log.of(OrderTriggered) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [e.order_id for e in event_log.of(OrderTriggered)] == [stop.seq]
+    assert_consistent_after_stop(engine)
+
+
+def test_a_waiting_stop_is_canceled_through_the_engine_and_releases_its_hold(engine: Engine) -> None:
+    deposit(engine, "alice", "INR", 1_000_000)
+    stop = engine.call(
+        engine.new(
+            PlaceOrder,
+            user_id="alice",
+            market=MARKET,
+            side=BUY,
+            order_type=OrderType.STOP_LOSS_LIMIT,
+            time_in_force=GTC,
+            price=10_600,
+            quantity=2,
+            stop_price=10_500,
+        )
+    )
+    assert stop.ok and balances(engine, "alice")["INR"] == (1_000_000 - 21_200, 21_200)
+
+    canceled = cancel(engine, "alice", stop.seq)
+
+    assert canceled.ok and status_of(canceled, stop.seq) is OrderStatus.CANCELED
+    assert balances(engine, "alice")["INR"] == (1_000_000, 0)
     assert_consistent_after_stop(engine)

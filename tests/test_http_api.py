@@ -124,6 +124,7 @@ def test_markets_lists_the_boot_market_with_its_grid(client: httpx.Client) -> No
         "quoteDecimals": 2,
         "makerFeeBps": 0,
         "takerFeeBps": 0,
+        "status": "TRADING",
     }
 
 

@@ -48,7 +48,7 @@ def served_routes() -> dict[tuple[str, str], Access]:
     """(METHOD, /api/v1/path) of every route the app registers, and what it needs (the engine is never started)."""
     app = create_app(Engine(), name="fuzz-routes", websocket=False)
     return {
-        (method, "/" + re.sub(r"<([a-z_]+)(:[a-z]+)?>", r"{\1}", route.path)): Access.ADMIN
+        (method, "/" + re.sub(r"<([A-Za-z_]+)(:[a-z]+)?>", r"{\1}", route.path)): Access.ADMIN
         if ("/" + route.path).startswith(ADMIN_PREFIX)
         else getattr(route.handler, "__openbell_access__", Access.PUBLIC)
         for route in app.router.routes

@@ -16,11 +16,18 @@ import msgspec
 import pytest
 
 from openbell.core import wire
-from openbell.core.commands import CancelOrder, PlaceOrder
-from openbell.core.events import BalanceChanged, DepthUpdated, OrderRejected, TradeExecuted
+from openbell.core.commands import CancelOrder, PlaceOrder, SetMarketStatus
+from openbell.core.events import (
+    BalanceChanged,
+    DepthUpdated,
+    MarketStatusChanged,
+    OrderRejected,
+    OrderTriggered,
+    TradeExecuted,
+)
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.messages import CommandBatch, Depth, MatchBatch, Outcome, Reply, Settlement
-from openbell.core.types import OrderType, Record, ResultCode, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("core", "actors", "edge", "durability", "history", "cluster", "http", "ws")
@@ -29,13 +36,14 @@ PINNED: dict[str, tuple[str, ...]] = {
     # core.grid
     "Asset": ("symbol", "decimals"),
     "MarketSpec": ("symbol", "base", "quote", "tick_size", "lot_size", "maker_fee_bps", "taker_fee_bps",
-                   "base_units_per_lot", "quote_units_per_tick_lot", "tick_parts", "lot_parts"),
+                   "base_units_per_lot", "quote_units_per_tick_lot", "tick_parts", "lot_parts", "status"),
     # core.commands
     "PlaceOrder": ("seq", "ts", "user_id", "market", "side", "order_type", "time_in_force", "price", "quantity",
-                   "quote_quantity", "post_only", "client_order_id", "stp", "request_id"),
+                   "quote_quantity", "post_only", "client_order_id", "stp", "request_id", "stop_price"),
     "CancelOrder": ("seq", "ts", "user_id", "market", "order_id", "request_id"),
     "Deposit": ("seq", "ts", "user_id", "asset", "amount", "txn_id", "request_id"),
     "AddMarket": ("seq", "ts", "spec", "request_id"),
+    "SetMarketStatus": ("seq", "ts", "market", "status", "request_id"),
     "GetBalances": ("seq", "ts", "user_id"),
     "GetOpenOrders": ("seq", "ts", "user_id", "market"),
     "GetDepth": ("seq", "ts", "market", "limit"),
@@ -49,7 +57,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "GetApiKeys": ("seq", "ts", "user_id", "api_key"),
     # core.events
     "OrderAccepted": ("market", "order_id", "user_id", "side", "order_type", "time_in_force", "price", "quantity",
-                      "quote_quantity", "client_order_id", "ts"),
+                      "quote_quantity", "client_order_id", "ts", "stop_price"),
+    "OrderTriggered": ("market", "order_id", "user_id", "stop_price", "last_price", "ts"),
     "OrderRejected": ("market", "order_id", "user_id", "code", "reason", "ts", "client_order_id"),
     "CancelRejected": ("market", "order_id", "user_id", "code", "reason", "ts"),
     "TradeExecuted": ("market", "trade_id", "price", "quantity", "taker_side", "maker_order_id", "maker_user_id",
@@ -62,6 +71,7 @@ PINNED: dict[str, tuple[str, ...]] = {
     "Deposited": ("user_id", "asset", "amount", "txn_id", "ts"),
     "MarketAdded": ("spec", "ts"),
     "DepthUpdated": ("market", "first_update_id", "last_update_id", "bids", "asks", "ts"),
+    "MarketStatusChanged": ("market", "status", "ts"),
     "Ticker": ("market", "first_price", "last_price", "high", "low", "volume", "quote_volume", "trades",
                "window_start", "window_end"),
     "KlineSnapshot": ("market", "interval", "start", "end", "open", "high", "low", "close", "volume",
@@ -69,7 +79,7 @@ PINNED: dict[str, tuple[str, ...]] = {
     # core.summary
     "OrderSummary": ("order_id", "status", "executed_quantity", "remaining_quantity", "fills", "code", "reason"),
     "OpenOrderView": ("order_id", "market", "side", "order_type", "price", "quantity", "filled", "ts",
-                      "client_order_id"),
+                      "client_order_id", "stop_price", "triggered"),
     "OriginalOrder": ("market", "summary"),
     # core.messages
     "CommandBatch": ("commands",),
@@ -138,9 +148,17 @@ def test_each_record_has_exactly_its_pinned_fields_in_order(name: str) -> None:
 
 SPEC = MarketSpec("TATA_INR", Asset("TATA", 2), Asset("INR", 2), Decimal("0.01"), Decimal("1"))
 ORDER = PlaceOrder(7, 1_700_000_000_000, "alice", "TATA_INR", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 10_000, 3)
+STOP = PlaceOrder(
+    8, 1, "bob", "TATA_INR", Side.SELL, OrderType.STOP_LOSS_LIMIT, TimeInForce.GTC, 9_000, 2, stop_price=9_500
+)
 SAMPLES = [
     SPEC,
     ORDER,
+    STOP,
+    OrderTriggered("TATA_INR", 8, "bob", 9_500, 9_400, 1),
+    SPEC.with_status(MarketStatus.HALTED),
+    SetMarketStatus(9, 1, "TATA_INR", MarketStatus.CANCEL_ONLY, "api:2"),
+    MarketStatusChanged("TATA_INR", MarketStatus.HALTED, 1),
     CommandBatch((ORDER, CancelOrder(8, 1, "alice", "TATA_INR", 7, "api:1"))),
     MatchBatch("TATA_INR", (ORDER,), 3),
     Settlement(

@@ -29,8 +29,11 @@ EXPECTED_ROUTES = {
     ("GET", "/api/v1/markets"),
     ("POST", "/api/v1/markets"),
     ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/admin/markets/{symbol}/halt"),
+    ("POST", "/api/v1/admin/markets/{symbol}/resume"),
+    ("POST", "/api/v1/admin/markets/{symbol}/cancel-only"),
 }
-"""The routes the issue asks for."""
+"""The routes the issues ask for."""
 
 REQUIRED_QUERY = {
     ("GET", "/api/v1/order/open"): {"user_id"},
@@ -42,7 +45,7 @@ REQUIRED_QUERY = {
 }
 REQUEST_BODY_FIELDS = {
     ("POST", "/api/v1/order"): {"market", "side", "user_id", "price", "quantity", "type", "timeInForce", "postOnly",
-                                "clientOrderId", "quoteQuantity"},
+                                "clientOrderId", "quoteQuantity", "stopPrice"},
     ("DELETE", "/api/v1/order"): {"orderId", "market", "user_id"},
     ("POST", "/api/v1/onramp"): {"user_id", "asset", "amount", "txnId"},
     ("POST", "/api/v1/markets"): {"symbol", "base", "quote", "tickSize", "lotSize"},
@@ -53,7 +56,7 @@ def served_routes() -> set[tuple[str, str]]:
     """(METHOD, /path) of every route the app registers under /api/v1 (the engine is never started)."""
     app = create_app(Engine(), name="openapi-routes", websocket=False)
     return {
-        (method, "/" + re.sub(r"<([a-z_]+)(:[a-z]+)?>", r"{\1}", route.path))
+        (method, "/" + re.sub(r"<([A-Za-z_]+)(:[a-z]+)?>", r"{\1}", route.path))  # <symbol:str> is {symbol}
         for route in app.router.routes
         if route.path.startswith("api/v1/")
         for method in route.methods
@@ -152,7 +155,15 @@ def test_request_bodies_name_their_required_fields_and_enumerate_their_choices(e
     assert set(place["required"]) == {"market", "side"}
     assert place["properties"]["side"]["enum"] == ["buy", "sell"]
     assert place["properties"]["timeInForce"]["enum"] == ["GTC", "IOC", "FOK"]
-    assert place["properties"]["type"]["enum"] == ["limit", "market"]
+    assert place["properties"]["type"]["enum"] == [
+        "limit",
+        "market",
+        "stop_loss",
+        "stop_loss_limit",
+        "take_profit",
+        "take_profit_limit",
+    ]
+    assert "stopPrice" in place["properties"]
     assert set(onramp["required"]) == {"user_id", "asset", "amount", "txnId"}
     assert "FILLED" in order_result["schema"]["properties"]["status"]["enum"]
     assert klines["interval"]["schema"]["enum"][:2] == ["1m", "3m"] and klines["interval"]["required"]

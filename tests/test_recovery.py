@@ -26,11 +26,11 @@ from core_helpers import tata_inr
 from crash_helpers import abandon
 
 from openbell.actors.engine import Engine
-from openbell.core.commands import AddMarket, CancelOrder, Deposit, PlaceOrder, restamp
+from openbell.core.commands import AddMarket, CancelOrder, Deposit, PlaceOrder, SetMarketStatus, restamp
 from openbell.core.events import OrderExpired
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
 from openbell.core.messages import CommandBatch, DepositResult, Reply
-from openbell.core.types import OrderType, ResultCode, Side, TimeInForce
+from openbell.core.types import MarketStatus, OrderType, ResultCode, Side, TimeInForce
 from openbell.core.wire import unpack
 from openbell.durability.journal import FILE_HEADER, HEADER, JournalCorrupt, segments
 from openbell.durability.persistence import Persistence
@@ -60,6 +60,8 @@ def btc_usdt() -> MarketSpec:
 # ("market", label, user, market, side, quantity_lots)
 # ("cancel", label_of_order, user, market)
 # ("add_market", spec)
+# ("stop", label, user, market, side, order_type, stop_price_ticks, price_ticks or None, quantity_lots)
+# ("status", market, status)
 SEQUENCE: list[tuple[Any, ...]] = [
     ("deposit", "alice", "INR", 1_000_000, "a-1"),
     ("deposit", "bob", "TATA", 5_000, "b-1"),
@@ -91,6 +93,14 @@ SEQUENCE: list[tuple[Any, ...]] = [
     ("market", "e-sell", "erin", BTC, SELL, 4),  # d-bid's last 2, the rest expires
     ("limit", "d-ask", "dave", BTC, SELL, 3_100_000, 1, GTC),  # dave sells one lot of the five he bought
     ("limit", "a-bid-4", "alice", TATA, BUY, 9_940, 7, GTC),
+    ("deposit", "fay", "TATA", 1_000, "f-1"),
+    ("stop", "f-stop", "fay", TATA, SELL, OrderType.STOP_LOSS_LIMIT, 9_945, 9_900, 3),  # waits: last 99.50
+    ("stop", "f-stop-2", "fay", TATA, SELL, OrderType.STOP_LOSS, 9_940, None, 2),  # waits
+    ("market", "c-sell-2", "carol", TATA, SELL, 1),  # 1 of a-bid-4 at 99.40: both stops trigger, 5 more of it
+    ("status", TATA, MarketStatus.HALTED),
+    ("limit", "a-bid-5", "alice", TATA, BUY, 9_000, 1, GTC),  # halted: refused
+    ("status", TATA, MarketStatus.TRADING),
+    ("stop", "f-stop-3", "fay", TATA, SELL, OrderType.TAKE_PROFIT_LIMIT, 10_500, 10_500, 1),  # waits to the end
 ]
 
 
@@ -132,6 +142,22 @@ def run_step(engine: Engine, step: tuple[Any, ...], order_ids: dict[str, int]) -
         command = engine.new(CancelOrder, user_id=user, market=market, order_id=order_ids[of])
     elif kind == "add_market":
         command = engine.new(AddMarket, spec=step[1])
+    elif kind == "stop":
+        _, label, user, market, side, order_type, stop_price, price, quantity = step
+        command = engine.new(
+            PlaceOrder,
+            user_id=user,
+            market=market,
+            side=side,
+            order_type=order_type,
+            time_in_force=GTC,
+            price=price,
+            quantity=quantity,
+            client_order_id=label,
+            stop_price=stop_price,
+        )
+    elif kind == "status":
+        command = engine.new(SetMarketStatus, market=step[1], status=step[2])
     else:
         raise ValueError(step)
     command = restamp(command, command.seq, BASE_TS + 1000 * command.seq)
@@ -139,6 +165,11 @@ def run_step(engine: Engine, step: tuple[Any, ...], order_ids: dict[str, int]) -
     if label is not None:
         order_ids[label] = command.seq
     return reply
+
+
+def stop_fields(row: list[Any]) -> dict[str, Any]:
+    """A waiting stop as a book's state keeps it (a `PlaceOrder` as plain values), by field name."""
+    return dict(zip(PlaceOrder.__struct_fields__, row[1:], strict=True))
 
 
 # --------------------------------------------------------------------------------------------- engines
@@ -200,7 +231,8 @@ def assert_funds_conserved(engine: Engine) -> None:
     for core in engine.market_cores.values():
         core.book.check_invariants()
         resting |= {order.order_id for order in core.book.orders()}
-    assert resting == set(ledger.holds), "open orders on the books differ from the holds in the ledger"
+        resting |= {stop.seq for stop in core.book.stops.orders()}
+    assert resting == set(ledger.holds), "open and waiting orders differ from the holds in the ledger"
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +283,10 @@ def test_the_sequence_gives_the_replies_it_was_written_for(uninterrupted: tuple[
     replies, state = uninterrupted
     codes = [reply.code for reply in replies]
 
-    assert codes.count(ResultCode.OK) == len(SEQUENCE) - 2
+    assert codes.count(ResultCode.OK) == len(SEQUENCE) - 3
+    assert codes[35] is ResultCode.MARKET_HALTED
+    assert [type(e).__name__ for e in replies[33].events].count("OrderTriggered") == 2
+    assert [stop["stop_price"] for stop in map(stop_fields, state["books"][TATA]["book"]["stops"])] == [10_500]
     assert codes[22] is ResultCode.INSUFFICIENT_FUNDS
     assert codes[23] is ResultCode.UNKNOWN_ORDER
     fok_events = replies[21].events
@@ -268,6 +303,7 @@ def test_the_sequence_gives_the_replies_it_was_written_for(uninterrupted: tuple[
         pytest.param({3: "stop", 8: "stop", 13: "stop", 20: "stop", 26: "stop"}, id="clean-stops"),
         pytest.param({4: "crash", 10: "crash", 13: "crash", 19: "crash", 27: "crash"}, id="crashes"),
         pytest.param({6: "stop", 9: "crash", 14: "crash", 17: "stop", 24: "crash"}, id="stops-and-crashes"),
+        pytest.param({31: "crash", 32: "stop", 33: "crash", 34: "crash", 36: "stop"}, id="around-stop-orders-and-a-halt"),
     ],
 )
 def test_restarts_end_in_the_same_state_and_replies_as_an_uninterrupted_run(

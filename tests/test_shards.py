@@ -633,3 +633,48 @@ def test_a_market_added_at_run_time_goes_to_the_shard_with_fewest_markets_and_tr
             code = supervisor.wait(10)
     assert code == 0, log_path.read_text(errors="replace")[-3000:]
     assert "shard 0 matches market DDD_INR" not in log_path.read_text(errors="replace")
+
+
+def test_stops_trigger_on_a_shard_and_a_halt_kept_by_the_balance_process_outlives_its_restart_and_a_shards(
+    sharded: Sharded,
+) -> None:
+    # Arrange: two shards, the balance process, one API process; a trade on AAA_INR (shard 0) at 100.00.
+    shard_0 = sharded.markets(0)
+    shard_1 = sharded.markets(1)
+    balance = sharded.balance()
+    api = sharded.api()
+
+    def post(path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        return httpx.post(f"{api.api}{path}", json=body, timeout=10)
+
+    def get(path: str, **params: str) -> Any:
+        response = httpx.get(f"{api.api}{path}", params=params, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    for user, asset, amount in [("alice", "AAA", "5"), ("bob", "INR", "1000"), ("carol", "AAA", "5")]:
+        assert post("/onramp", {"user_id": user, "asset": asset, "amount": amount, "txnId": f"{user}-1"}).is_success
+    trade = {"market": "AAA_INR", "quantity": "1"}
+    for side, user, price in [("sell", "carol", "100"), ("buy", "bob", "100"), ("buy", "bob", "94")]:
+        assert post("/order", {**trade, "side": side, "user_id": user, "price": price}).is_success
+
+    # Act: alice's stop waits on shard 0; a trade at 95.00 triggers it. BBB_INR (shard 1) is halted, then the
+    # balance process restarts (and hosts every market again, BBB_INR with its status).
+    stop = post("/order", {**trade, "side": "sell", "type": "stop_loss", "stopPrice": "95", "user_id": "alice"})
+    assert stop.status_code == 200 and stop.json()["status"] == "NEW", stop.text
+    for side, user in [("sell", "carol"), ("buy", "bob")]:
+        assert post("/order", {**trade, "side": side, "user_id": user, "price": "95"}).is_success
+    assert post("/admin/markets/BBB_INR/halt").status_code == 200
+    assert balance.stop() == 0
+    balance = sharded.balance()
+    wait_for(lambda: worked_off(sharded.redis), what="every stream worked off")
+
+    # Assert: alice sold at 94.00 on shard 0; BBB_INR is still halted and refuses orders; no shard saw a
+    # second spec for a market it hosts.
+    assert get("/order/open", user_id="alice") == []
+    assert get("/balance", user_id="alice")["INR"] == {"available": "94.00", "locked": "0.00"}
+    assert {m["symbol"]: m["status"] for m in get("/markets")}["BBB_INR"] == "HALTED"
+    refused = post("/order", {"market": "BBB_INR", "side": "buy", "price": "1", "quantity": "1", "user_id": "bob"})
+    assert refused.status_code == 400 and refused.json()["code"] == 211, refused.text
+    assert "another spec" not in shard_0.log() + shard_1.log()
+    assert balance.stop() == 0

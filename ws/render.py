@@ -11,9 +11,12 @@ Wire shapes (all times are ms since the epoch; "E" is the event's engine time):
 - trade:  {"e":"trade","E","s","t","p","q","m":isBuyerMaker,"T"}; no user ids.
 - ticker: {"e":"ticker","E","s","c","o","h","l","v","q","V","n","O","C"}; "q" and "V" are both quote volume.
 - kline:  {"e":"kline","E","s","k":{"t","T","i","o","h","l","c","v","q","n","x"}}.
-- order:  {"e":"order","E","s","i","c","S","o","f","p","q","X","z","r","R"}.
+- order:  {"e":"order","E","s","i","c","S","o","f","p","q","X","z","r","R","P"}; "P" is a stop or take-profit
+          order's stop price (null for others). A stop's trigger is an order message with "X":"NEW" and
+          "R":"TRIGGERED"; its fills and outcome follow as for any order.
 - fill:   {"e":"fill","E","s","t","i","c","S","p","q","m":isMaker,"T"}, one per side the user traded on.
 - balance: {"e":"balance","E","a","f":available,"l":locked}.
+- status: {"e":"status","E","s","X":"TRADING"|"HALTED"|"CANCEL_ONLY"}, when an operator changes it.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from openbell.core.events import (
     BalanceChanged,
     DepthUpdated,
     KlineSnapshot,
+    MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
+    OrderTriggered,
     Ticker,
     TradeExecuted,
 )
@@ -53,6 +58,7 @@ class OrderFacts:
     price: int | None
     quantity: int | None
     client_order_id: str | None
+    stop_price: int | None = None
 
 
 class Renderer:
@@ -76,6 +82,11 @@ class Renderer:
             return self._balance(event, wanted)
         if type(event) in ORDER_EVENTS:
             return self._order(event, wanted)
+        if isinstance(event, MarketStatusChanged):
+            stream = f"status@{event.market}"
+            if stream not in wanted:
+                return []
+            return [(stream, {"e": "status", "E": event.ts, "s": event.market, "X": event.status.value})]
         return []
 
     # ----------------------------------------------------------------- market streams
@@ -232,6 +243,7 @@ class Renderer:
                 event.price,
                 event.quantity,
                 event.client_order_id,
+                event.stop_price,
             )
             self.open_orders[event.order_id] = facts
         elif kind in TERMINAL_EVENTS:
@@ -245,6 +257,9 @@ class Renderer:
         fq = spec.format_quantity
         if kind is OrderAccepted:
             status, filled, remaining = OrderStatus.NEW, 0, event.quantity
+        elif kind is OrderTriggered:
+            status, filled = OrderStatus.NEW, 0
+            remaining = facts.quantity if facts is not None else None
         elif kind is OrderRejected:
             status, filled, remaining = OrderStatus.REJECTED, 0, 0
         else:
@@ -265,6 +280,7 @@ class Renderer:
             "z": fq(filled),
             "r": fq(remaining) if remaining is not None else None,
             "R": _reason(event),
+            "P": spec.format_price(facts.stop_price) if facts is not None and facts.stop_price is not None else None,
         }
         return [(stream, data)]
 
@@ -274,7 +290,11 @@ def _reason(event: Any) -> str | None:
         return f"{event.code.name}: {event.reason}"
     if type(event) is OrderExpired:
         return str(event.reason.name)
+    if type(event) is OrderTriggered:
+        return "TRIGGERED"
     return None
 
 
-ORDER_EVENTS = frozenset({OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired})
+ORDER_EVENTS = frozenset(
+    {OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired, OrderTriggered}
+)

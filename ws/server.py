@@ -52,7 +52,7 @@ WS_DESCRIPTION = (
     'Send `{"method": "SUBSCRIBE", "params": ["depth@TATA_INR", "trade@TATA_INR"], "id": 1}`; '
     'answered `{"result": null, "id": 1}`, then `{"stream", "data"}` messages. Methods: SUBSCRIBE, '
     "UNSUBSCRIBE, LIST_SUBSCRIPTIONS. Streams: depth@M (diffs with U/u update ids continuing REST's "
-    "lastUpdateId), depth@M@100ms (one merged diff per 100 ms), trade@M, ticker@M, kline_<interval>@M, and the "
+    "lastUpdateId), depth@M@100ms (one merged diff per 100 ms), trade@M, ticker@M, status@M, kline_<interval>@M, and the "
     'connection\'s own orders@<user> and balance@<user>. Errors: `{"error": {"code", "message"}, "id"}`.'
 )
 

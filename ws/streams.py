@@ -1,6 +1,7 @@
 """Stream names: which exist, and which belong to one user.
 
-Public streams are per market: `depth@M`, `trade@M`, `ticker@M` and `kline_<interval>@M` for the
+Public streams are per market: `depth@M`, `trade@M`, `ticker@M`, `status@M` (the market's trading status
+when an operator changes it) and `kline_<interval>@M` for the
 intervals the markets publish (`STREAMED_INTERVALS`), and the throttled depth stream `depth@M@100ms`
 (one merged diff per interval, see `openbell.ws.throttle`). Private streams are per user: `orders@<user>`
 (order updates and fills) and `balance@<user>`. A name is checked against the markets running when it
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from openbell.core.marketdata import STREAMED_INTERVALS
 from openbell.edge.identity import USER_ID
 
-MARKET_KINDS = frozenset({"depth", "trade", "ticker", *(f"kline_{interval}" for interval in STREAMED_INTERVALS)})
+MARKET_KINDS = frozenset(
+    {"depth", "trade", "ticker", "status", *(f"kline_{interval}" for interval in STREAMED_INTERVALS)}
+)
 USER_KINDS = frozenset({"orders", "balance"})
 MAX_STREAM_NAME = 100
 THROTTLE_INTERVALS = {"100ms": 0.1}
@@ -26,7 +29,7 @@ THROTTLE_INTERVALS = {"100ms": 0.1}
 class Stream:
     name: str
     kind: str
-    """"depth", "trade", "ticker", "kline_1m", ..., "orders" or "balance"."""
+    """"depth", "trade", "ticker", "status", "kline_1m", ..., "orders" or "balance"."""
     key: str
     """The market symbol, or the user id of a private stream."""
     interval: float | None = None
