@@ -404,7 +404,7 @@ def test_a_halt_through_one_api_process_refuses_orders_through_another_and_survi
     api_1, api_2 = cluster.api(), cluster.api()
     assert deposit(api_2, "h-buyer", "INR", "1000", "h-1").status_code == 200
 
-    halted = httpx.post(f"{api_1.api}/admin/markets/TATA_INR/halt", timeout=10)
+    halted = httpx.post(f"{api_1.api}/admin/markets/TATA_INR/halt", timeout=10, auth=AsNamedUser(api_1.api))
 
     assert halted.status_code == 200 and halted.json()["status"] == "HALTED", halted.text
     wait_for(
@@ -418,7 +418,7 @@ def test_a_halt_through_one_api_process_refuses_orders_through_another_and_survi
     cluster.engine()
     api_3 = cluster.api()
     assert {m["symbol"]: m["status"] for m in get(api_3, "/markets")}["TATA_INR"] == "HALTED"
-    assert httpx.post(f"{api_3.api}/admin/markets/TATA_INR/resume", timeout=10).status_code == 200
+    assert httpx.post(f"{api_3.api}/admin/markets/TATA_INR/resume", timeout=10, auth=AsNamedUser(api_3.api)).status_code == 200
     wait_for(
         lambda: {m["symbol"]: m["status"] for m in get(api_2, "/markets")}["TATA_INR"] == "TRADING",
         what="the registry notice",

@@ -24,7 +24,7 @@ WAIT = 10.0
 
 @pytest.fixture(scope="module")
 def client(exchange: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=exchange.api, timeout=WAIT) as http:
+    with httpx.Client(base_url=exchange.api, timeout=WAIT, auth=exchange.auth) as http:
         yield http
 
 
@@ -130,7 +130,7 @@ def test_a_halt_survives_a_kill_9_and_the_restarted_market_still_refuses_orders(
     data_dir = tmp_path / "data"
     first = start_server(tmp_path, "--data-dir", str(data_dir), ready_timeout=60.0)
     try:
-        with httpx.Client(base_url=first.api, timeout=WAIT) as http:
+        with httpx.Client(base_url=first.api, timeout=WAIT, auth=first.auth) as http:
             buyer = funded(http, "INR", "100")
             assert http.post("/admin/markets/TATA_INR/halt").status_code == 200
     finally:
@@ -139,7 +139,7 @@ def test_a_halt_survives_a_kill_9_and_the_restarted_market_still_refuses_orders(
 
     second = start_server(tmp_path, "--data-dir", str(data_dir), ready_timeout=60.0)
     try:
-        with httpx.Client(base_url=second.api, timeout=WAIT) as http:
+        with httpx.Client(base_url=second.api, timeout=WAIT, auth=second.auth) as http:
             status = listed(http, "TATA_INR")["status"]
             refused = http.post("/order", json=order("TATA_INR", buyer))
     finally:

@@ -22,7 +22,7 @@ WAIT = 10.0
 
 @pytest.fixture(scope="module")
 def client(exchange: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=exchange.api, timeout=WAIT) as http:
+    with httpx.Client(base_url=exchange.api, timeout=WAIT, auth=exchange.auth) as http:
         yield http
 
 

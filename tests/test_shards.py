@@ -645,10 +645,10 @@ def test_stops_trigger_on_a_shard_and_a_halt_kept_by_the_balance_process_outlive
     api = sharded.api()
 
     def post(path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        return httpx.post(f"{api.api}{path}", json=body, timeout=10)
+        return httpx.post(f"{api.api}{path}", json=body, timeout=10, auth=AsNamedUser(api.api))
 
     def get(path: str, **params: str) -> Any:
-        response = httpx.get(f"{api.api}{path}", params=params, timeout=10)
+        response = httpx.get(f"{api.api}{path}", params=params, timeout=10, auth=AsNamedUser(api.api))
         assert response.status_code == 200, response.text
         return response.json()
 
