@@ -44,6 +44,9 @@ PINNED: dict[str, tuple[str, ...]] = {
     "GetKlines": ("seq", "ts", "market", "interval_seconds", "start", "end"),
     "GetTradeHistory": ("seq", "ts", "market", "start_ms", "end_ms", "limit"),
     "GetKlineHistory": ("seq", "ts", "market", "interval_seconds", "start", "end", "limit"),
+    "GetOrderHistory": ("seq", "ts", "market", "user_id", "order_id", "client_order_id", "from_order_id", "start_ms",
+                        "end_ms", "limit"),
+    "GetUserTrades": ("seq", "ts", "market", "user_id", "order_id", "from_trade_id", "start_ms", "end_ms", "limit"),
     # core.events
     "OrderAccepted": ("market", "order_id", "user_id", "side", "order_type", "time_in_force", "price", "quantity",
                       "quote_quantity", "client_order_id", "ts"),
@@ -66,6 +69,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "OpenOrderView": ("order_id", "market", "side", "order_type", "price", "quantity", "filled", "ts",
                       "client_order_id"),
     "OriginalOrder": ("market", "summary"),
+    "OrderRecord": ("order_id", "market", "side", "order_type", "time_in_force", "price", "quantity", "quote_quantity",
+                    "client_order_id", "ts", "status", "filled", "executed_quote", "updated"),
     # core.messages
     "CommandBatch": ("commands",),
     "MatchBatch": ("market", "commands", "batch_no"),
@@ -76,6 +81,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "OpenOrders": ("orders",),
     "Depth": ("bids", "asks", "update_id"),
     "RecentTrades": ("trades",),
+    "UserTrades": ("trades",),
+    "OrderHistory": ("orders",),
     "Klines": ("candles",),
     "AlreadyApplied": ("seq",),
     "Reply": ("seq", "code", "message", "events", "data"),
