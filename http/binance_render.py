@@ -17,14 +17,11 @@ from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, Asset, Market
 from openbell.core.messages import Depth
 from openbell.core.summary import OpenOrderView, OrderRecord, OrderSummary
 from openbell.core.types import OrderStatus, OrderType, Side, TimeInForce
+from openbell.edge.binance import binance_symbol, percent_change
 
 ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 RATE_LIMITS: list[dict[str, Any]] = []
 """What `exchangeInfo.rateLimits` describes: none are enforced by this API yet (they come with accounts)."""
-
-
-def binance_symbol(spec: MarketSpec) -> str:
-    return spec.base.symbol + spec.quote.symbol
 
 
 class BinanceSymbols:
@@ -160,7 +157,7 @@ def ticker_24hr(spec: MarketSpec, t: Ticker, book: Depth | None) -> dict[str, An
     out = {
         "symbol": binance_symbol(spec),
         "priceChange": ("-" + fp(-change)) if change < 0 else fp(change),
-        "priceChangePercent": _percent(change, first) if first else "0.00",
+        "priceChangePercent": percent_change(change, first) if first else "0.000",
         "weightedAvgPrice": weighted_text,
         "prevClosePrice": fp(first) if first is not None else zero_price,
         "lastPrice": fp(last) if last is not None else zero_price,
@@ -198,16 +195,6 @@ def price_ticker(spec: MarketSpec, t: Ticker) -> dict[str, Any]:
         "symbol": binance_symbol(spec),
         "price": spec.format_price(t.last_price) if t.last_price is not None else spec.format_price(0),
     }
-
-
-def _percent(change: int, base: int) -> str:
-    """change / base * 100 with three decimals (Binance's), rounded half away from zero, in integers."""
-    scaled = abs(change) * 100_000
-    thousandths, remainder = divmod(scaled, base)
-    if remainder * 2 >= base:
-        thousandths += 1
-    text = f"{thousandths // 1000}.{thousandths % 1000:03d}"
-    return "-" + text if change < 0 and thousandths else text
 
 
 # ----------------------------------------------------------------------------------------- account
