@@ -36,7 +36,7 @@ class PlaceOrder(Record, frozen=True):
     quantity: int | None
     """Quantity in lots; None only for a market buy sized by `quote_quantity`."""
     quote_quantity: int | None = None
-    """Market buys only: the most quote (minor units) to spend."""
+    """Market orders sized by quote: the most quote (minor units) a buy spends, or a sell receives."""
     post_only: bool = False
     """Limit only: reject the order rather than let it take liquidity."""
     client_order_id: str | None = None

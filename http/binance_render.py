@@ -332,7 +332,9 @@ def open_order(spec: MarketSpec, order: OpenOrderView, executed_quote: int | Non
 def order_record(spec: MarketSpec, order: OrderRecord) -> dict[str, Any]:
     """An order from the history database as `GET order`/`GET allOrders` show it."""
     fp, fq = spec.format_price, spec.format_quantity
-    original = order.quantity if order.quantity is not None else order.filled
+    # A market order by quote asked for no quantity (a sell's recorded quantity is only what it could sell).
+    by_quote = order.quote_quantity is not None and (order.quantity is None or order.side is Side.SELL)
+    original = order.filled if by_quote or order.quantity is None else order.quantity
     return {
         "symbol": binance_symbol(spec),
         "orderId": order.order_id,

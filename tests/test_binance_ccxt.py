@@ -205,6 +205,20 @@ def test_market_orders_by_quantity_and_by_cost(venue: Venue) -> None:
     assert free(buyer, "INR") == Decimal("810") and free(buyer, venue.base) == Decimal("4")
 
 
+def test_a_market_sell_by_cost_sells_until_it_has_received_that_much(venue: Venue) -> None:
+    buyer = venue.client("buyer", inr="1000")
+    seller = venue.client("seller", base="10")
+    buyer.create_order(venue.symbol, "limit", "buy", 1, 60)
+    buyer.create_order(venue.symbol, "limit", "buy", 5, 50)
+
+    order = seller.create_order(venue.symbol, "market", "sell", None, None, {"cost": 110})
+
+    assert order["status"] == "closed" and order["filled"] == 2 and order["cost"] == 110
+    assert order["info"]["origQuoteOrderQty"] == "110.00"
+    assert seller.fetch_order(order["id"], venue.symbol)["amount"] == 2
+    assert free(seller, "INR") == Decimal("110") and free(seller, venue.base) == Decimal("8")
+
+
 def test_limit_maker_rests_and_one_that_would_take_is_refused(venue: Venue) -> None:
     seller = venue.client("seller", base="10")
     maker = venue.client("maker", inr="1000")
