@@ -149,11 +149,12 @@ def parse_pairs(text: str, into: dict[str, str]) -> None:
         if not part:
             continue
         name, _, value = part.partition("=")
-        try:
-            name = unquote_plus(name, errors="strict")
-            value = unquote_plus(value, errors="strict")
-        except UnicodeDecodeError:
-            raise BinanceError(-1100, "Illegal characters found in a parameter.") from None
+        if "%" in part or "+" in part:
+            try:
+                name = unquote_plus(name, errors="strict")
+                value = unquote_plus(value, errors="strict")
+            except UnicodeDecodeError:
+                raise BinanceError(-1100, "Illegal characters found in a parameter.") from None
         if not name or len(name) > 64 or len(value) > MAX_VALUE_LENGTH:
             raise BinanceError(-1100, "Illegal characters found in a parameter.")
         if name in into:
