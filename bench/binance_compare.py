@@ -2,6 +2,7 @@
 same orders through `/api/v1` (JSON), on one server in one run.
 
     .venv/bin/python -m bench.binance_compare [--runs 3] [--duration 5] [--connections 32] [--orders 200000]
+        [--no-cancels]
 
 Starts `python run.py` (fresh data directory, `--max-open-orders 100000`), credits every user of the stream
 (`bench.http_load.prefund`), then per run measures v1 and v3 at saturation one after the other (their order
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from bench.http_load import (
+    PLACE,
     LoadState,
     RawClient,
     Result,
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=100)
+    parser.add_argument("--no-cancels", action="store_true", help="orders only (drop the stream's cancels)")
     args = parser.parse_args(argv)
     loop_name = install_loop()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         "v1": build_workload(args.orders, 1, args.users, "TATA_INR"),
         "v3": build_workload(args.orders, 2, args.users, "TATA_INR", api="v3"),
     }
+    if args.no_cancels:
+        for workload in workloads.values():
+            workload.items = [item for item in workload.items if item[0] == PLACE]
     with tempfile.TemporaryDirectory(prefix="openbell-binance-bench-") as tmp:
         port = free_port()
         argv_server = [sys.executable, "run.py", "--port", str(port), "--log-level", "warning", "--max-open-orders", "100000",
