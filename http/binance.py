@@ -506,20 +506,22 @@ async def cancel_order(request: Request) -> HTTPResponse:
     only(params, CANCEL_PARAMS)
     spec = market_of(request, params)
     order_id, client_order_id = order_selector(params)
-    opened = [o for o in await open_orders_of(request, user_id, spec.symbol) if _matches(o, order_id, client_order_id)]
-    if not opened:
-        raise BinanceError(-2011, UNKNOWN_ORDER_SENT)
-    order = opened[0]
+    if order_id is None:  # by clientOrderId: find the open order that has it
+        opened = [o for o in await open_orders_of(request, user_id, spec.symbol) if _matches(o, None, client_order_id)]
+        if not opened:
+            raise BinanceError(-2011, UNKNOWN_ORDER_SENT)
+        order_id = opened[0].order_id
     engine = engine_of(request)
     try:
-        reply = await ask(
-            request, engine.new(CancelOrder, user_id=user_id, market=spec.symbol, order_id=order.order_id)
-        )
+        reply = await ask(request, engine.new(CancelOrder, user_id=user_id, market=spec.symbol, order_id=order_id))
     except ApiError as error:
-        if error.result is ResultCode.UNKNOWN_ORDER:  # it ended between the two requests
+        if error.result is ResultCode.UNKNOWN_ORDER:
             raise BinanceError(-2011, UNKNOWN_ORDER_SENT) from None
         raise
-    summary = summarize(order.order_id, reply.events)
+    summary = summarize(order_id, reply.events)
+    # The reply carries the order as it was when canceled (OpenOrders of one).
+    was = reply.data.orders[0] if isinstance(reply.data, OpenOrders) and reply.data.orders else None
+    order = was or OpenOrderView(order_id, spec.symbol, Side.BUY, OrderType.LIMIT, None, None, 0, 0, None)
     ended = OpenOrderView(
         order.order_id,
         order.market,
@@ -534,6 +536,9 @@ async def cancel_order(request: Request) -> HTTPResponse:
     # The quote a partially filled order traded is known to the history database, not to the cancel: this
     # answer leaves it out then (GET order has it) rather than make every cancel wait for the history writer.
     out = _open_order_json(spec, ended, None if ended.filled else 0)
+    if was is None:  # an engine that does not say what it canceled: only what the cancel itself tells
+        for name in ("price", "origQty", "side", "type", "timeInForce", "clientOrderId"):
+            out.pop(name, None)
     out["status"] = summary.status.value
     out["isWorking"] = False
     out["origClientOrderId"] = order.client_order_id or ""

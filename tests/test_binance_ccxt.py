@@ -126,6 +126,7 @@ def test_two_clients_trade_with_each_other_and_balances_follow(venue: Venue) -> 
     canceled = seller.cancel_order(ask["id"], symbol)
 
     assert canceled["status"] == "canceled" and canceled["filled"] == 3
+    assert (canceled["side"], canceled["price"], canceled["amount"]) == ("sell", 100, 5)
     assert seller.fetch_order(ask["id"], symbol)["status"] == "canceled"
     assert seller.fetch_open_orders(symbol) == []
     assert free(seller, venue.base) == Decimal("7") and used(seller, venue.base) == Decimal("0")
