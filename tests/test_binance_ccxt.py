@@ -318,3 +318,23 @@ def test_stop_orders_are_refused_until_the_engine_has_them(venue: Venue) -> None
             {"symbol": venue.symbol.replace("/", ""), "side": "SELL", "type": "STOP_LOSS_LIMIT", "timeInForce": "GTC",
              "quantity": "1", "price": "9", "stopPrice": "10"}
         )  # fmt: skip
+
+
+def test_orders_are_found_by_client_order_id_and_listed_with_their_history(venue: Venue) -> None:
+    seller = venue.client("seller", base="10")
+    buyer = venue.client("buyer", inr="1000")
+    first = buyer.create_order(venue.symbol, "limit", "buy", 1, 40, {"clientOrderId": "mine-1"})
+    second = buyer.create_order(venue.symbol, "limit", "buy", 2, 41, {"clientOrderId": "mine-2"})
+    seller.create_order(venue.symbol, "limit", "sell", 2, 41)
+
+    found = buyer.fetch_order(None, venue.symbol, {"origClientOrderId": "mine-1"})
+    canceled = buyer.cancel_order(None, venue.symbol, {"origClientOrderId": "mine-1"})
+    listed = buyer.fetch_orders(venue.symbol)
+
+    assert (found["id"], found["clientOrderId"], found["status"]) == (first["id"], "mine-1", "open")
+    assert (canceled["id"], canceled["status"]) == (first["id"], "canceled")
+    assert [(o["id"], o["clientOrderId"], o["status"], o["filled"]) for o in listed] == [
+        (first["id"], "mine-1", "canceled", 0),
+        (second["id"], "mine-2", "closed", 2),
+    ]
+    assert listed[1]["cost"] == 82 and listed[1]["average"] == 41
