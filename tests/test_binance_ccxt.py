@@ -153,6 +153,7 @@ def test_market_data_shows_the_book_the_trades_the_candles_and_the_ticker(venue:
 
     book = taker.fetch_order_book(symbol)
     trades = taker.fetch_trades(symbol)
+    since = taker.fetch_trades(symbol, since=int(time.time() * 1000) - 60_000)  # aggTrades of a time range
     candles = taker.fetch_ohlcv(symbol, "1m")
     ticker = taker.fetch_ticker(symbol)
     tickers = taker.fetch_tickers([symbol])
@@ -160,6 +161,7 @@ def test_market_data_shows_the_book_the_trades_the_candles_and_the_ticker(venue:
     assert book["bids"] == [[99, 2], [98.5, 1.5]] and book["asks"] == [[101, 0.5], [102, 4]]
     assert isinstance(book["nonce"], int) and book["nonce"] > 0
     assert [(t["price"], t["amount"], t["side"]) for t in trades] == [(101, 0.5, "buy")]
+    assert [t["id"] for t in since] == [t["id"] for t in trades]
     assert len(candles) == 1 and candles[0][1:] == [101, 101, 101, 101, 0.5]
     assert candles[0][0] == int(time.time()) // 60 * 60_000 or candles[0][0] == (int(time.time()) // 60 - 1) * 60_000
     assert ticker["last"] == 101 and ticker["baseVolume"] == 0.5 and ticker["quoteVolume"] == 50.5

@@ -9,6 +9,7 @@ from binance_clients import BinanceKeys, pro_client, rest_client
 from redis_server import redis_server  # noqa: F401  (fixture)
 from test_binance_ccxt_pro import run, until
 from test_cluster import Cluster, cluster, deposit  # noqa: F401  (fixture)
+from test_shards import Sharded, sharded  # noqa: F401  (fixture)
 
 SYMBOL = "TATA/INR"
 
@@ -57,3 +58,28 @@ def test_ccxt_clients_of_two_api_processes_trade_and_ccxt_pro_watches_through_a_
     assert (balance["INR"]["free"], balance["TATA"]["free"]) == (700, 3)
     assert seller.cancel_order(ask["id"], SYMBOL)["status"] == "canceled"
     assert seller.fetch_balance()["TATA"]["free"] == 7
+
+
+def test_orders_and_their_history_through_v3_when_markets_match_on_two_shards(sharded: Sharded) -> None:  # noqa: F811
+    sharded.markets(0, "--no-fsync")
+    sharded.markets(1, "--no-fsync")
+    sharded.balance("--no-fsync")
+    api = sharded.api()
+    for user, asset, amount in (("seller", "AAA", "10"), ("seller", "BBB", "10"), ("buyer", "INR", "1000")):
+        assert deposit(api, user, asset, amount, f"{user}-{asset}").status_code == 200
+    base = f"http://127.0.0.1:{api.port}"
+    seller, buyer = rest_client(BinanceKeys(base), "seller"), rest_client(BinanceKeys(base), "buyer")
+    results = {}
+
+    for symbol in ("AAA/INR", "BBB/INR"):  # shard 0, shard 1
+        ask = seller.create_order(symbol, "limit", "sell", 4, 10)
+        bid = buyer.create_order(symbol, "market", "buy", None, None, {"cost": 30})
+        results[symbol] = (ask, bid)
+
+    for symbol, (ask, bid) in results.items():
+        assert bid["status"] == "closed" and bid["filled"] == 3 and bid["cost"] == 30
+        assert buyer.fetch_order(bid["id"], symbol)["status"] == "closed"
+        assert [(t["side"], t["amount"], t["order"]) for t in buyer.fetch_my_trades(symbol)] == [("buy", 3, bid["id"])]
+        assert [(o["id"], o["status"], o["filled"]) for o in seller.fetch_orders(symbol)] == [(ask["id"], "open", 3)]
+    balance = buyer.fetch_balance()
+    assert (balance["INR"]["free"], balance["AAA"]["free"], balance["BBB"]["free"]) == (940, 3, 3)
