@@ -1,9 +1,7 @@
 """Engine results -> the JSON shapes of Binance's Spot API (`/api/v3`). Integers become decimal strings here.
 
 A market `TATA_INR` is the Binance symbol `TATAINR` (base and quote joined); `BinanceSymbols` keeps that map.
-Commissions are computed as the ledger charges them (`openbell.core.ledger.Ledger._settle_trade`): a buyer
-pays `base received x bps // 10000` in the base asset, a seller `quote received x bps // 10000` in the quote
-asset, at the maker's or the taker's rate by the side of the book the order was on.
+Commissions are computed as the ledger charges them (`openbell.edge.binance.commission`).
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, Asset, Market
 from openbell.core.messages import Depth
 from openbell.core.summary import OpenOrderView, OrderRecord, OrderSummary
 from openbell.core.types import OrderStatus, OrderType, Side, TimeInForce
-from openbell.edge.binance import binance_symbol, percent_change
+from openbell.edge.binance import binance_symbol, commission, percent_change
 
 ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
 RATE_LIMITS: list[dict[str, Any]] = []
@@ -225,16 +223,6 @@ def account(
         "permissions": ["SPOT"],
         "uid": user_id,
     }
-
-
-def commission(spec: MarketSpec, side: Side, is_maker: bool, price: int, lots: int) -> tuple[str, str]:
-    """(commission, its asset) of one fill of an order on `side`, as the ledger charges it."""
-    bps = spec.maker_fee_bps if is_maker else spec.taker_fee_bps
-    if side is Side.BUY:
-        base = spec.base_value(lots)
-        return spec.base.format_amount(base * bps // 10_000), spec.base.symbol
-    quote = spec.quote_value(price, lots)
-    return spec.quote.format_amount(quote * bps // 10_000), spec.quote.symbol
 
 
 def binance_type(order_type: OrderType, post_only: bool = False) -> str:

@@ -14,7 +14,8 @@ diff, with `U`/`u` continuing REST's `lastUpdateId` without gaps), `<s>@kline_<i
 
 The fan-out is `openbell.ws.hub.Hub`'s, with a renderer of these shapes: a connection's subscriptions are
 stream names (raw) or `w:` + name (wrapped), so the two framings of one message are each encoded once.
-User data streams (listen keys: `executionReport`, `outboundAccountPosition`) need API keys and are not here.
+User data streams: `ws/binance_user.py` renders `executionReport` and `outboundAccountPosition` for hub keys
+`user:<id>`; connecting to them takes a listen key, which comes with API keys (not yet served).
 """
 
 from __future__ import annotations
@@ -30,11 +31,24 @@ import ujson
 from sanic import Request, Sanic
 from websockets.exceptions import ConnectionClosed
 
-from openbell.core.events import DepthUpdated, KlineSnapshot, Ticker, TradeExecuted
-from openbell.core.grid import MarketSpec
+from openbell.core.events import (
+    BalanceChanged,
+    DepthUpdated,
+    KlineSnapshot,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderPartiallyFilled,
+    OrderRejected,
+    Ticker,
+    TradeExecuted,
+)
+from openbell.core.grid import Asset, MarketSpec
 from openbell.core.marketdata import STREAMED_INTERVALS
 from openbell.edge.binance import binance_symbol, percent_change
 from openbell.edge.client import EngineClient
+from openbell.ws.binance_user import UserEvents
 from openbell.ws.connection import Connection
 from openbell.ws.hub import Hub, encode
 from openbell.ws.server import close_on_invalid_text
@@ -48,14 +62,21 @@ KINDS = frozenset(
 )
 STREAM_NAME = re.compile(r"^[a-z0-9_]{1,40}@[A-Za-z0-9_@]{1,24}\Z")
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
+USER_EVENTS = frozenset(
+    {BalanceChanged, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired}
+)
 MAX_ID = 2**63
 
 
 class BinanceRenderer:
     """Engine events -> Binance stream messages, built only for streams someone listens to."""
 
-    def __init__(self, markets: Callable[[], Mapping[str, MarketSpec]]) -> None:
+    def __init__(
+        self, markets: Callable[[], Mapping[str, MarketSpec]], assets: Callable[[], Mapping[str, Asset]]
+    ) -> None:
         self._markets = markets
+        self.users = UserEvents(markets, assets)
+        """User data stream events (keys `USER_KEY + user`; subscribed to through listen keys, with API keys)."""
         self._names: dict[str, str] = {}
         """Market -> its lower-case Binance symbol."""
         self._last_ts = 0
@@ -72,7 +93,9 @@ class BinanceRenderer:
     def render(self, event: object, wanted: Container[str]) -> list[tuple[str, dict[str, Any]]]:
         kind = type(event)
         if kind is TradeExecuted:
-            return self._trade(event, wanted)  # type: ignore[arg-type]
+            return self._trade(event, wanted) + self.users.render(event, wanted)  # type: ignore[arg-type]
+        if kind in USER_EVENTS:
+            return self.users.render(event, wanted)
         if kind is DepthUpdated:
             return self._depth(event, wanted)  # type: ignore[arg-type]
         if kind is KlineSnapshot:
@@ -203,7 +226,7 @@ class BinanceHub(Hub):
 
     def __init__(self, engine: EngineClient, flush_interval: float = 0.0) -> None:
         super().__init__(engine, flush_interval)
-        self.renderer = BinanceRenderer(lambda: engine.markets)  # type: ignore[assignment]
+        self.renderer = BinanceRenderer(lambda: engine.markets, lambda: engine.assets)  # type: ignore[assignment]
         self.symbols: dict[str, str] = {}
 
     def frame(self, stream: str, data: dict[str, Any]) -> bytes:
