@@ -124,8 +124,10 @@ class BinanceRenderer:
     def _trade(self, t: TradeExecuted, wanted: Container[str]) -> list:
         self._last_ts = t.ts
         prefix = self._prefix(t.market)
+        if prefix is None or not any(self._targets(f"{prefix}@{kind}", wanted) for kind in ("trade", "aggTrade")):
+            return []
         spec = self._markets().get(t.market)
-        if prefix is None or spec is None:
+        if spec is None:
             return []
         price, quantity = spec.format_price(t.price), spec.format_quantity(t.quantity)
         symbol = prefix.upper()
@@ -228,6 +230,12 @@ class BinanceHub(Hub):
         super().__init__(engine, flush_interval)
         self.renderer = BinanceRenderer(lambda: engine.markets, lambda: engine.assets)  # type: ignore[assignment]
         self.symbols: dict[str, str] = {}
+
+    def publish(self, events: Sequence[object]) -> None:
+        """Render a batch only while someone listens: with no Binance client connected this hub costs the
+        process one hand-over per batch (and user streams know the orders accepted while someone listened)."""
+        if self.listening:
+            super().publish(events)
 
     def frame(self, stream: str, data: dict[str, Any]) -> bytes:
         if stream.startswith(WRAPPED):

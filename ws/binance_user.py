@@ -6,7 +6,8 @@ these keys, and `UserEvents` only keeps its order state.
 
 An order event does not repeat the order's side, type, price or clientOrderId, and a fill does not say the
 order's running totals, so `UserEvents` keeps, per open order (from its `OrderAccepted` to its terminal
-event, whoever listens), those facts and its executed quantity and quote. Reports follow Binance's:
+event, whoever listens), those facts and its executed quantity and quote. (The Binance hub renders nothing
+while no client is connected to it, so an order accepted then is reported without them: nulls.) Reports follow Binance's:
 `x` NEW on acceptance, one TRADE per fill (`l`, `L`, `t`, `n`, `N`, `m`) whose `X` is the order's status after
 that fill, CANCELED, EXPIRED (IOC/FOK/market remainders, self-trade prevention), REJECTED. A taker's fills
 come before the book says how the order ended, so they are held until its outcome event (the same batch)
