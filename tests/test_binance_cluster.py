@@ -37,7 +37,7 @@ def test_ccxt_clients_of_two_api_processes_trade_and_ccxt_pro_watches_through_a_
                     await asyncio.to_thread(buyer.create_order, SYMBOL, "limit", "buy", 3, 101)
 
             trades = await until(lambda: watcher.watch_trades(SYMBOL), take, bool)
-            for _ in range(100):
+            for _ in range(400):  # at most 20 s
                 if watcher.orderbooks[SYMBOL]["asks"] == [[100, 2]]:
                     break
                 await asyncio.sleep(0.05)
