@@ -98,10 +98,16 @@ class Workload:
     market: str
     items: list[tuple[int, bytes, int, str]]
     users: list[str]
+    api: str = "v1"
+    """"v1": JSON bodies with user_id; "v3": Binance's form bodies, the user in X-MBX-APIKEY (its items' 4th
+    field is the user for orders too), for a client whose prefix is /api/v3."""
 
 
-def build_workload(orders: int, seed: int, users: int, market: str) -> Workload:
+def build_workload(orders: int, seed: int, users: int, market: str, api: str = "v1") -> Workload:
     from bench import streams
+
+    if api == "v3":
+        return build_binance_workload(orders, seed, users, market)
 
     mix = streams.StreamMix(users=users)
     items: list[tuple[int, bytes, int, str]] = []
@@ -127,6 +133,38 @@ def build_workload(orders: int, seed: int, users: int, market: str) -> Workload:
         )
         items.append((PLACE, body, item.seq, ""))
     return Workload(market, items, [str(n) for n in range(1, users + 1)])
+
+
+def build_binance_workload(orders: int, seed: int, users: int, market: str) -> Workload:
+    """The same stream as Binance order forms (what ccxt sends for a limit order), for POST /api/v3/order."""
+    from bench import streams
+
+    mix = streams.StreamMix(users=users)
+    items: list[tuple[int, bytes, int, str]] = []
+    last_price = mix.start_mid
+    symbol = market.replace("_", "")
+    timestamp = time.time_ns() // 1_000_000
+    for item in streams.generate(orders, seed, mix):
+        user = str(int(item.user_id[1:]))
+        if isinstance(item, streams.Cancel):
+            items.append((CANCEL, b"", item.order_id, user))
+            continue
+        buy = item.side is streams.BUY
+        if item.price is None:
+            price = last_price + MARKET_ORDER_TICKS if buy else max(1, last_price - MARKET_ORDER_TICKS)
+        else:
+            price = last_price = item.price
+        body = (
+            f"timestamp={timestamp}&symbol={symbol}&side={'BUY' if buy else 'SELL'}&newOrderRespType=FULL"
+            f"&type=LIMIT&quantity={item.quantity}&price={price // 100}.{price % 100:02d}&timeInForce=GTC"
+            f"&recvWindow=10000"
+        ).encode()
+        items.append((PLACE, body, item.seq, user))
+    return Workload(market, items, [str(n) for n in range(1, users + 1)], api="v3")
+
+
+JSON_HEAD = b"Content-Type: application/json\r\n"
+FORM_HEAD = b"Content-Type: application/x-www-form-urlencoded\r\n"
 
 
 # --------------------------------------------------------------------------- raw HTTP/1.1 client
@@ -221,15 +259,17 @@ class RawConnection(asyncio.Protocol):
             pos = eol + 2 + size + 2
 
     # use
-    def request(self, method: bytes, path: bytes, body: bytes) -> asyncio.Future[tuple[int, bytes]]:
+    def request(
+        self, method: bytes, path: bytes, body: bytes, head: bytes = JSON_HEAD
+    ) -> asyncio.Future[tuple[int, bytes]]:
         if self.lost or self.transport is None:
             raise ConnectionError("connection is closed")
         loop = asyncio.get_running_loop()
         self.waiter = waiter = loop.create_future()
         self.sent_at = time.perf_counter()
         self.transport.write(
-            b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (method, path, self.host_header, len(body), body)
+            b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (method, path, self.host_header, head, len(body), body)
         )
         return waiter
 
@@ -256,8 +296,10 @@ class RawClient:
         )
         return protocol
 
-    async def send(self, conn: RawConnection, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
-        return await conn.request(method, self.prefix + path, body)
+    async def send(
+        self, conn: RawConnection, method: bytes, path: bytes, body: bytes, head: bytes = JSON_HEAD
+    ) -> tuple[int, bytes]:
+        return await conn.request(method, self.prefix + path, body, head)
 
 
 class HttpxConnection:
@@ -395,6 +437,8 @@ async def run_load(
     total = len(items)
     ids = state.ids
     market = workload.market.encode()
+    binance = workload.api == "v3"
+    symbol = market.replace(b"_", b"")
     conns = [await client.connect() for _ in range(connections)]
     statuses: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -433,17 +477,31 @@ async def run_load(
                     return
                 begin = now
             kind, body, seq, user = items[i]
+            head = JSON_HEAD
             if kind == PLACE:
                 method, path = b"POST", b"/order"
+                if binance:
+                    head = FORM_HEAD + b"X-MBX-APIKEY: %s\r\n" % user.encode()
             else:
                 order_id = ids.pop(seq, None)
                 if order_id is None:
                     skipped += 1
                     continue
                 method, path = b"DELETE", b"/order"
-                body = b'{"market":"%s","orderId":"%s","user_id":"%s"}' % (market, order_id.encode(), user.encode())
+                if binance:
+                    head = b"X-MBX-APIKEY: %s\r\n" % user.encode()
+                    path = b"/order?symbol=%s&orderId=%s&timestamp=%d" % (
+                        symbol,
+                        order_id.encode(),
+                        time.time_ns() // 10**6,
+                    )
+                    body = b""
+                else:
+                    body = b'{"market":"%s","orderId":"%s","user_id":"%s"}' % (market, order_id.encode(), user.encode())
             try:
-                status, reply = await send(conn, method, path, body)
+                status, reply = await (
+                    send(conn, method, path, body, head) if binance else send(conn, method, path, body)
+                )
             except (ConnectionError, OSError) as error:
                 errors[f"{method.decode()} {type(error).__name__}"] += 1
                 conn.close()

@@ -378,9 +378,12 @@ class OrderBook:
         )
         remaining = quantity - filled
         changed = bool(filled) or len(events) > accepted_at + 1
-        if remaining and asked is None and taker_stopped is None and filled:
-            # A market buy by quote is done when its budget is spent or cannot buy one more lot at the best ask.
-            best_level = self._best_ask_level
+        # Sized by quote: a market buy without a quantity, or a market sell with a budget (its quantity is
+        # only what it may sell).
+        by_quote = budget is not None and (asked is None or side is SELL)
+        if remaining and by_quote and taker_stopped is None and filled:
+            # An order by quote is done when its budget is spent or cannot trade one more lot at the best price.
+            best_level = self._best_ask_level if side is BUY else self._best_bid_level
             if budget_left == 0 or (
                 best_level is not None
                 and budget_left is not None
@@ -395,7 +398,7 @@ class OrderBook:
             if filled:
                 events.append(OrderPartiallyFilled(symbol, seq, user_id, filled, remaining, ts))
         else:
-            if asked is None:  # market buy by quote: nothing was asked in lots
+            if by_quote:  # nothing was asked in lots
                 remaining = 0
             reason = taker_stopped or NO_LIQUIDITY
             events.append(OrderExpired(symbol, seq, user_id, filled, remaining, reason, ts))

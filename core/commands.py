@@ -36,7 +36,7 @@ class PlaceOrder(Record, frozen=True):
     quantity: int | None
     """Quantity in lots; None only for a market buy sized by `quote_quantity`."""
     quote_quantity: int | None = None
-    """Market buys only: the most quote (minor units) to spend."""
+    """Market orders sized by quote: the most quote (minor units) a buy spends, or a sell receives."""
     post_only: bool = False
     """Limit only: reject the order rather than let it take liquidity."""
     client_order_id: str | None = None
@@ -193,6 +193,48 @@ class GetApiKeys(Record, frozen=True):
     api_key: str | None = None
 
 
+class GetOrderHistory(Record, frozen=True):
+    """One user's orders in one market, from the history database (any age, open or ended).
+
+    Selects by `order_id`, else by `client_order_id` (the newest order that used it), else a range:
+    orders with id >= `from_order_id` and entry time in [start_ms, end_ms), the oldest `limit` of them
+    when `from_order_id` or `start_ms` is given, the newest `limit` otherwise; always answered oldest first.
+    """
+
+    seq: int
+    ts: int
+    market: str
+    user_id: str
+    order_id: int | None = None
+    client_order_id: str | None = None
+    from_order_id: int = 0
+    start_ms: int = 0
+    """Inclusive."""
+    end_ms: int = 10**14
+    """Exclusive."""
+    limit: int = 500
+
+
+class GetUserTrades(Record, frozen=True):
+    """One user's trades in one market (as maker or taker), from the history database, oldest first.
+
+    Selects trades of `order_id` if given; else trades with id >= `from_trade_id` and time in
+    [start_ms, end_ms): the oldest `limit` when `from_trade_id` or `start_ms` is given, the newest otherwise.
+    """
+
+    seq: int
+    ts: int
+    market: str
+    user_id: str
+    order_id: int | None = None
+    from_trade_id: int = 0
+    start_ms: int = 0
+    """Inclusive."""
+    end_ms: int = 10**14
+    """Exclusive."""
+    limit: int = 500
+
+
 MAX_DEPTH_LEVELS = 5000
 """Most levels per side a depth query returns."""
 MAX_TRADES = 1000
@@ -200,7 +242,7 @@ MAX_TRADES = 1000
 
 StateChanging: TypeAlias = PlaceOrder | CancelOrder | Deposit | AddMarket | CreateApiKey | RevokeApiKey | SetMarketStatus
 MarketQuery: TypeAlias = GetDepth | GetTrades | GetTicker | GetKlines
-HistoryQuery: TypeAlias = GetTradeHistory | GetKlineHistory
+HistoryQuery: TypeAlias = GetTradeHistory | GetKlineHistory | GetOrderHistory | GetUserTrades
 Query: TypeAlias = GetBalances | GetOpenOrders | GetApiKeys | MarketQuery | HistoryQuery
 Command: TypeAlias = StateChanging | Query
 """Everything that enters the engine."""
@@ -211,7 +253,7 @@ STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket, CreateApiKey, Rev
 """Commands that change state: journaled, applied at most once per request id."""
 MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
 """Queries a market's actor answers."""
-HISTORY_QUERIES = (GetTradeHistory, GetKlineHistory)
+HISTORY_QUERIES = (GetTradeHistory, GetKlineHistory, GetOrderHistory, GetUserTrades)
 """Queries the history database answers (off the matching path)."""
 QUERIES = (GetBalances, GetOpenOrders, GetApiKeys, *MARKET_QUERIES, *HISTORY_QUERIES)
 

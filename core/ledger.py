@@ -32,7 +32,7 @@ from openbell.core.events import (
     OrderTriggered,
     TradeExecuted,
 )
-from openbell.core.grid import Asset, MarketSpec
+from openbell.core.grid import MAX_QUANTITY_LOTS, Asset, MarketSpec
 from openbell.core.types import OrderType, ResultCode, Side, require
 
 FEE_ACCOUNT = "#fees"
@@ -226,7 +226,8 @@ class Ledger:
         """Hold what `cmd` may spend. Returns the result and the order to match.
 
         A market buy sized only in base gets as budget everything available in quote; the order sent
-        on to the book then carries that budget as its `quote_quantity`.
+        on to the book then carries that budget as its `quote_quantity`. A market sell sized only by quote
+        holds every whole lot of base available, and carries that as its `quantity`.
         """
         seq, user_id, market, side = cmd.seq, cmd.user_id, cmd.market, cmd.side
         order_type, price, quantity = cmd.order_type, cmd.price, cmd.quantity
@@ -253,10 +254,16 @@ class Ledger:
                     cmd = msgspec.structs.replace(cmd, quote_quantity=amount)
             receive_asset = spec.base.symbol
         else:
-            if quantity is None:
-                return ResultCode.INVALID_QUANTITY, cmd
             asset = spec.base.symbol
             balance = account.get(asset) or _EMPTY
+            if quantity is None:
+                if cmd.quote_quantity is None:
+                    return ResultCode.INVALID_QUANTITY, cmd
+                # A market sell sized by quote may sell every whole lot available; the order sent on to the
+                # book carries that as its quantity, and its quote budget says when to stop.
+                quantity = min(balance.available // spec.base_units_per_lot, MAX_QUANTITY_LOTS)
+                if quantity > 0:
+                    cmd = msgspec.structs.replace(cmd, quantity=quantity)
             amount = quantity * spec.base_units_per_lot
             receive_asset = spec.quote.symbol
         if amount <= 0 or balance.available < amount:

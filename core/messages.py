@@ -16,7 +16,7 @@ from typing import TypeAlias, TypeVar
 from openbell.core.commands import Command, MatchCommand
 from openbell.core.events import Event, KlineSnapshot, Ticker, TradeExecuted
 from openbell.core.grid import MarketSpec
-from openbell.core.summary import OpenOrderView, OriginalOrder
+from openbell.core.summary import OpenOrderView, OrderRecord, OriginalOrder
 from openbell.core.types import Permission, Record, ResultCode
 
 T = TypeVar("T")
@@ -89,6 +89,16 @@ class Klines(Record, frozen=True):
     """Oldest first."""
 
 
+class UserTrades(Record, frozen=True):
+    trades: tuple[TradeExecuted, ...]
+    """One user's trades, oldest first."""
+
+
+class OrderHistory(Record, frozen=True):
+    orders: tuple[OrderRecord, ...]
+    """Oldest first."""
+
+
 class AlreadyApplied(Record, frozen=True):
     """The request was applied before (found by its request id): here is what it became."""
 
@@ -124,6 +134,8 @@ ReplyData: TypeAlias = (
     | AlreadyApplied
     | ApiKeyView
     | ApiKeys
+    | UserTrades
+    | OrderHistory
 )
 
 

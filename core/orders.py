@@ -62,9 +62,16 @@ def _market_problem(cmd: PlaceOrder) -> Problem | None:
         return ResultCode.INVALID_QUANTITY, "quantity must be positive"
     if cmd.side is Side.SELL:
         if cmd.quote_quantity is not None:
-            return ResultCode.INVALID_ORDER, "quoteQuantity is only for market buys"
+            # A market sell sized by quote: sell until it has received that much (never more).
+            if cmd.quantity is not None:
+                return ResultCode.INVALID_ORDER, "a market sell takes a quantity or a quoteQuantity, not both"
+            if cmd.quote_quantity <= 0:
+                return ResultCode.INVALID_AMOUNT, "quoteQuantity must be positive"
+            if cmd.time_in_force is TimeInForce.FOK:
+                return ResultCode.INVALID_ORDER, "a FOK market sell needs a quantity"
+            return None
         if cmd.quantity is None:
-            return ResultCode.INVALID_QUANTITY, "a market sell needs a quantity"
+            return ResultCode.INVALID_QUANTITY, "a market sell needs a quantity or a quoteQuantity"
         return None
     if cmd.quantity is None and cmd.quote_quantity is None:
         return ResultCode.INVALID_QUANTITY, "a market buy needs a quantity or a quoteQuantity"

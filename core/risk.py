@@ -258,6 +258,7 @@ class BalanceCore:
                 if last_ts:
                     effects.events.extend(ledger.drain_changes(last_ts))
                 last_ts = command.ts
+            canceled = self._view_of(command.order_id) if type(command) is CancelOrder else None
             try:
                 ledger.settle(events)
                 if self._client_key_by_order:
@@ -272,7 +273,9 @@ class BalanceCore:
             elif isinstance(first, (OrderRejected, CancelRejected)):
                 effects.replies.append(Reply(seq, first.code, first.reason, events))
             else:
-                effects.replies.append(Reply(seq, ResultCode.OK, "", events))
+                # A cancel's reply carries the order as it was (its price, side, clientOrderId...): what a
+                # client is told about the order it canceled, without asking for it first.
+                effects.replies.append(Reply(seq, ResultCode.OK, "", events, canceled))
         for seq in failed:
             command = self.pending.pop(seq, None)
             if isinstance(command, PlaceOrder):
@@ -381,6 +384,16 @@ class BalanceCore:
             finished[key] = (event.order_id, event.market, event.status.value, filled, remaining)
             if len(finished) > MAX_REMEMBERED_CLIENT_ORDERS:
                 del finished[next(iter(finished))]
+
+    def _view_of(self, order_id: int) -> OpenOrders | None:
+        """The open order `order_id` as a one-order `OpenOrders`, or None if the ledger holds nothing for it."""
+        h = self.ledger.holds.get(order_id)
+        if h is None:
+            return None
+        view = OpenOrderView(
+            h.order_id, h.market, h.side, h.order_type, h.price, h.quantity, h.filled, h.ts, h.client_order_id
+        )
+        return OpenOrders((view,))
 
     def _open_orders(self, query: GetOpenOrders) -> tuple[OpenOrderView, ...]:
         return tuple(

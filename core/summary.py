@@ -13,7 +13,7 @@ from openbell.core.events import (
     OrderRejected,
     TradeExecuted,
 )
-from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side
+from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 
 class OrderSummary(Record, frozen=True):
@@ -83,3 +83,28 @@ class OriginalOrder(Record, frozen=True):
 
     market: str
     summary: OrderSummary
+
+
+class OrderRecord(Record, frozen=True):
+    """An order as the history database knows it: as accepted, and its latest state."""
+
+    order_id: int
+    market: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int | None
+    quantity: int | None
+    """Lots asked; None for a market buy sized by quote."""
+    quote_quantity: int | None
+    """The quote budget of a market order by quote (minor units), or None."""
+    client_order_id: str | None
+    ts: int
+    """Entry time, ms."""
+    status: OrderStatus
+    filled: int
+    """Lots filled."""
+    executed_quote: int
+    """Quote of its fills, minor units (price x lots x quote units per tick-lot, summed)."""
+    updated: int
+    """Time of its latest state change (its entry time if none), ms."""

@@ -98,7 +98,7 @@ def build(store: HistoryStore, user_id: str, start_ms: int, end_ms: int) -> dict
         deposits.append({"time": ts, "txnId": txn_id, "asset": name, "amount": asset(name).format_amount(amount)})
 
     trades = []
-    for market, trade_id, price, quantity, taker_side, maker_id, maker, taker_id, taker, ts in store.user_trades(
+    for market, trade_id, price, quantity, taker_side, maker_id, maker, taker_id, taker, ts in store.statement_trades(
         user_id, start_ms, end_ms
     ):
         listed = specs.get(market)
@@ -207,7 +207,7 @@ def _orders(
             rejected[int(order_id)] = row
     out = []
     accepted = set()
-    for market, order_id, side, order_type, tif, price, quantity, quote_quantity, coid, ts in store.user_orders(
+    for market, order_id, side, order_type, tif, price, quantity, quote_quantity, coid, ts in store.statement_orders(
         user_id, start_ms, end_ms
     ):
         order_id = int(order_id)

@@ -96,6 +96,15 @@ def _added_in_3(amount: str) -> list[str]:
 
 _TABLES = ("trades", "orders", "order_events", "balance_changes", "deposits", "markets")
 
+_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS trades_market_taker ON trades (market, taker_user_id, trade_id)",
+    "CREATE INDEX IF NOT EXISTS trades_market_maker ON trades (market, maker_user_id, trade_id)",
+]
+"""Indexes for one user's trades (`user_trades`, `user_orders`); made on databases of the same schema version
+too, since an index changes no row."""
+
+_TERMINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED"})
+
 _INSERTS = {
     "trades": "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?)",
     "orders": "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -166,6 +175,8 @@ class HistoryStore:
                 f"history database {self._where()} has schema version {row[0]}; this openbell writes version "
                 f"{SCHEMA_VERSION}: move that database aside or give --db a new one"
             )
+        for statement in _INDEXES:
+            cur.execute(statement)
         self._conn.commit()
 
     def _has_table(self, cur: Any, table: str) -> bool:
@@ -348,7 +359,7 @@ class HistoryStore:
         )
         return [(txn, asset, read_amount(amount), int(ts)) for txn, asset, amount, ts in rows]
 
-    def user_trades(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+    def statement_trades(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
         """(market, trade_id, price, quantity, taker_side, maker_order_id, maker_user_id, taker_order_id,
         taker_user_id, ts) of the trades the user was a side of in [start, end), oldest first."""
         return self._read(
@@ -358,7 +369,7 @@ class HistoryStore:
             (user_id, user_id, start_ms, end_ms),
         )
 
-    def user_orders(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+    def statement_orders(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
         """(market, order_id, side, order_type, time_in_force, price, quantity, quote_quantity, client_order_id,
         ts) of the orders the user placed (and the engine accepted) in [start, end), oldest first."""
         return self._read(
@@ -379,6 +390,105 @@ class HistoryStore:
     def market_specs(self) -> dict[str, str]:
         """Symbol -> the market's spec as JSON (msgspec), for every market listed."""
         return {symbol: spec for symbol, spec in self._read("SELECT symbol, spec FROM markets", ())}
+
+    def user_trades(
+        self,
+        market: str,
+        user_id: str,
+        order_id: int | None,
+        from_trade_id: int,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """One user's trades, rows as `trades` returns them, oldest first: those of `order_id` if given, else
+        ids >= `from_trade_id` in [start, end): the oldest `limit` if `from_trade_id` or `start_ms`, else the
+        newest `limit`."""
+        columns = (
+            "trade_id, price, quantity, taker_side, maker_order_id, maker_user_id, taker_order_id, taker_user_id, ts"
+        )
+        if order_id is not None:
+            rows = self._read(
+                f"SELECT {columns} FROM trades WHERE market = ? AND taker_user_id = ? AND taker_order_id = ? "
+                f"UNION ALL SELECT {columns} FROM trades WHERE market = ? AND maker_user_id = ? AND maker_order_id = ?",
+                (market, user_id, order_id, market, user_id, order_id),
+            )
+            return sorted(rows, key=lambda row: int(row[0]))[:limit]
+        ascending = from_trade_id > 0 or start_ms > 0
+        direction = "ASC" if ascending else "DESC"
+        rows = []
+        for role in ("taker", "maker"):
+            rows += self._read(
+                f"SELECT {columns} FROM trades WHERE market = ? AND {role}_user_id = ? AND trade_id >= ? "
+                f"AND ts >= ? AND ts < ? ORDER BY trade_id {direction} LIMIT ?",
+                (market, user_id, from_trade_id, start_ms, end_ms, limit),
+            )
+        rows.sort(key=lambda row: int(row[0]), reverse=not ascending)
+        return sorted(rows[:limit], key=lambda row: int(row[0]))
+
+    def user_orders(
+        self,
+        market: str,
+        user_id: str,
+        order_id: int | None,
+        client_order_id: str | None,
+        from_order_id: int,
+        start_ms: int,
+        end_ms: int,
+        limit: int,
+    ) -> list[tuple[Any, ...]]:
+        """One user's orders, oldest first, each as (order_id, side, order_type, time_in_force, price, quantity,
+        quote_quantity, client_order_id, ts, status, filled, executed price x lots, updated): by id, by
+        clientOrderId (the newest that used it), or a range (see `GetOrderHistory`)."""
+        columns = "order_id, side, order_type, time_in_force, price, quantity, quote_quantity, client_order_id, ts"
+        where = "market = ? AND user_id = ?"
+        if order_id is not None:
+            orders = self._read(
+                f"SELECT {columns} FROM orders WHERE {where} AND order_id = ?", (market, user_id, order_id)
+            )
+        elif client_order_id is not None:
+            orders = self._read(
+                f"SELECT {columns} FROM orders WHERE {where} AND client_order_id = ? ORDER BY order_id DESC LIMIT 1",
+                (market, user_id, client_order_id),
+            )
+        else:
+            direction = "ASC" if from_order_id > 0 or start_ms > 0 else "DESC"
+            orders = self._read(
+                f"SELECT {columns} FROM orders WHERE {where} AND order_id >= ? AND ts >= ? AND ts < ? "
+                f"ORDER BY order_id {direction} LIMIT ?",
+                (market, user_id, from_order_id, start_ms, end_ms, limit),
+            )
+        orders.sort(key=lambda row: int(row[0]))
+        if not orders:
+            return []
+        ids = [int(row[0]) for row in orders]
+        marks = ",".join("?" * len(ids))
+        # An order's latest state: its terminal row if it has one, else the row with the most filled.
+        states: dict[int, tuple[str, int, int]] = {}
+        for oid, status, filled, ts in self._read(
+            f"SELECT order_id, status, filled, ts FROM order_events WHERE order_id IN ({marks})", tuple(ids)
+        ):
+            oid, filled, ts = int(oid), int(filled), int(ts)
+            known = states.get(oid)
+            rank = (status in _TERMINAL, filled)
+            if known is None or rank > (known[0] in _TERMINAL, known[1]):
+                states[oid] = (status, filled, ts)
+        # Executed quote: price x lots summed exactly in Python over the order's trades (can pass 64 bits).
+        notional = dict.fromkeys(ids, 0)
+        for role in ("taker", "maker"):
+            for oid, price, quantity in self._read(
+                f"SELECT {role}_order_id, price, quantity FROM trades "
+                f"WHERE market = ? AND {role}_user_id = ? AND {role}_order_id IN ({marks})",
+                (market, user_id, *ids),
+            ):
+                notional[int(oid)] += int(price) * int(quantity)
+        out = []
+        for row in orders:
+            oid = int(row[0])
+            status, filled, updated = states.get(oid, ("NEW", 0, int(row[8])))
+            quote_quantity = None if row[6] is None else read_amount(row[6])
+            out.append((*row[:6], quote_quantity, *row[7:], status, filled, notional[oid], updated))
+        return out
 
     def klines(
         self, market: str, interval: int, origin: int, start: int, end: int, limit: int

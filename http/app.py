@@ -533,7 +533,12 @@ SANIC_STATUS_CODES = {
 
 
 def error_response(request: Request, exception: Exception) -> HTTPResponse:
-    """The one place that turns an exception into `{"code", "message"}` with its status."""
+    """The one place that turns an exception into `{"code", "message"}` with its status (on `/api/v3`, the
+    Binance API's `{"code", "msg"}`)."""
+    if request.path.startswith("/api/v3"):
+        from openbell.http.binance import error_response as binance_error_response
+
+        return binance_error_response(request, exception)
     if isinstance(exception, SanicException) and not isinstance(exception, ApiError):
         status = getattr(exception, "status_code", 500) or 500
         code = SANIC_STATUS_CODES.get(status)
@@ -573,6 +578,9 @@ def create_app(
     authenticator = auth or Authenticator(engine)
     install(app, authenticator)
     app.blueprint(api)
+    from openbell.http.binance import install_binance
+
+    install_binance(app)
     app.error_handler.add(Exception, error_response)
     app.register_listener(_read_every_body, "before_server_start")
     install_web(app, public_ws_url=public_ws_url, auth="dev" if authenticator.dev else "keys")

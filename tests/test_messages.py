@@ -55,6 +55,9 @@ PINNED: dict[str, tuple[str, ...]] = {
     "CreateApiKey": ("seq", "ts", "api_key", "user_id", "permissions", "request_id"),
     "RevokeApiKey": ("seq", "ts", "api_key", "request_id"),
     "GetApiKeys": ("seq", "ts", "user_id", "api_key"),
+    "GetOrderHistory": ("seq", "ts", "market", "user_id", "order_id", "client_order_id", "from_order_id", "start_ms",
+                        "end_ms", "limit"),
+    "GetUserTrades": ("seq", "ts", "market", "user_id", "order_id", "from_trade_id", "start_ms", "end_ms", "limit"),
     # core.events
     "OrderAccepted": ("market", "order_id", "user_id", "side", "order_type", "time_in_force", "price", "quantity",
                       "quote_quantity", "client_order_id", "ts", "stop_price"),
@@ -81,6 +84,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "OpenOrderView": ("order_id", "market", "side", "order_type", "price", "quantity", "filled", "ts",
                       "client_order_id", "stop_price", "triggered"),
     "OriginalOrder": ("market", "summary"),
+    "OrderRecord": ("order_id", "market", "side", "order_type", "time_in_force", "price", "quantity", "quote_quantity",
+                    "client_order_id", "ts", "status", "filled", "executed_quote", "updated"),
     # core.messages
     "CommandBatch": ("commands",),
     "MatchBatch": ("market", "commands", "batch_no"),
@@ -91,6 +96,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "OpenOrders": ("orders",),
     "Depth": ("bids", "asks", "update_id"),
     "RecentTrades": ("trades",),
+    "UserTrades": ("trades",),
+    "OrderHistory": ("orders",),
     "Klines": ("candles",),
     "AlreadyApplied": ("seq",),
     "ApiKeyView": ("api_key", "user_id", "permissions", "created_ms"),

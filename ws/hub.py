@@ -192,7 +192,7 @@ class Hub:
                 log.exception("could not render %r", event)
                 continue
             for stream, data in messages:
-                pending.append((stream, encode({"stream": stream, "data": data})))
+                pending.append((stream, self.frame(stream, data)))
             if throttled and type(event) is DepthUpdated:
                 depth: Any = event
                 for throttled_stream in throttled.get(depth.market, ()):
@@ -200,6 +200,10 @@ class Hub:
         if len(pending) > before:
             self.messages_encoded += len(pending) - before
             self._schedule_flush()
+
+    def frame(self, stream: str, data: dict[str, Any]) -> bytes:
+        """The frame that carries message `data` of `stream` (a hub of another API frames it its own way)."""
+        return encode({"stream": stream, "data": data})
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is not None:

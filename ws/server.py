@@ -113,6 +113,9 @@ def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | N
     app.register_listener(describe_route, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
     app.add_websocket_route(websocket, "/ws", name="openbell_ws")
+    from openbell.ws.binance import install_binance_websocket
+
+    install_binance_websocket(app, engine, settings)
 
 
 async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws: Any) -> None:
