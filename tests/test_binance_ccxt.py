@@ -17,7 +17,7 @@ from decimal import Decimal
 import ccxt
 import pytest
 from binance_clients import BinanceKeys, deposit, rest_client
-from conftest import RunningServer
+from conftest import ADMIN_TOKEN, RunningServer
 
 _names = itertools.count(1)
 
@@ -43,7 +43,7 @@ def add_market(base_url: str, *, tick: str = "0.5", lot: str = "0.1", maker_bps:
     request = urllib.request.Request(
         f"{base_url}/api/v1/markets",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {ADMIN_TOKEN}"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -9,9 +9,18 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from binance_clients import deposit
-from conftest import RunningServer
+from conftest import RunningServer, start_server
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A `--dev` server: these tests are about how /api/v3 parses and answers, so `X-MBX-APIKEY` names the user
+    and nothing is signed (signed requests are tested through ccxt in test_binance_ccxt.py)."""
+    server = start_server(tmp_path_factory.mktemp("binance-http"), "--dev")
+    yield server
+    assert server.stop() == 0, server.log()
 
 
 @pytest.fixture(scope="module")

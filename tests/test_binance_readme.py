@@ -25,7 +25,7 @@ def ccxt_snippet() -> str:
 
 @pytest.fixture(scope="module")
 def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("readme-ccxt"))
+    server = start_server(tmp_path_factory.mktemp("readme-ccxt"), "--dev")  # as the README says
     yield server
     code = server.stop()
     assert code == 0, f"server exited with {code}:\n{server.log()}"
