@@ -2,7 +2,7 @@
 
 No mode word: the embedded exchange (engine, REST and WebSocket in one process). `engine`, `balance`,
 `markets`, `api`, `ws`, `cluster`: the Redis-fed deployment (`openbell.cluster.modes`). `inspect`: what a
-data directory holds.
+data directory holds. `simulate`: traders on a running exchange (`openbell.simulator`).
 Every option is defined in `openbell.options`.
 """
 
@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(mode).parse_args(argv[1:] if mode else argv)
     configure_logging(args.log_level, mode)
     try:
+        if mode == "simulate":
+            return run_simulator(args)
         if mode is None:
             return run_embedded(args)
         from openbell.cluster import modes
@@ -40,6 +42,34 @@ def main(argv: list[str] | None = None) -> int:
         return int(modes.run(mode, args))
     except (StartupFailure, OptionError) as failure:
         print(f"openbell: cannot start: {failure}", file=sys.stderr)
+        return 2
+
+
+def run_simulator(args: argparse.Namespace) -> int:
+    from openbell.simulator.runner import Options, main
+    from openbell.simulator.session import SimulatorError
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    markets = [name.strip() for name in args.markets.split(",") if name.strip()] if args.markets else None
+    options = Options(
+        url=args.url,
+        ws_url=args.ws_url,
+        markets=markets,
+        makers=args.makers,
+        takers=args.takers,
+        rate=args.rate,
+        duration=args.duration,
+        steps=args.steps,
+        seed=args.seed,
+        admin_token=args.admin_token,
+        record=args.record,
+        progress=args.progress,
+        wait=args.wait,
+    )
+    try:
+        return main(options)
+    except SimulatorError as failure:
+        print(f"openbell simulate: {failure}", file=sys.stderr)
         return 2
 
 
