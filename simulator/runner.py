@@ -3,7 +3,7 @@
 A run: check the exchange answers; read its markets; make the run's users (per market: `--makers` makers and
 `--takers` takers, `sim-<run>-<market>-m<i>` / `-t<i>`, so one market's traders never share funds with
 another's); read their balances; open their `orders@<user>` streams; fund them through the onramp (txnIds
-`sim-<run>-...`, unique per run); then every market steps until `--duration` or `--steps`:
+named after the run's users, so unique per run); then every market steps until `--duration` or `--steps`:
 
 - its mid takes one step of its random walk;
 - each maker that wants to (the mid moved away from its quotes, or now and then) reads its open orders (which
@@ -37,7 +37,7 @@ from decimal import Decimal
 from typing import Any
 
 from openbell.simulator.accounting import FillStreams, Ledger
-from openbell.simulator.agents import BUY, Intent, Maker, Quote, RandomWalk, Taker
+from openbell.simulator.agents import Intent, Maker, Quote, RandomWalk, Taker
 from openbell.simulator.grid import Grid, asset_text, asset_units
 from openbell.simulator.session import Access, Session, SimulatorError, User
 from openbell.simulator.stats import Stats
@@ -271,7 +271,7 @@ async def fund(session: Session, ledger: Ledger, user: User, run_id: str, amount
             "POST",
             "/onramp",
             body={"user_id": user.user_id, "asset": asset, "amount": asset_text(units, decimals),
-                  "txnId": f"sim-{run_id}-{user.user_id}-{asset}"},  # fmt: skip
+                  "txnId": f"{user.user_id}-{asset}"},
             operator=True,
         )
         if not reply.ok:
@@ -303,7 +303,7 @@ async def build_lane(session: Session, ledger: Ledger, streams: FillStreams, gri
         agent: Maker | Taker
         if role == "m":
             agent = Maker(rng, LEVELS, half_spread=step * (2 + index % 3), gap=step, requote=step * (1 + index % 2),
-                          unit=1, base_lots=lots, quote_units=quote_units)  # fmt: skip
+                          unit=1, base_lots=lots, quote_units=quote_units)
             lane.makers.append(Trader(user, agent, f"m{index}"))
         else:
             agent = Taker(rng, unit=1, reach=step * (2 + LEVELS), base_lots=lots, quote_units=quote_units)
@@ -326,7 +326,7 @@ async def simulate(options: Options, out: Any = sys.stderr) -> int:
         try:
             lanes = [await build_lane(session, ledger, streams, grid, options) for grid in grids]
             print(f"simulating {', '.join(g.symbol for g in grids)}: run {run_id}, seed {options.seed}, "
-                  f"{options.makers} makers and {options.takers} takers per market", file=out)  # fmt: skip
+                  f"{options.makers} makers and {options.takers} takers per market", file=out)
             stop = asyncio.Event()
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
