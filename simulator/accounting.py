@@ -56,8 +56,6 @@ class Ledger:
     """user -> (trade id, order id) -> fill (a redelivered message counts once)."""
     executed: dict[str, int] = field(default_factory=dict)
     """order id -> lots executed, as the order's reply, cancel or disappearance from the open orders said."""
-    owner: dict[str, str] = field(default_factory=dict)
-    """order id -> user."""
 
     def __post_init__(self) -> None:
         for grid in self.grids.values():

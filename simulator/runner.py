@@ -124,15 +124,16 @@ class Lane:
             await self.place(maker, intent)
         agent.quoted_mid = mid
 
-    async def refresh(self, maker: Trader) -> None:
-        """Read the maker's open orders: a quote's `filled` tells its fills; a quote no longer open was filled."""
+    async def refresh(self, maker: Trader) -> list[dict[str, Any]]:
+        """Read the maker's open orders: a quote's `filled` tells its fills; a quote no longer open was filled.
+        Returns the open orders the API listed."""
         agent = maker.agent
         assert isinstance(agent, Maker)
         reply = await self.session.send(
             self.grid.symbol, "GET", "/order/open", user=maker.user, params={"market": self.grid.symbol}
         )
         if not reply.ok or not isinstance(reply.body, list):
-            return
+            return []
         open_now = {str(row.get("clientOrderId")): row for row in reply.body}
         for client_order_id, quote in list(agent.open.items()):
             row = open_now.get(client_order_id)
@@ -142,6 +143,7 @@ class Lane:
                 del agent.open[client_order_id]
             else:
                 agent.filled(quote, self.grid.lots(str(row["filled"])), self.quote_value)
+        return reply.body
 
     async def cancel(self, maker: Trader, quote: Quote) -> None:
         agent = maker.agent
@@ -176,7 +178,6 @@ class Lane:
         reply = await self.send_order(maker, intent, client_order_id)
         if reply.ok and isinstance(reply.body, dict):
             quote = Quote(client_order_id, intent.side, int(intent.price or 0), intent.quantity, str(reply.body["orderId"]))
-            self.ledger.owner[quote.order_id or ""] = maker.user.user_id
             if reply.body.get("status") in ("NEW", "PARTIALLY_FILLED"):
                 agent.open[client_order_id] = quote
             else:  # rejected (post-only would take) or ended at once
@@ -190,7 +191,6 @@ class Lane:
         if not reply.ok or not isinstance(reply.body, dict):
             return
         order_id = str(reply.body["orderId"])
-        self.ledger.owner[order_id] = taker.user.user_id
         self.ledger.executed[order_id] = self.grid.lots(str(reply.body["executedQty"]))
         for fill in reply.body.get("fills", []):
             agent.traded(intent.side, self.grid.ticks(str(fill["price"])), self.grid.lots(str(fill["quantity"])), self.quote_value)
@@ -212,13 +212,23 @@ class Lane:
         return await self.session.send(self.grid.symbol, "POST", "/order", user=trader.user, body=body, limited=True)
 
     async def finish(self) -> None:
-        """Cancel every maker's open quotes, so that what the makers hold stops moving."""
+        """Cancel every maker's open orders (those whose placing got no answer too), so that what the makers hold
+        stops moving."""
         for maker in self.makers:
             agent = maker.agent
             assert isinstance(agent, Maker)
-            await self.refresh(maker)
+            listed = await self.refresh(maker)
+            tracked = set(agent.open)
             for quote in list(agent.open.values()):
                 await self.cancel(maker, quote)
+            for row in listed:
+                client_order_id = str(row.get("clientOrderId"))
+                if client_order_id not in tracked and row.get("side") in ("buy", "sell") and row.get("price"):
+                    # placed, but its answer was lost (a timeout): its fills still come on the stream
+                    stray = Quote(client_order_id, str(row["side"]), self.grid.ticks(str(row["price"])),
+                                  self.grid.lots(str(row["quantity"])), str(row["orderId"]))
+                    agent.open[client_order_id] = stray
+                    await self.cancel(maker, stray)
 
 
 # ---------------------------------------------------------------------- start-up

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 from openbell.core.types import ResultCode
 
+MAX_SAMPLES = 1_000_000
+"""Latencies kept for the summary's percentiles."""
+
 
 def reason(code: int | str | None) -> str:
     """A rejection's name: the result code's (`POST_ONLY_WOULD_TAKE`), or what went wrong on the wire."""
@@ -57,6 +60,8 @@ class Stats:
             self.cancels += 1
         if status == 0 or status >= 400:
             self.rejects[reason(code)] += 1
+        if len(self.latencies) >= MAX_SAMPLES:  # a run without end keeps the newest half
+            del self.latencies[: MAX_SAMPLES // 2]
         self.latencies.append(seconds)
         self._window.append(seconds)
 
