@@ -338,18 +338,25 @@ async def simulate(options: Options, out: Any = sys.stderr) -> int:
             print(f"simulating {', '.join(g.symbol for g in grids)}: run {run_id}, seed {options.seed}, "
                   f"{options.makers} makers and {options.takers} takers per market", file=out)
             stop = asyncio.Event()
+            main_task = asyncio.current_task()
+
+            def interrupted() -> None:  # Ctrl-C: stop and check; a second one: stop at once
+                if stop.is_set() and main_task is not None:
+                    main_task.cancel()
+                stop.set()
+
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
+                asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted)
             reporter = asyncio.create_task(report(stats, options.progress, out))
             timer = asyncio.create_task(stop_after(stop, options.duration))
             try:
                 await asyncio.gather(*(lane.run(stop, options.steps) for lane in lanes))
+                problems = await check(session, ledger, streams, lanes)
             finally:
                 timer.cancel()
                 reporter.cancel()
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-            problems = await check(session, ledger, streams, lanes)
         finally:
             await streams.close()
     if options.record:
@@ -419,5 +426,6 @@ def write_record(path: str, log: dict[str, list[str]], markets: list[str]) -> No
 def main(options: Options) -> int:
     try:
         return asyncio.run(simulate(options))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("openbell simulate: interrupted before the end of the run; nothing was checked", file=sys.stderr)
         return 130

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from conftest import ROOT, RunningServer, free_port, start_server
+from redis_server import redis_server  # noqa: F401  (fixture)
+from test_cluster import Cluster, cluster  # noqa: F401  (fixture)
 
 from openbell.simulator.accounting import Ledger
 from openbell.simulator.grid import Grid
@@ -97,6 +99,21 @@ def test_the_same_seed_sends_the_same_requests_to_fresh_exchanges_and_another_se
     assert first.count("POST /order") > 30 and "DELETE /order" in first
     assert first == second
     assert first != other
+
+
+def test_a_bounded_run_against_the_cluster_trades_and_passes_its_check(cluster: Cluster) -> None:  # noqa: F811
+    # Arrange: an engine, an API process and a WebSocket process over Redis.
+    cluster.engine("--in-memory")
+    api = cluster.api()
+    ws = cluster.ws()
+
+    # Act: the simulator on the API process, reading fills from the WebSocket process.
+    result = simulate(f"http://127.0.0.1:{api.port}", "--ws-url", f"ws://127.0.0.1:{ws.port}/ws", "--duration", "3")
+
+    # Assert
+    assert result.returncode == 0, result.stderr
+    assert "balance check passed" in result.stderr
+    assert summary_number(result.stderr, r"(\d+) trades \(") > 0
 
 
 def test_an_address_that_does_not_answer_is_refused_in_one_line() -> None:
