@@ -247,8 +247,8 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ws-url",
         default=None,
-        help="its WebSocket endpoint, where the users' fills are read (default: /ws on --url, as the embedded "
-        "exchange serves it; the cluster's is ws://HOST:8001/ws)",
+        help="its WebSocket endpoint, where the users' fills are read (default: where the exchange's "
+        "/api/v1/config sends the web page, else /ws on --url)",
     )
     group.add_argument(
         "--markets",

@@ -330,6 +330,7 @@ async def simulate(options: Options, out: Any = sys.stderr) -> int:
     session = Session(options.url.rstrip("/"), run_id, stats, access, rate=options.rate, recording=bool(options.record))
     async with session:
         await connect(session, options.wait)
+        await session.discover()
         grids = await read_markets(session, options.markets)
         ledger = Ledger({grid.symbol: grid for grid in grids})
         streams = FillStreams(session.ws_url, ledger)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import httpx
 import ujson
@@ -147,6 +147,18 @@ class Session:
             raise SimulatorError(f"cannot reach the exchange at {self.url}: {describe(error)}") from None
         if response.status_code != 200:
             raise SimulatorError(f"the exchange at {self.url} answered /health with HTTP {response.status_code}")
+
+    async def discover(self) -> None:
+        """Read `GET /config` (what the web page reads): where the WebSocket streams are, unless `--ws-url` said,
+        and whether API keys are on, which needs the operator's token."""
+        reply = await self.send("setup", "GET", "/config")
+        if not reply.ok or not isinstance(reply.body, dict):
+            return  # an exchange without the web page: /ws on the REST address
+        ws_url, auth = reply.body.get("wsUrl"), reply.body.get("auth")
+        if self.access.ws_url is None and isinstance(ws_url, str):
+            self.access.ws_url = urljoin(default_ws_url(self.url), ws_url)
+        if auth == "keys" and not self.access.admin_token:
+            raise SimulatorError(f"the exchange at {self.url} has API keys on: pass --admin-token (the operator's)")
 
     async def send(
         self,
