@@ -5,6 +5,7 @@ refused in one line."""
 from __future__ import annotations
 
 import pathlib
+import random
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from redis_server import redis_server  # noqa: F401  (fixture)
 from test_cluster import Cluster, cluster  # noqa: F401  (fixture)
 
 from openbell.simulator.accounting import Ledger
+from openbell.simulator.agents import Maker, Quote, RandomWalk, Taker, heavy_tail
 from openbell.simulator.grid import Grid
 
 MARKETS = "TATA_INR:0.01:1:10:25,INFY_INR:0.05:1"
@@ -148,3 +150,70 @@ def test_the_check_charges_each_fill_its_fee_at_the_rate_of_its_side() -> None:
     assert ledger.compare("u", held) == ["u TATA: 0.01 still locked with no order open"]
     held["INR"] = {"available": "6959.48", "locked": "0.00"}
     assert ledger.compare("u", held)[0] == "u INR: holds 6959.48, deposits and fills say 6959.47"
+
+
+# ------------------------------------------------------------------ the traders' decisions, without a server
+def test_a_maker_quotes_levels_a_side_around_the_mid_and_shifts_them_against_its_inventory() -> None:
+    maker = Maker(random.Random(1), levels=3, half_spread=2, gap=1, requote=1, unit=1, base_lots=1000, quote_units=10**9)
+
+    flat = maker.ladder(100)
+    maker.inventory = 25  # long 25 lots: two gaps lower, to sell more and buy less
+    long = maker.ladder(100)
+
+    assert flat == [("buy", 98), ("sell", 102), ("buy", 97), ("sell", 103), ("buy", 96), ("sell", 104)]
+    assert long == [("buy", 96), ("sell", 100), ("buy", 95), ("sell", 101), ("buy", 94), ("sell", 102)]
+
+
+def test_a_maker_replaces_only_the_levels_that_moved_and_quotes_post_only_within_what_it_holds() -> None:
+    maker = Maker(random.Random(2), levels=2, half_spread=1, gap=1, requote=1, unit=1, base_lots=5, quote_units=10**9)
+    maker.open = {"a": Quote("a", "buy", 99, 3, "1"), "b": Quote("b", "sell", 102, 3, "2")}
+
+    wanted = maker.ladder(101)  # bids 100, 99; asks 102, 103
+    stale = maker.stale(wanted)
+    missing = maker.missing(wanted, lambda ticks, lots: ticks * lots)
+
+    assert stale == []
+    assert {(i.side, i.price) for i in missing} <= {("buy", 100), ("sell", 103)}
+    assert all(i.post_only and i.time_in_force == "GTC" for i in missing)
+    assert sum(i.quantity for i in missing if i.side == "sell") <= 5 - 3  # 3 of its 5 lots already offered
+
+
+def test_a_maker_learns_a_fill_once_at_its_own_price() -> None:
+    maker = Maker(random.Random(3), levels=1, half_spread=1, gap=1, requote=1, unit=1, base_lots=10, quote_units=1000)
+    quote = Quote("a", "sell", 50, 4, "9")
+
+    maker.filled(quote, 3, lambda ticks, lots: ticks * lots)
+    maker.filled(quote, 3, lambda ticks, lots: ticks * lots)
+
+    assert (maker.inventory, maker.base_lots, maker.quote_units, quote.filled) == (-3, 7, 1150, 3)
+
+
+def test_the_mid_walks_in_whole_steps_between_half_and_twice_where_it_started() -> None:
+    walk = RandomWalk(random.Random(4), mid=1000, step=10)
+
+    mids = [walk.next() for _ in range(20_000)]
+
+    assert all(500 <= mid <= 2000 and mid % 10 == 0 for mid in mids)
+    assert len(set(mids)) > 20
+
+
+def test_taker_sizes_are_whole_lots_mostly_small_with_a_heavy_tail_and_a_cap() -> None:
+    rng = random.Random(5)
+
+    sizes = [heavy_tail(rng, unit=1, cap=64) for _ in range(20_000)]
+
+    assert min(sizes) >= 1 and max(sizes) == 64
+    assert sorted(sizes)[len(sizes) // 2] <= 2  # the median order is a lot or two
+    assert sum(size >= 32 for size in sizes) > 100  # and some are dozens of times larger
+
+
+def test_a_taker_never_sells_more_base_than_it_holds_and_bursts_one_way() -> None:
+    taker = Taker(random.Random(6), unit=1, reach=5, base_lots=3, quote_units=10**9)
+
+    bursts = [taker.burst(100, lambda ticks, lots: ticks * lots) for _ in range(500)]
+
+    for burst in bursts:
+        assert len({intent.side for intent in burst}) <= 1
+        for intent in burst:
+            assert intent.order_type == "market" or intent.time_in_force == "IOC"
+            assert intent.side == "buy" or intent.quantity <= 3
