@@ -173,10 +173,11 @@ class Session:
         limited: bool = False,
         logged_as: dict[str, Any] | None = None,
     ) -> Reply:
-        """One request. `user`: who sends it; `operator`: an operator's route (the admin token, if any; the body
-        names the user it is for); `limited`: an order or a
-        cancel, which the rate limiter paces; `logged_as`: what the request log shows instead of the fields
-        (names for ids the exchange assigned)."""
+        """One request, counted in `stats` and logged under `lane`. `user`: who sends it; `operator`: an operator's
+        route (with the admin token, if any; the body names the user it is for); `limited`: an order or a cancel,
+        paced by the rate limiter; `logged_as`: what the log shows instead of the fields (names, not the ids the
+        exchange assigned). An answer that never came is a Reply with status 0; a refused connection ends the
+        run (SimulatorError)."""
         assert self._client is not None and self._limiter is not None
         auth: httpx.Auth | None = None
         if operator:
@@ -193,7 +194,7 @@ class Session:
             self.log.setdefault(lane, []).append(line)
         if limited:
             await self._limiter.acquire()
-        kind = endpoint(method, path)
+        kind = f"{method} {path}"
         started = time.perf_counter()
         try:
             response = await self._client.request(
@@ -259,10 +260,6 @@ def default_ws_url(url: str) -> str:
     parts = urlsplit(url)
     scheme = "wss" if parts.scheme == "https" else "ws"
     return urlunsplit((scheme, parts.netloc, "/ws", "", ""))
-
-
-def endpoint(method: str, path: str) -> str:
-    return f"{method} {path}"
 
 
 def describe(error: BaseException) -> str:
