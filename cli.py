@@ -61,6 +61,7 @@ def run_simulator(args: argparse.Namespace) -> int:
         duration=args.duration,
         steps=args.steps,
         seed=args.seed,
+        concurrency=max(1, args.concurrency),
         admin_token=args.admin_token,
         record=args.record,
         progress=args.progress,

@@ -280,6 +280,13 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=1, help="seed of every random choice: walks, quotes, bursts, sizes (default 1)"
     )
     group.add_argument(
+        "--concurrency",
+        type=positive(int),
+        default=1,
+        help="traders of a market acting at once, each with one request in flight (default 1: one request at a "
+        "time per market, which keeps a run reproducible; more for load)",
+    )
+    group.add_argument(
         "--admin-token",
         default=os.environ.get("OPENBELL_ADMIN_TOKEN"),
         help="the operator's token, when the exchange has API keys: the simulator then makes its users' keys "

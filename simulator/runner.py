@@ -20,7 +20,9 @@ nothing. So against a fresh exchange (same markets, nobody else trading), two ru
 the same requests, market by market, with the same bodies (`--record FILE` writes them, the run id and the
 exchange's order ids replaced by names). What is not reproducible: how the markets' requests interleave with
 each other, timestamps and latency, how many steps a `--duration` allows (use `--steps`), and anything when
-someone else trades on the same markets (their orders change what the simulator's orders meet).
+someone else trades on the same markets (their orders change what the simulator's orders meet), or with
+`--concurrency` above 1 (a step's makers and taker then act side by side, and which of their requests
+arrives first is up to the network).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -59,6 +62,7 @@ class Options:
     duration: float = 60.0
     steps: int | None = None
     seed: int = 1
+    concurrency: int = 1
     admin_token: str | None = None
     record: str | None = None
     progress: float = 1.0
@@ -87,6 +91,8 @@ class Lane:
     grid: Grid
     walk: RandomWalk
     rng: random.Random
+    concurrency: int = 1
+    """Traders acting at once, each with one request in flight; 1 keeps the run reproducible."""
     makers: list[Trader] = field(default_factory=list)
     takers: list[Trader] = field(default_factory=list)
     steps: int = 0
@@ -101,16 +107,29 @@ class Lane:
         await self.finish()
 
     async def step(self) -> None:
+        """One step: the mid moves; the makers that want to requote and, maybe, a taker's burst act, in that
+        order, one request at a time (or, with `concurrency` above 1, that many of them side by side)."""
         mid = self.walk.next()
+        work: list[Coroutine[Any, Any, None]] = []
         for maker in self.makers:
             assert isinstance(maker.agent, Maker)
             if maker.agent.wants_to_requote(mid):
-                await self.requote(maker, mid)
+                work.append(self.requote(maker, mid))
         if self.takers and self.rng.random() < BURST_PROBABILITY:
             taker = self.takers[self.rng.randrange(len(self.takers))]
             assert isinstance(taker.agent, Taker)
-            for intent in taker.agent.burst(mid, self.quote_value):
-                await self.take(taker, intent)
+            work.append(self.burst(taker, taker.agent.burst(mid, self.quote_value)))
+        if self.concurrency <= 1:
+            for job in work:
+                await job
+            return
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def in_a_slot(job: Coroutine[Any, Any, None]) -> None:
+            async with slots:
+                await job
+
+        await asyncio.gather(*(in_a_slot(job) for job in work))
 
     # ------------------------------------------------------------------ makers
     async def requote(self, maker: Trader, mid: int) -> None:
@@ -184,6 +203,10 @@ class Lane:
                 self.ended(quote, self.grid.lots(str(reply.body["executedQty"])))
 
     # ------------------------------------------------------------------ takers
+    async def burst(self, taker: Trader, intents: list[Intent]) -> None:
+        for intent in intents:
+            await self.take(taker, intent)
+
     async def take(self, taker: Trader, intent: Intent) -> None:
         agent = taker.agent
         assert isinstance(agent, Taker)
@@ -294,7 +317,8 @@ async def build_lane(session: Session, ledger: Ledger, streams: FillStreams, gri
     mid = await starting_mid(session, grid)
     step = max(1, mid // 2000)
     seed = f"{options.seed}:{grid.symbol}"
-    lane = Lane(session, ledger, grid, RandomWalk(random.Random(f"{seed}:walk"), mid, step), random.Random(seed))
+    walk = RandomWalk(random.Random(f"{seed}:walk"), mid, step)
+    lane = Lane(session, ledger, grid, walk, random.Random(seed), concurrency=options.concurrency)
     maker_lots, taker_lots = 40 * 10 * LEVELS, 1000
     roles = [("m", i, maker_lots) for i in range(options.makers)] + [("t", i, taker_lots) for i in range(options.takers)]
     for role, index, lots in roles:

@@ -62,8 +62,8 @@ def test_a_bounded_run_trades_with_no_server_error_and_its_users_hold_deposits_p
     server = exchange_with_fees(tmp_path)
     fresh_exchanges.append(server)
 
-    # Act: a run of a few seconds.
-    result = simulate(server.base_url, "--duration", "3", "--seed", "3")
+    # Act: a run of a few seconds, three traders of each market acting at once.
+    result = simulate(server.base_url, "--duration", "3", "--seed", "3", "--concurrency", "3")
 
     # Assert: it exits 0 (check passed, no 5xx), it traded, and it left nothing on the books.
     output = result.stderr
