@@ -50,7 +50,8 @@ def run_simulator(args: argparse.Namespace) -> int:
     from openbell.simulator.session import SimulatorError
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    markets = [name.strip() for name in args.markets.split(",") if name.strip()] if args.markets else None
+    named = args.markets.split(",") if args.markets else []
+    markets = list(dict.fromkeys(name.strip() for name in named if name.strip())) or None
     options = Options(
         url=args.url,
         ws_url=args.ws_url,

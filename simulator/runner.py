@@ -37,12 +37,12 @@ import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from openbell.simulator.accounting import FillStreams, Ledger
 from openbell.simulator.agents import Intent, Maker, Quote, RandomWalk, Taker
 from openbell.simulator.grid import Grid, asset_text, asset_units
-from openbell.simulator.session import Access, Session, SimulatorError, User
+from openbell.simulator.session import Access, Reply, Session, SimulatorError, User
 from openbell.simulator.stats import Stats
 
 LEVELS = 5
@@ -69,10 +69,15 @@ class Options:
     wait: float = 0.0
 
 
+Agent = TypeVar("Agent", Maker, Taker)
+
+
 @dataclass
-class Trader:
+class Trader(Generic[Agent]):
+    """A user of the run and the agent that decides what it sends."""
+
     user: User
-    agent: Maker | Taker
+    agent: Agent
     tag: str
     """`m0`, `t3`: names its clientOrderIds."""
     orders: int = 0
@@ -93,8 +98,8 @@ class Lane:
     rng: random.Random
     concurrency: int = 1
     """Traders acting at once, each with one request in flight; 1 keeps the run reproducible."""
-    makers: list[Trader] = field(default_factory=list)
-    takers: list[Trader] = field(default_factory=list)
+    makers: list[Trader[Maker]] = field(default_factory=list)
+    takers: list[Trader[Taker]] = field(default_factory=list)
     steps: int = 0
 
     def quote_value(self, ticks: int, lots: int) -> int:
@@ -112,12 +117,10 @@ class Lane:
         mid = self.walk.next()
         work: list[Coroutine[Any, Any, None]] = []
         for maker in self.makers:
-            assert isinstance(maker.agent, Maker)
             if maker.agent.wants_to_requote(mid):
                 work.append(self.requote(maker, mid))
         if self.takers and self.rng.random() < BURST_PROBABILITY:
             taker = self.takers[self.rng.randrange(len(self.takers))]
-            assert isinstance(taker.agent, Taker)
             work.append(self.burst(taker, taker.agent.burst(mid, self.quote_value)))
         if self.concurrency <= 1:
             for job in work:
@@ -132,9 +135,8 @@ class Lane:
         await asyncio.gather(*(in_a_slot(job) for job in work))
 
     # ------------------------------------------------------------------ makers
-    async def requote(self, maker: Trader, mid: int) -> None:
+    async def requote(self, maker: Trader[Maker], mid: int) -> None:
         agent = maker.agent
-        assert isinstance(agent, Maker)
         await self.refresh(maker)
         wanted = agent.ladder(mid)
         for quote in agent.stale(wanted):
@@ -143,11 +145,10 @@ class Lane:
             await self.place(maker, intent)
         agent.quoted_mid = mid
 
-    async def refresh(self, maker: Trader) -> list[dict[str, Any]]:
+    async def refresh(self, maker: Trader[Maker]) -> list[dict[str, Any]]:
         """Read the maker's open orders: a quote's `filled` tells its fills; a quote no longer open was filled.
         Returns the open orders the API listed."""
         agent = maker.agent
-        assert isinstance(agent, Maker)
         reply = await self.session.send(
             self.grid.symbol, "GET", "/order/open", user=maker.user, params={"market": self.grid.symbol}
         )
@@ -164,9 +165,8 @@ class Lane:
                 agent.filled(quote, self.grid.lots(str(row["filled"])), self.quote_value)
         return reply.body
 
-    async def cancel(self, maker: Trader, quote: Quote) -> None:
+    async def cancel(self, maker: Trader[Maker], quote: Quote) -> None:
         agent = maker.agent
-        assert isinstance(agent, Maker)
         reply = await self.session.send(
             self.grid.symbol,
             "DELETE",
@@ -190,9 +190,8 @@ class Lane:
         if quote.order_id is not None:
             self.ledger.executed[quote.order_id] = executed
 
-    async def place(self, maker: Trader, intent: Intent) -> None:
+    async def place(self, maker: Trader[Maker], intent: Intent) -> None:
         agent = maker.agent
-        assert isinstance(agent, Maker)
         client_order_id = maker.next_client_order_id()
         reply = await self.send_order(maker, intent, client_order_id)
         if reply.ok and isinstance(reply.body, dict):
@@ -203,13 +202,12 @@ class Lane:
                 self.ended(quote, self.grid.lots(str(reply.body["executedQty"])))
 
     # ------------------------------------------------------------------ takers
-    async def burst(self, taker: Trader, intents: list[Intent]) -> None:
+    async def burst(self, taker: Trader[Taker], intents: list[Intent]) -> None:
         for intent in intents:
             await self.take(taker, intent)
 
-    async def take(self, taker: Trader, intent: Intent) -> None:
+    async def take(self, taker: Trader[Taker], intent: Intent) -> None:
         agent = taker.agent
-        assert isinstance(agent, Taker)
         reply = await self.send_order(taker, intent, taker.next_client_order_id())
         if not reply.ok or not isinstance(reply.body, dict):
             return
@@ -219,7 +217,7 @@ class Lane:
             agent.traded(intent.side, self.grid.ticks(str(fill["price"])), self.grid.lots(str(fill["quantity"])), self.quote_value)
             self.session.stats.trades += 1
 
-    async def send_order(self, trader: Trader, intent: Intent, client_order_id: str) -> Any:
+    async def send_order(self, trader: Trader[Any], intent: Intent, client_order_id: str) -> Reply:
         body: dict[str, Any] = {
             "market": self.grid.symbol,
             "side": intent.side,
@@ -239,7 +237,6 @@ class Lane:
         stops moving."""
         for maker in self.makers:
             agent = maker.agent
-            assert isinstance(agent, Maker)
             listed = await self.refresh(maker)
             tracked = set(agent.open)
             for quote in list(agent.open.values()):
