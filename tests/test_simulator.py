@@ -104,13 +104,13 @@ def test_the_same_seed_sends_the_same_requests_to_fresh_exchanges_and_another_se
 
 
 def test_a_bounded_run_against_the_cluster_trades_and_passes_its_check(cluster: Cluster) -> None:  # noqa: F811
-    # Arrange: an engine, an API process and a WebSocket process over Redis.
+    # Arrange: an engine, a WebSocket process, and an API process whose /config sends clients to it.
     cluster.engine("--in-memory")
-    api = cluster.api()
     ws = cluster.ws()
+    api = cluster.api("--public-ws-url", f"ws://127.0.0.1:{ws.port}/ws")
 
-    # Act: the simulator on the API process, reading fills from the WebSocket process.
-    result = simulate(f"http://127.0.0.1:{api.port}", "--ws-url", f"ws://127.0.0.1:{ws.port}/ws", "--duration", "3")
+    # Act: the simulator, told only the API's address, finds the streams where the web page would.
+    result = simulate(f"http://127.0.0.1:{api.port}", "--duration", "3")
 
     # Assert
     assert result.returncode == 0, result.stderr
