@@ -14,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from openbell.options import MODES, OptionError, build_parser, make_engine, parse_markets
+from openbell.options import MODES, OptionError, build_parser, make_engine, parse_markets, resolve_auth
 
 log = logging.getLogger("openbell")
 
@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from openbell.durability.inspect import main as inspect_main
 
         return int(inspect_main(argv[1:]))
+    if argv and argv[0] == "key":
+        from openbell.keys_cli import main as key_main
+
+        return int(key_main(argv[1:]))
     mode = argv[0] if argv and argv[0] in MODES else None
     args = build_parser(mode).parse_args(argv[1:] if mode else argv)
     configure_logging(args.log_level, mode)
@@ -87,11 +91,13 @@ def run_embedded(args: argparse.Namespace) -> int:
     specs = parse_markets(args.markets, args.assets)
     sys.setswitchinterval(args.switch_interval)
     check_port_free(args.host, args.port)
+    auth = resolve_auth(args, args.host, data_dir=args.data_dir, in_memory=args.in_memory)
     engine = start_engine(args, specs, args.reply_timeout)
     from openbell.http.app import create_app
 
     try:
-        app = create_app(engine, public_ws_url=args.public_ws_url)
+        app = create_app(engine, public_ws_url=args.public_ws_url, auth=auth.authenticator(engine))
+        auth.announce(log)
         announce(app, f"openbell listening on http://{args.host}:{args.port} (REST /api/v1, WebSocket /ws, docs /docs)")
         app.run(
             host=args.host,

@@ -75,6 +75,8 @@ def build_parser(mode: str | None) -> argparse.ArgumentParser:
         )
     if mode == "cluster":
         add_cluster(parser)
+    if mode in (None, "api", "ws", "cluster"):
+        add_auth(parser, mode)
     if mode in (None, "api", "cluster"):
         add_web(parser, "--ws-port on the host the page was loaded from" if mode == "cluster" else None)
     return parser
@@ -311,6 +313,108 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="seconds to wait for the exchange to answer before giving up (default 0: refuse at once)",
     )
+
+
+def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:
+    group = parser.add_argument_group("authentication")
+    group.add_argument(
+        "--dev",
+        action="store_true",
+        help="development mode: NO authentication (any client acts as any user_id, credits any account, adds "
+        "markets); refused unless the address is loopback",
+    )
+    if mode == "ws":
+        return
+    group.add_argument(
+        "--admin-token-file",
+        default=None,
+        help="file holding the operator's token (Authorization: Bearer), made mode 0600 if missing (default: "
+        "OPENBELL_ADMIN_TOKEN, else DATA_DIR/admin-token, else a token made for this run and printed once)",
+    )
+    group.add_argument(
+        "--key-secret-file",
+        default=None,
+        help="file holding the server secret every API key's secret is derived from, kept outside the data "
+        "directory, made mode 0600 if missing (default: OPENBELL_KEY_SECRET, else "
+        "~/.config/openbell/key-secret; with --in-memory, a secret made for this run)",
+    )
+
+
+def resolve_auth(args: argparse.Namespace, host: str, *, data_dir: str | None, in_memory: bool) -> Any:
+    """The `AuthConfig` the options ask for, its token and secret read or made (see `openbell.edge.credentials`)."""
+    from openbell.edge.credentials import (
+        CredentialError,
+        admin_token,
+        is_loopback,
+        key_secret,
+    )
+
+    if args.dev:
+        if not is_loopback(host):
+            raise OptionError(f"--dev turns authentication off and is refused on {host}: bind 127.0.0.1 or drop --dev")
+        return AuthConfig(dev=True)
+    try:
+        token, token_from = admin_token(args.admin_token_file, None if in_memory else data_dir)
+        secret, secret_from = key_secret(args.key_secret_file, in_memory)
+    except CredentialError as error:
+        raise OptionError(str(error)) from None
+    return AuthConfig(False, token, token_from, secret, secret_from)
+
+
+class AuthConfig:
+    """Authentication as the options set it: dev mode, or the operator's token and the server secret."""
+
+    def __init__(
+        self,
+        dev: bool,
+        admin_token: str = "",
+        token_from: str = "",
+        server_secret: bytes = b"",
+        secret_from: str = "",
+    ) -> None:
+        self.dev = dev
+        self.admin_token = admin_token
+        self.token_from = token_from
+        self.server_secret = server_secret
+        self.secret_from = secret_from
+
+    def announce(self, log: Any) -> None:
+        """Say where the token and secret come from (never what they are); print a token made for this run once."""
+        import sys
+
+        if self.dev:
+            log.warning(
+                "DEV MODE: AUTHENTICATION IS OFF. Any client acts as any user_id, credits any account and adds "
+                "markets. Never expose this server."
+            )
+            return
+        if self.token_from == "generated":
+            print(f"openbell: operator token for this run (Authorization: Bearer): {self.admin_token}", flush=True)
+            sys.stdout.flush()
+        elif self.token_from == "env":
+            log.info("authentication on; operator token from OPENBELL_ADMIN_TOKEN")
+        else:
+            log.info("authentication on; operator token in %s", self.token_from)
+        if self.secret_from not in ("env", "generated"):
+            log.info(
+                "API key secrets derive from the server secret in %s (keep it; not in the data directory)",
+                self.secret_from,
+            )
+
+    def export(self) -> None:
+        """Put the token and secret in this process's environment, for the worker processes it starts."""
+        from openbell.edge.credentials import ADMIN_TOKEN_ENV, KEY_SECRET_ENV
+
+        if not self.dev:
+            os.environ[ADMIN_TOKEN_ENV] = self.admin_token
+            os.environ[KEY_SECRET_ENV] = self.server_secret.decode("latin-1")
+
+    def authenticator(self, engine: Any) -> Any:
+        from openbell.edge.auth import Authenticator
+
+        if self.dev:
+            return Authenticator(engine, dev=True)
+        return Authenticator(engine, admin_token=self.admin_token, server_secret=self.server_secret)
 
 
 def add_web(parser: argparse.ArgumentParser, default: str | None) -> None:

@@ -34,10 +34,20 @@ def run(mode: str, args: argparse.Namespace) -> int:
     if mode == "markets":
         return run_markets(args)
     if mode == "api":
-        factory = partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url)
+        from openbell.options import resolve_auth
+
+        auth = resolve_auth(args, args.host, data_dir=None, in_memory=False)
+        auth.announce(log)
+        auth.export()  # the worker processes Sanic starts share the token and secret
+        factory = partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url, auth)
         return serve(args, factory, "REST API (/api/v1) and web page (/)")
     if mode == "ws":
-        return serve(args, partial(build_ws_app, args.redis), "WebSocket streams (ws://.../ws)")
+        from openbell.edge.credentials import is_loopback
+        from openbell.options import OptionError
+
+        if args.dev and not is_loopback(args.host):
+            raise OptionError(f"--dev turns authentication off and is refused on {args.host}: bind 127.0.0.1")
+        return serve(args, partial(build_ws_app, args.redis, args.dev), "WebSocket streams (ws://.../ws)")
     from openbell.cluster.supervisor import run_cluster
 
     return run_cluster(args)
@@ -121,30 +131,35 @@ def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 # --------------------------------------------------------------------------- api / ws
-def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | None = None) -> Any:
-    """One API worker's app (a factory: each Sanic worker process builds its own)."""
+def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | None = None, auth: Any = None) -> Any:
+    """One API worker's app (a factory: each Sanic worker process builds its own). `auth`: an
+    `openbell.options.AuthConfig` (None: authentication on, with a token and secret nobody knows)."""
     from openbell.cluster.remote import RemoteEngine
     from openbell.http.app import create_app
 
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
-    app = create_app(engine, name="openbell_api", websocket=False, public_ws_url=public_ws_url)
+    authenticator = auth.authenticator(engine) if auth is not None else None
+    app = create_app(engine, name="openbell_api", websocket=False, public_ws_url=public_ws_url, auth=authenticator)
     _manage(app, engine)
     return app
 
 
-def build_ws_app(redis_url: str) -> Any:
-    """One WebSocket worker's app: the streams on a Redis-fed bus, and /health."""
+def build_ws_app(redis_url: str, dev: bool = False) -> Any:
+    """One WebSocket worker's app: the streams on a Redis-fed bus, and /health. `dev`: private streams by
+    `?user_id=` (no authentication)."""
     from sanic import Sanic
     from sanic.response import json
 
     from openbell.cluster.redisbus import RedisEventBus
     from openbell.cluster.remote import RemoteEngine
+    from openbell.edge.auth import Authenticator, install
     from openbell.ws.server import install_websocket
 
     bus = RedisEventBus(redis_url)
     engine = RemoteEngine(redis_url, bus=bus)
     app = Sanic("openbell_ws", configure_logging=False)  # logging is configured once, in main
     app.ctx.engine = engine
+    install(app, Authenticator(engine, dev=dev))
 
     @app.get("/health")
     async def health(request: Any) -> Any:

@@ -95,6 +95,9 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.
     api += ["--public-ws-url", args.public_ws_url or f"ws://0.0.0.0:{args.ws_port}/ws"]
     ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
+    if args.dev:
+        api.append("--dev")
+        ws.append("--dev")
     children = [*engines, Child("api", api)]
     if args.ws_workers > 0:
         children.append(Child("ws", ws))
@@ -102,6 +105,11 @@ def children_of(args: argparse.Namespace) -> list[Child]:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
+    from openbell.options import resolve_auth
+
+    auth = resolve_auth(args, args.host, data_dir=args.data_dir, in_memory=args.in_memory)
+    auth.announce(log)
+    auth.export()  # the API children read the operator's token and the server secret from the environment
     children = children_of(args)
     stopping = False
 

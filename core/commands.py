@@ -18,7 +18,7 @@ from typing import TypeAlias
 import msgspec
 
 from openbell.core.grid import MarketSpec
-from openbell.core.types import OrderType, Record, SelfTradePrevention, Side, TimeInForce
+from openbell.core.types import OrderType, Permission, Record, SelfTradePrevention, Side, TimeInForce
 
 
 class PlaceOrder(Record, frozen=True):
@@ -151,27 +151,56 @@ class GetKlineHistory(Record, frozen=True):
     limit: int
 
 
+class CreateApiKey(Record, frozen=True):
+    """Register an API key for a user. The key's secret is not in it: the API derives it from the key and a
+    server secret kept outside the data directory (`openbell.edge.auth`), so the engine never holds one."""
+
+    seq: int
+    ts: int
+    api_key: str
+    """The key's public name (random, chosen where the request entered)."""
+    user_id: str
+    permissions: tuple[Permission, ...]
+    request_id: str = ""
+
+
+class RevokeApiKey(Record, frozen=True):
+    seq: int
+    ts: int
+    api_key: str
+    request_id: str = ""
+
+
+class GetApiKeys(Record, frozen=True):
+    """The keys of one user, or one key by name (both None: nothing)."""
+
+    seq: int
+    ts: int
+    user_id: str | None = None
+    api_key: str | None = None
+
+
 MAX_DEPTH_LEVELS = 5000
 """Most levels per side a depth query returns."""
 MAX_TRADES = 1000
 """Most trades a trades query returns."""
 
-StateChanging: TypeAlias = PlaceOrder | CancelOrder | Deposit | AddMarket
+StateChanging: TypeAlias = PlaceOrder | CancelOrder | Deposit | AddMarket | CreateApiKey | RevokeApiKey
 MarketQuery: TypeAlias = GetDepth | GetTrades | GetTicker | GetKlines
 HistoryQuery: TypeAlias = GetTradeHistory | GetKlineHistory
-Query: TypeAlias = GetBalances | GetOpenOrders | MarketQuery | HistoryQuery
+Query: TypeAlias = GetBalances | GetOpenOrders | GetApiKeys | MarketQuery | HistoryQuery
 Command: TypeAlias = StateChanging | Query
 """Everything that enters the engine."""
 MatchCommand: TypeAlias = PlaceOrder | CancelOrder
 """What the balance stage forwards to a market."""
 
-STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket)
+STATE_CHANGING = (PlaceOrder, CancelOrder, Deposit, AddMarket, CreateApiKey, RevokeApiKey)
 """Commands that change state: journaled, applied at most once per request id."""
 MARKET_QUERIES = (GetDepth, GetTrades, GetTicker, GetKlines)
 """Queries a market's actor answers."""
 HISTORY_QUERIES = (GetTradeHistory, GetKlineHistory)
 """Queries the history database answers (off the matching path)."""
-QUERIES = (GetBalances, GetOpenOrders, *MARKET_QUERIES, *HISTORY_QUERIES)
+QUERIES = (GetBalances, GetOpenOrders, GetApiKeys, *MARKET_QUERIES, *HISTORY_QUERIES)
 
 
 def restamp(command: Command, seq: int, ts: int) -> Command:

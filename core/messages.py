@@ -17,7 +17,7 @@ from openbell.core.commands import Command, MatchCommand
 from openbell.core.events import Event, KlineSnapshot, Ticker, TradeExecuted
 from openbell.core.grid import MarketSpec
 from openbell.core.summary import OpenOrderView, OriginalOrder
-from openbell.core.types import Record, ResultCode
+from openbell.core.types import Permission, Record, ResultCode
 
 T = TypeVar("T")
 
@@ -96,6 +96,21 @@ class AlreadyApplied(Record, frozen=True):
     """The seq it was applied as (for an order, its id)."""
 
 
+class ApiKeyView(Record, frozen=True):
+    """An API key as the engine keeps it: no secret (see `openbell.core.commands.CreateApiKey`)."""
+
+    api_key: str
+    user_id: str
+    permissions: tuple[Permission, ...]
+    created_ms: int
+    """When it was created, ms since the epoch (the command's entry time)."""
+
+
+class ApiKeys(Record, frozen=True):
+    keys: tuple[ApiKeyView, ...]
+    """Oldest first."""
+
+
 ReplyData: TypeAlias = (
     DepositResult
     | Balances
@@ -107,6 +122,8 @@ ReplyData: TypeAlias = (
     | MarketSpec
     | OriginalOrder
     | AlreadyApplied
+    | ApiKeyView
+    | ApiKeys
 )
 
 

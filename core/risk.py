@@ -26,17 +26,22 @@ from openbell.core.commands import (
     AddMarket,
     CancelOrder,
     Command,
+    CreateApiKey,
     Deposit,
+    GetApiKeys,
     GetBalances,
     GetOpenOrders,
     MatchCommand,
     PlaceOrder,
+    RevokeApiKey,
 )
 from openbell.core.events import TERMINAL_EVENTS, CancelRejected, Event, OrderRejected
 from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
 from openbell.core.messages import (
     AlreadyApplied,
+    ApiKeys,
+    ApiKeyView,
     Balances,
     CommandBatch,
     DepositResult,
@@ -47,7 +52,7 @@ from openbell.core.messages import (
 )
 from openbell.core.orders import validate_order
 from openbell.core.summary import OpenOrderView, OrderSummary, OriginalOrder
-from openbell.core.types import OrderStatus, ResultCode
+from openbell.core.types import OrderStatus, Permission, ResultCode
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,8 @@ MAX_REMEMBERED_CLIENT_ORDERS = 100_000
 """How many ended orders' clientOrderIds are remembered (oldest forgotten first)."""
 MAX_REMEMBERED_REQUESTS = 100_000
 """How many request ids are remembered for at-most-once (oldest forgotten first)."""
+MAX_API_KEYS_PER_USER = 32
+"""API keys one user may hold at once."""
 
 
 class Effects:
@@ -89,6 +96,8 @@ class BalanceCore:
         """Per market, the number of the last MatchBatch sent."""
         self.last_seq = 0
         """The highest command seq handled (the engine resumes numbering after it)."""
+        self.api_keys: dict[str, ApiKeyView] = {}
+        """API keys by name, oldest first; revoked keys are removed. No secrets (see CreateApiKey)."""
 
     # ----------------------------------------------------------------- state
     def to_state(self, *, without_pending: bool = False) -> dict[str, object]:
@@ -107,6 +116,9 @@ class BalanceCore:
             "requests": [[request_id, seq] for request_id, seq in self.requests.items()],
             "batches_sent": dict(self.batches_sent),
             "last_seq": self.last_seq,
+            "api_keys": [
+                [k.api_key, k.user_id, [str(p) for p in k.permissions], k.created_ms] for k in self.api_keys.values()
+            ],
         }
 
     @classmethod
@@ -122,6 +134,8 @@ class BalanceCore:
             core.requests[request_id] = seq
         core.batches_sent = dict(state["batches_sent"])
         core.last_seq = state["last_seq"]
+        for api_key, user_id, permissions, created_ms in state.get("api_keys", ()):
+            core.api_keys[api_key] = ApiKeyView(api_key, user_id, tuple(Permission(p) for p in permissions), created_ms)
         return core
 
     # ----------------------------------------------------------------- inputs
@@ -197,6 +211,8 @@ class BalanceCore:
             effects.replies.append(Reply(command.seq, ResultCode.OK, data=OpenOrders(self._open_orders(command))))
         elif isinstance(command, AddMarket):
             self._add_market(command, effects)
+        elif isinstance(command, (CreateApiKey, RevokeApiKey, GetApiKeys)):
+            effects.replies.append(self._api_keys(command))
         else:
             kind = type(command).__name__
             effects.replies.append(
@@ -358,6 +374,31 @@ class BalanceCore:
         ledger.add_market(spec)
         effects.new_markets.append(spec)
         effects.replies.append(Reply(command.seq, ResultCode.OK, data=spec))
+
+    def _api_keys(self, command: CreateApiKey | RevokeApiKey | GetApiKeys) -> Reply:
+        keys = self.api_keys
+        if isinstance(command, GetApiKeys):
+            if command.api_key is not None:
+                found = keys.get(command.api_key)
+                return Reply(command.seq, ResultCode.OK, data=ApiKeys((found,) if found is not None else ()))
+            return Reply(
+                command.seq,
+                ResultCode.OK,
+                data=ApiKeys(tuple(k for k in keys.values() if k.user_id == command.user_id)),
+            )
+        if isinstance(command, RevokeApiKey):
+            if keys.pop(command.api_key, None) is None:
+                return Reply(command.seq, ResultCode.UNKNOWN_API_KEY_TO_REVOKE, "no such API key")
+            return Reply(command.seq, ResultCode.OK)
+        if command.api_key in keys:
+            return Reply(command.seq, ResultCode.INVALID_REQUEST, "that API key exists")
+        if sum(1 for k in keys.values() if k.user_id == command.user_id) >= MAX_API_KEYS_PER_USER:
+            return Reply(
+                command.seq, ResultCode.INVALID_REQUEST, f"a user may hold at most {MAX_API_KEYS_PER_USER} keys"
+            )
+        view = ApiKeyView(command.api_key, command.user_id, command.permissions, command.ts)
+        keys[command.api_key] = view
+        return Reply(command.seq, ResultCode.OK, data=view)
 
 
 _PLACE_MESSAGES = {

@@ -76,6 +76,15 @@ class SelfTradePrevention(StrEnum):
     """Both expire."""
 
 
+class Permission(StrEnum):
+    """What an API key may do."""
+
+    READ = "read"
+    """Read the key user's orders, balances and streams."""
+    TRADE = "trade"
+    """Place and cancel orders as the key's user."""
+
+
 class ResultCode(IntEnum):
     OK = 0
 
@@ -109,6 +118,30 @@ class ResultCode(IntEnum):
     UNKNOWN_ASSET = 302
     NOT_FOUND = 303
     """Nothing is served at this path, or this server keeps no such data (e.g. no history database)."""
+    UNKNOWN_API_KEY_TO_REVOKE = 304
+    """An admin revoked (or looked up) an API key that does not exist."""
+
+    # 4xx: who is asking (keys, signatures, rights, rates)
+    MISSING_API_KEY = 400
+    """No X-MBX-APIKEY header (or, on an admin route, no `Authorization: Bearer` token)."""
+    UNKNOWN_API_KEY = 401
+    """The API key does not exist, or was revoked."""
+    INVALID_SIGNATURE = 402
+    """The signature is missing, malformed, or not the HMAC of the request with the key's secret."""
+    INVALID_ADMIN_TOKEN = 403
+    """The `Authorization: Bearer` token is not the operator's."""
+    TIMESTAMP_OUTSIDE_WINDOW = 404
+    """`timestamp` is older than `recvWindow`, more than a second ahead of the server, or missing."""
+    REPLAYED_REQUEST = 405
+    """A state-changing request whose signature was already seen within its window."""
+    MISSING_PERMISSION = 406
+    """A key without the permission its route needs (a read-only key placing or cancelling)."""
+    ADMIN_ONLY = 407
+    """A user's key on an operator's route."""
+    NOT_YOUR_USER = 408
+    """The request names a user_id that is not the key's user."""
+    RATE_LIMITED = 409
+    """Over a rate limit: retry after the time in `Retry-After`."""
 
     # 5xx: engine faults
     ENGINE_ERROR = 500

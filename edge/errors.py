@@ -5,7 +5,11 @@ the one way to build an error: 400 for malformed or invalid input and for busine
 (insufficient funds, post-only would take), 404 for an unknown market, order or asset, 409 for a market
 that already exists, a reused deposit txnId, or a clientOrderId already used by one of the user's orders
 (the body then carries that order as "order"), 503 when the engine is not running (nothing was applied),
-504 when it did not answer in time (the outcome is then unknown). The WebSocket server answers with the
+504 when it did not answer in time (the outcome is then unknown); 401 for a request without valid
+credentials (no key, an unknown or revoked key, a bad signature, a wrong operator token: distinct codes),
+400 for a timestamp outside its window or a replayed request, 403 for a right the key does not have (a
+read-only key trading, a user's key on an operator's route, a user_id that is not the key's), 429 over a
+rate limit. The WebSocket server answers with the
 same codes, in `{"error": {"code", "message"}, "id"}`.
 """
 
@@ -39,6 +43,17 @@ STATUS_BY_CODE: dict[ResultCode, int] = {
     ResultCode.UNKNOWN_ORDER: 404,
     ResultCode.UNKNOWN_ASSET: 404,
     ResultCode.NOT_FOUND: 404,
+    ResultCode.UNKNOWN_API_KEY_TO_REVOKE: 404,
+    ResultCode.MISSING_API_KEY: 401,
+    ResultCode.UNKNOWN_API_KEY: 401,
+    ResultCode.INVALID_SIGNATURE: 401,
+    ResultCode.INVALID_ADMIN_TOKEN: 401,
+    ResultCode.TIMESTAMP_OUTSIDE_WINDOW: 400,
+    ResultCode.REPLAYED_REQUEST: 400,
+    ResultCode.MISSING_PERMISSION: 403,
+    ResultCode.ADMIN_ONLY: 403,
+    ResultCode.NOT_YOUR_USER: 403,
+    ResultCode.RATE_LIMITED: 429,
     ResultCode.ENGINE_ERROR: 500,
     ResultCode.HISTORY_BEHIND: 503,
     ResultCode.ENGINE_UNAVAILABLE: 503,

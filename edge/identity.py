@@ -1,8 +1,10 @@
 """Who is acting: the one function that resolves the user of a request.
 
-Today it reads `user_id` from the JSON body or the query string. No handler reads `user_id` itself, and
-the WebSocket server uses the same function for the upgrade request before it lets a connection read
-`orders@<user>` or `balance@<user>`.
+With authentication on, the acting user is the user of the request's API key (checked before the handler
+ran, see `openbell.edge.auth`): a `user_id` in the body or query is optional, and refused (403) if it is
+not the key's user. On an operator's route (the operator's token) the request names the user it acts on
+(`POST /onramp` credits that user). In dev mode (`--dev`) the request says who it is: `user_id` in the JSON
+body or the query string, else the `X-MBX-APIKEY` header's value. No handler reads `user_id` itself.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ import re
 from typing import Any
 
 from openbell.core.types import ResultCode
+from openbell.edge.auth import API_KEY_HEADER, Identity
 from openbell.edge.errors import ApiError
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
 
-def resolve_user(request: Any, body: dict[str, Any] | None = None) -> str:
-    """The acting user's id, or ApiError(400) if the request does not say who it is."""
+def _named_user(request: Any, body: dict[str, Any] | None) -> Any:
     value: Any = None
     if body is not None:
         value = body.get("user_id")
@@ -25,6 +27,36 @@ def resolve_user(request: Any, body: dict[str, Any] | None = None) -> str:
         value = request.args.get("user_id")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
+    return value
+
+
+def _valid(value: Any) -> str:
     if not isinstance(value, str) or not USER_ID.match(value):
         raise ApiError.of(ResultCode.INVALID_USER, "user_id is required: 1-64 characters of A-Z a-z 0-9 _ . -")
     return value
+
+
+def identity_of(request: Any) -> Identity | None:
+    return getattr(request.ctx, "identity", None)
+
+
+def resolve_user(request: Any, body: dict[str, Any] | None = None) -> str:
+    """The acting user's id: the API key's user (403 if the request names another), the named user on an
+    operator's route and in dev mode, or ApiError saying why there is none."""
+    named = _named_user(request, body)
+    identity = identity_of(request)
+    if identity is None:
+        raise ApiError.of(ResultCode.MISSING_API_KEY, "an API key is required (X-MBX-APIKEY header)")
+    if identity.user_id is not None:
+        if named is not None and named != identity.user_id:
+            raise ApiError.of(ResultCode.NOT_YOUR_USER, "user_id is not the API key's user")
+        return identity.user_id
+    if identity.dev:
+        if named is None:
+            header = request.headers.get(API_KEY_HEADER)
+            if header:
+                named = header
+        return _valid(named)
+    if identity.admin:
+        return _valid(named)
+    raise ApiError.of(ResultCode.MISSING_API_KEY, "an API key is required (X-MBX-APIKEY header)")

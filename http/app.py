@@ -24,7 +24,9 @@ from openbell.core.commands import (
     AddMarket,
     CancelOrder,
     Command,
+    CreateApiKey,
     Deposit,
+    GetApiKeys,
     GetBalances,
     GetDepth,
     GetKlineHistory,
@@ -34,16 +36,18 @@ from openbell.core.commands import (
     GetTradeHistory,
     GetTrades,
     PlaceOrder,
+    RevokeApiKey,
 )
 from openbell.core.events import Ticker
 from openbell.core.grid import GridError, MarketSpec, make_market_spec
 from openbell.core.marketdata import INTERVALS, MAX_KLINES
-from openbell.core.messages import Balances, Depth, Klines, OpenOrders, RecentTrades, Reply
+from openbell.core.messages import ApiKeys, ApiKeyView, Balances, Depth, Klines, OpenOrders, RecentTrades, Reply
 from openbell.core.summary import OriginalOrder, summarize
-from openbell.core.types import ResultCode
+from openbell.core.types import Permission, ResultCode
+from openbell.edge.auth import Access, Authenticator, install, new_api_key, requires
 from openbell.edge.client import EngineClient, EngineError, EngineTimeout, EngineUnavailable
 from openbell.edge.errors import ApiError
-from openbell.edge.identity import resolve_user
+from openbell.edge.identity import USER_ID, resolve_user
 from openbell.http import render
 from openbell.http.parse import (
     TXN_ID,
@@ -60,9 +64,13 @@ from openbell.http.parse import (
 )
 from openbell.http.schemas import (
     ADD_MARKET,
+    API_KEY,
+    API_KEY_CREATED,
+    API_KEY_REVOKED,
     BALANCES,
     CANCEL_ORDER,
     CANCEL_RESULT,
+    CREATE_KEY,
     DEPTH,
     ERROR,
     ERRORS,
@@ -139,6 +147,7 @@ def answers(status: int, schema: Any, description: str, *errors: int) -> Callabl
 
 
 @api.post("/order")
+@requires(Access.TRADE)
 @openapi.summary("Place an order")
 @openapi.body(json_content(PLACE_ORDER), required=True)
 @answers(200, ORDER_RESULT, "the order and the fills it made", 400, 404, 408, 409, 413)
@@ -161,6 +170,7 @@ async def place_order(request: Request) -> HTTPResponse:
 
 
 @api.delete("/order")
+@requires(Access.TRADE)
 @openapi.summary("Cancel an order (fields in a JSON body or in the query string)")
 @openapi.body(json_content(CANCEL_ORDER))
 @openapi.parameter("orderId", str, "query")
@@ -177,6 +187,7 @@ async def cancel_order(request: Request) -> HTTPResponse:
 
 
 @api.get("/order/open")
+@requires(Access.READ)
 @openapi.summary("A user's open orders")
 @openapi.parameter("user_id", str, "query", required=True)
 @openapi.parameter("market", str, "query")
@@ -193,6 +204,7 @@ async def open_orders(request: Request) -> HTTPResponse:
 
 
 @api.get("/depth")
+@requires(Access.PUBLIC)
 @openapi.summary("Order book depth, aggregated by price level")
 @openapi.parameter("symbol", str, "query", required=True)
 @openapi.parameter("limit", int, "query", description="levels per side, 1-5000 (default 100)")
@@ -205,6 +217,7 @@ async def depth(request: Request) -> HTTPResponse:
 
 
 @api.get("/trades")
+@requires(Access.PUBLIC)
 @openapi.summary("Recent trades, newest first")
 @openapi.parameter("symbol", str, "query", required=True)
 @openapi.parameter("limit", int, "query")
@@ -227,6 +240,7 @@ async def trades(request: Request) -> HTTPResponse:
 
 
 @api.get("/klines")
+@requires(Access.PUBLIC)
 @openapi.summary("Candles built from executed trades")
 @openapi.parameter("symbol", str, "query", required=True)
 @openapi.parameter("interval", INTERVAL, "query", required=True)
@@ -258,6 +272,7 @@ async def klines(request: Request) -> HTTPResponse:
 
 
 @api.get("/tickers")
+@requires(Access.PUBLIC)
 @openapi.summary("24 h statistics of every market")
 @answers(200, Array(TICKER), "one per market")
 async def tickers(request: Request) -> HTTPResponse:
@@ -269,6 +284,7 @@ async def tickers(request: Request) -> HTTPResponse:
 
 
 @api.get("/ticker")
+@requires(Access.PUBLIC)
 @openapi.summary("24 h statistics of one market")
 @openapi.parameter("symbol", str, "query", required=True)
 @answers(200, TICKER, "the market's ticker", 400, 404)
@@ -279,6 +295,7 @@ async def ticker(request: Request) -> HTTPResponse:
 
 
 @api.post("/onramp")
+@requires(Access.ADMIN)
 @openapi.summary("Credit funds (idempotent by txnId)")
 @openapi.body(json_content(ONRAMP), required=True)
 @answers(
@@ -309,6 +326,7 @@ async def onramp(request: Request) -> HTTPResponse:
 
 
 @api.get("/balance")
+@requires(Access.READ)
 @openapi.summary("A user's balances")
 @openapi.parameter("user_id", str, "query", required=True)
 @answers(200, BALANCES, "available and locked per asset", 400)
@@ -320,6 +338,7 @@ async def balance(request: Request) -> HTTPResponse:
 
 
 @api.get("/markets")
+@requires(Access.PUBLIC)
 @openapi.summary("Markets and their grids")
 @answers(200, Array(MARKET_INFO), "every running market")
 async def markets(request: Request) -> HTTPResponse:
@@ -328,6 +347,7 @@ async def markets(request: Request) -> HTTPResponse:
 
 
 @api.post("/markets")
+@requires(Access.ADMIN)
 @openapi.summary("Add a market; it trades at once (a new asset without its decimals gets 8, or what the grid needs)")
 @openapi.body(json_content(ADD_MARKET), required=True)
 @answers(201, MARKET_INFO, "the market, trading now", 400, 408, 409, 413)
@@ -364,6 +384,7 @@ async def add_market(request: Request) -> HTTPResponse:
 
 
 @api.get("/health")
+@requires(Access.PUBLIC)
 @openapi.summary("Whether the engine answers")
 @answers(200, HEALTH, "the engine answered")
 async def health(request: Request) -> HTTPResponse:
@@ -377,6 +398,70 @@ async def health(request: Request) -> HTTPResponse:
             "engineLatencyMs": round((time.perf_counter() - started) * 1000, 3),
         }
     )
+
+
+def key_view(key: ApiKeyView) -> dict[str, Any]:
+    return {
+        "user_id": key.user_id,
+        "apiKey": key.api_key,
+        "permissions": [str(p) for p in key.permissions],
+        "createdTime": key.created_ms,
+    }
+
+
+@api.post("/admin/keys")
+@requires(Access.ADMIN)
+@openapi.summary("Create an API key for a user (operator); the secret is shown only in this answer")
+@openapi.body(json_content(CREATE_KEY), required=True)
+@answers(200, API_KEY_CREATED, "the key and its secret", 400, 401, 403, 408, 413)
+async def create_key(request: Request) -> HTTPResponse:
+    data = json_body(request)
+    user_id = data.get("user_id")
+    if not isinstance(user_id, str) or not USER_ID.match(user_id):
+        raise ApiError.of(ResultCode.INVALID_USER, "user_id is required: 1-64 characters of A-Z a-z 0-9 _ . -")
+    names = data.get("permissions", ["read", "trade"])
+    if not isinstance(names, list) or not 0 < len(names) <= 2 or len(set(map(str, names))) != len(names):
+        raise bad('permissions must be a list of "read" and/or "trade"')
+    try:
+        permissions = tuple(Permission(name) for name in names)
+    except ValueError:
+        raise bad('permissions must be a list of "read" and/or "trade"') from None
+    if Permission.TRADE in permissions and Permission.READ not in permissions:
+        permissions = (Permission.READ, *permissions)
+    engine = engine_of(request)
+    auth: Authenticator = request.app.ctx.auth
+    command = engine.new(CreateApiKey, api_key=new_api_key(), user_id=user_id, permissions=permissions)
+    reply = await ask(request, command)
+    key = reply.data if isinstance(reply.data, ApiKeyView) else None
+    if key is None:
+        raise ApiError.of(ResultCode.ENGINE_ERROR, "the engine did not answer with the key")
+    auth.remember(key, key.api_key)
+    return json({**key_view(key), "secret": auth.secret_of(key.api_key)})
+
+
+@api.get("/admin/keys")
+@requires(Access.ADMIN)
+@openapi.summary("A user's API keys (operator; no secrets)")
+@openapi.parameter("user_id", str, "query", required=True)
+@answers(200, Array(API_KEY), "the user's keys, oldest first", 400, 401, 403)
+async def list_keys(request: Request) -> HTTPResponse:
+    user_id = request.args.get("user_id")
+    if not isinstance(user_id, str) or not USER_ID.match(user_id):
+        raise ApiError.of(ResultCode.INVALID_USER, "user_id is required: 1-64 characters of A-Z a-z 0-9 _ . -")
+    reply = await ask(request, engine_of(request).new(GetApiKeys, user_id=user_id))
+    return json([key_view(key) for key in reply.expect(ApiKeys).keys])
+
+
+@api.delete("/admin/keys/<api_key:str>")
+@requires(Access.ADMIN)
+@openapi.summary("Revoke an API key (operator); every API worker refuses it within a second")
+@answers(200, API_KEY_REVOKED, "revoked", 400, 401, 403, 404)
+async def revoke_key(request: Request, api_key: str) -> HTTPResponse:
+    if len(api_key) > 128 or not api_key.isalnum():
+        raise ApiError.of(ResultCode.UNKNOWN_API_KEY_TO_REVOKE, "no such API key")
+    await ask(request, engine_of(request).new(RevokeApiKey, api_key=api_key))
+    request.app.ctx.auth.remember(None, api_key)
+    return json({"apiKey": api_key, "status": "revoked"})
 
 
 BODY_SECONDS = 10.0
@@ -431,11 +516,17 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
 
 
 def create_app(
-    engine: EngineClient, *, name: str = "openbell", websocket: bool = True, public_ws_url: str | None = None
+    engine: EngineClient,
+    *,
+    name: str = "openbell",
+    websocket: bool = True,
+    public_ws_url: str | None = None,
+    auth: Authenticator | None = None,
 ) -> Sanic:
     """The app for one process. The caller owns the engine's life cycle (start before serving, stop after).
 
     `public_ws_url`: where the web page finds the WebSocket service (None: `/ws` on the page's origin).
+    `auth`: who may call what (default: authentication on, with a random operator token and server secret).
     """
     # run.py configures logging once, for every logger
     app = Sanic(name, configure_logging=False, request_class=BoundedRequest)
@@ -448,10 +539,12 @@ def create_app(
     app.config.OAS_UI_REDOC = False
     app.ext.openapi.describe("openbell", version="1.0", description="Exchange REST API: orders, market data, balances.")
     app.ctx.engine = engine
+    authenticator = auth or Authenticator(engine)
+    install(app, authenticator)
     app.blueprint(api)
     app.error_handler.add(Exception, error_response)
     app.register_listener(_read_every_body, "before_server_start")
-    install_web(app, public_ws_url=public_ws_url)
+    install_web(app, public_ws_url=public_ws_url, auth="dev" if authenticator.dev else "keys")
     if websocket:
         from openbell.ws.server import install_websocket
 

@@ -43,6 +43,11 @@ def json_body(request: Any) -> dict[str, Any]:
     body = request.body
     if not body:
         raise bad("a JSON object body is required")
+    if request.content_type.split(";", 1)[0].strip().lower() != "application/json":
+        # a cross-site form or text/plain POST needs no preflight: only JSON is accepted here
+        raise ApiError.of(
+            ResultCode.UNSUPPORTED_MEDIA_TYPE, "the body must be JSON, sent as Content-Type: application/json"
+        )
     try:
         data = ujson.loads(body)
     except (ValueError, TypeError):

@@ -223,6 +223,20 @@ HEALTH = Object(
     required=["status", "markets"],
 )
 INTERVAL = String(enum=list(INTERVALS), description="candle interval")
+PERMISSIONS = Array(String(enum=["read", "trade"]), description='what the key may do (default ["read", "trade"])')
+CREATE_KEY = Object({"user_id": USER_ID, "permissions": PERMISSIONS}, required=["user_id"])
+_API_KEY_FIELDS: dict[str, Any] = {
+    "user_id": USER_ID,
+    "apiKey": String(description="the X-MBX-APIKEY header value"),
+    "permissions": PERMISSIONS,
+    "createdTime": Integer(description="ms since the epoch"),
+}
+API_KEY = Object(_API_KEY_FIELDS, required=["user_id", "apiKey", "permissions"])
+API_KEY_CREATED = Object(
+    {**_API_KEY_FIELDS, "secret": String(description="signs requests; shown only in this answer")},
+    required=["user_id", "apiKey", "secret", "permissions"],
+)
+API_KEY_REVOKED = Object({"apiKey": String(), "status": String(enum=["revoked"])}, required=["apiKey", "status"])
 
 
 def json_content(schema: Schema) -> dict[str, Schema]:
@@ -230,7 +244,10 @@ def json_content(schema: Schema) -> dict[str, Schema]:
 
 
 ERRORS = {
-    400: "malformed or invalid input, or a business rejection (insufficient funds, post-only would take...)",
+    400: "malformed or invalid input, or a business rejection (insufficient funds, post-only would take...), "
+    "a timestamp outside its recvWindow, a replayed signed request",
+    401: "no API key (or operator token), an unknown or revoked key, a bad signature",
+    403: "the key may not do this: a read-only key trading, a user's key on an operator's route, another user_id",
     404: "unknown market, order or asset (another user's order looks exactly like an unknown one)",
     408: "the request body did not arrive in time",
     409: "a conflict with existing state: market exists, txnId reused, clientOrderId in use (`order` says which)",

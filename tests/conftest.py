@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,13 +13,81 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
+from openbell.client import OperatorAuth, Signer, sign_request
+from openbell.edge.identity import USER_ID
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+ADMIN_TOKEN = "test-operator-" + secrets.token_hex(8)
+"""The operator's token of every server the tests start (through OPENBELL_ADMIN_TOKEN)."""
+# Every server a test starts inherits these; nothing is written to the home directory.
+os.environ["OPENBELL_ADMIN_TOKEN"] = ADMIN_TOKEN
+os.environ["OPENBELL_KEY_SECRET"] = "test-server-secret-" + secrets.token_hex(16)
+
+ADMIN_PATHS = ("/api/v1/admin/",)
+ADMIN_POSTS = ("/api/v1/onramp", "/api/v1/markets")
+
+
+def create_key(api: str, user_id: str, permissions: tuple[str, ...] = ("read", "trade")) -> dict[str, Any]:
+    """A new API key for `user_id` through the operator's route of the server at `api` (.../api/v1)."""
+    request = urllib.request.Request(
+        f"{api}/admin/keys",
+        data=json.dumps({"user_id": user_id, "permissions": list(permissions)}).encode(),
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        created: dict[str, Any] = json.loads(response.read())
+    return created
+
+
+_signers: dict[tuple[str, str], Signer] = {}
+
+
+def signer_for(api: str, user_id: str) -> Signer:
+    """A signer for `user_id` on the server at `api`, with a key (read and trade) made on first use."""
+    signer = _signers.get((api, user_id))
+    if signer is None:
+        key = create_key(api, user_id)
+        signer = _signers[(api, user_id)] = Signer(key["apiKey"], key["secret"])
+    return signer
+
+
+class AsNamedUser(httpx.Auth):
+    """Signs each request as the user it names (`user_id` in its query or JSON body), with a key made for that
+    user on first use; sends the operator's token on operator routes; leaves other requests unsigned. So a
+    test written against dev mode runs against an authenticating server by adding `auth=AsNamedUser(api)`
+    (`server.auth` for a `RunningServer`)."""
+
+    requires_request_body = True
+
+    def __init__(self, api: str) -> None:
+        self.api = api.rstrip("/")
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        path = request.url.path
+        if path.startswith(ADMIN_PATHS) or (request.method == "POST" and path.rstrip("/") in ADMIN_POSTS):
+            request.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+            yield request
+            return
+        user = request.url.params.get("user_id")
+        if user is None and request.content and request.headers.get("content-type") == "application/json":
+            try:
+                body = json.loads(request.content)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("user_id"), str):
+                user = body["user_id"]
+        if user is not None and USER_ID.match(user):
+            sign_request(request, signer_for(self.api, user))
+        yield request
 
 
 def run_inspect(data_dir: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -51,6 +121,19 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     port: int
     log_path: pathlib.Path
+
+    def signer(self, user_id: str) -> Signer:
+        """A signer for `user_id`, with a key (read and trade) made on first use."""
+        return signer_for(self.api, user_id)
+
+    @property
+    def auth(self) -> AsNamedUser:
+        """httpx auth: signs as the user each request names; the operator's token on operator routes."""
+        return AsNamedUser(self.api)
+
+    @property
+    def admin(self) -> OperatorAuth:
+        return OperatorAuth(ADMIN_TOKEN)
 
     @property
     def base_url(self) -> str:

@@ -22,6 +22,7 @@ import pytest
 import redis
 import ujson
 import websockets
+from conftest import AsNamedUser
 from redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
 
 from openbell.cluster import COMMANDS, GROUP, CommandEntry, RoutedCommand
@@ -145,11 +146,11 @@ def cluster(tmp_path: pathlib.Path, redis_server: RedisServer) -> Iterator[Clust
 
 
 def post(api: Proc, path: str, body: dict[str, Any], timeout: float = 10.0) -> httpx.Response:
-    return httpx.post(f"{api.api}{path}", json=body, timeout=timeout)
+    return httpx.post(f"{api.api}{path}", json=body, timeout=timeout, auth=AsNamedUser(api.api))
 
 
 def get(api: Proc, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{api.api}{path}", params=params, timeout=10)
+    response = httpx.get(f"{api.api}{path}", params=params, timeout=10, auth=AsNamedUser(api.api))
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -376,3 +377,21 @@ def test_history_queries_answer_in_the_cluster_as_embedded(cluster: Cluster, dat
     finally:
         if databases is not None:
             databases.close()
+
+
+def test_a_key_made_or_revoked_on_one_api_worker_holds_on_another_within_a_second(cluster: Cluster) -> None:
+    from conftest import ADMIN_TOKEN, create_key
+
+    from openbell.client import Client
+
+    cluster.engine()
+    first, second = cluster.api(), cluster.api()
+    key = create_key(first.api, "roamer")
+    second_url, first_url = second.api.removesuffix("/api/v1"), first.api.removesuffix("/api/v1")
+    with Client(second_url, api_key=key["apiKey"], secret=key["secret"]) as on_second:
+        assert on_second.get("/balance").status_code == 200  # the second worker asks the engine about the key
+        with Client(first_url, admin_token=ADMIN_TOKEN) as operator:
+            assert operator.delete(f"/admin/keys/{key['apiKey']}").status_code == 200
+        revoked_at = time.monotonic()
+        wait_for(lambda: on_second.get("/balance").status_code == 401, what="the revoke to reach the second worker")
+        assert time.monotonic() - revoked_at < 1.0

@@ -10,6 +10,7 @@ from decimal import Decimal
 import httpx
 import ujson
 import websockets
+from conftest import AsNamedUser
 from redis_server import redis_server  # noqa: F401  (fixture)
 from test_cluster import WAIT, Cluster, Proc, cluster, deposit, get, order, pending_count, wait_for  # noqa: F401
 
@@ -158,7 +159,7 @@ def test_a_503_during_redis_restarts_under_load_was_never_applied(cluster: Clust
         placed = (
             0  # orders that may rest: 4 x 150 and the 200 resent below stay under 1,000 open orders a user may have
         )
-        with httpx.Client(base_url=api.api, timeout=10) as http:
+        with httpx.Client(base_url=api.api, timeout=10, auth=AsNamedUser(api.api)) as http:
             for number in range(20_000):  # a bound only: `stop` ends the load first
                 if stop.is_set() or placed >= 150:
                     return
@@ -236,6 +237,8 @@ def test_a_command_that_reached_redis_before_the_connection_broke_is_a_504_never
     try:
         api = cluster.api("--redis", proxy.url, reply_timeout=3.0)
         assert deposit(api, "cut", "INR", "1000", "cut-funds").status_code == 200
+        # the user's key made and just looked up: the API worker knows it, so the next Redis request is the order
+        get(api, "/balance", user_id="cut")
 
         # Act
         proxy.cut_after_next_request(refuse_for=1.5)

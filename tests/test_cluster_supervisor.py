@@ -20,6 +20,7 @@ import httpx
 import pytest
 import ujson
 import websockets
+from conftest import AsNamedUser
 from redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
 from test_cluster import wait_for
 
@@ -103,7 +104,7 @@ class Supervised:
             return False
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.api}{path}", json=body, timeout=10)
+        return httpx.post(f"{self.api}{path}", json=body, timeout=10, auth=AsNamedUser(self.api))
 
 
 @pytest.fixture
@@ -213,7 +214,9 @@ def test_the_supervised_cluster_trades_restarts_a_killed_child_and_stops_cleanly
     # Assert: the supervisor starts a new engine, which recovers the journal; the API works again.
     wait_for(lambda: child_named(supervisor, "engine") not in (None, engine), what="a new engine", timeout=WAIT)
     wait_for(up, what="the API after the engine's restart", timeout=WAIT)
-    balances = httpx.get(f"{supervised.api}/balance", params={"user_id": "taker"}, timeout=10).json()
+    balances = httpx.get(
+        f"{supervised.api}/balance", params={"user_id": "taker"}, timeout=10, auth=AsNamedUser(supervised.api)
+    ).json()
     assert balances["TATA"] == {"available": "2.00", "locked": "0.00"}
     assert deposit(supervised, "taker", "INR", "1", "t-2").status_code == 200
 

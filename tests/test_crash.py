@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ROOT, RunningServer, run_inspect, start_server
+from conftest import ROOT, AsNamedUser, RunningServer, run_inspect, start_server
 
 MARKET = "TATA_INR"
 USERS = [f"crash-user-{n}" for n in range(8)]
@@ -176,7 +176,7 @@ def run_load(api: str, round_no: int, worker: int, stop: threading.Event, seed: 
     rng = random.Random(seed * 1000 + worker)
     record = Record()
     resting: list[SentOrder] = []
-    with httpx.Client(base_url=api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=api, timeout=REQUEST_TIMEOUT, auth=AsNamedUser(api)) as client:
         for number in range(OPS_PER_WORKER):
             if stop.is_set():
                 break
@@ -323,7 +323,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged_and_conserves_funds(
     began = time.monotonic()
     server = start(tmp_path, data_dir)
     servers.append(server)
-    with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT, auth=server.auth) as client:
         for user in USERS:
             deposit(client, everything, user, "INR", "1000000.00", f"seed-inr-{user}")
             deposit(client, everything, user, "TATA", "100000", f"seed-tata-{user}")
@@ -347,7 +347,7 @@ def test_kill_9_under_load_loses_nothing_acknowledged_and_conserves_funds(
 
         server = start(tmp_path, data_dir)
         servers.append(server)
-        with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT) as client:
+        with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT, auth=server.auth) as client:
             check_after_restart(client, everything, context)
 
     assert rounds >= 2
@@ -429,7 +429,7 @@ def test_the_same_requests_with_and_without_a_kill_9_between_two_of_them_end_the
     half = 11
     straight = start(tmp_path, tmp_path / "straight")
     servers.append(straight)
-    with httpx.Client(base_url=straight.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=straight.api, timeout=REQUEST_TIMEOUT, auth=straight.auth) as client:
         expected_statuses = run_sequence(client, SEQUENCE, {})
         expected = observable_state(client)
     assert straight.stop() == 0, straight.log()
@@ -437,12 +437,12 @@ def test_the_same_requests_with_and_without_a_kill_9_between_two_of_them_end_the
     interrupted = start(tmp_path, tmp_path / "interrupted")
     servers.append(interrupted)
     order_ids: dict[str, str] = {}
-    with httpx.Client(base_url=interrupted.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=interrupted.api, timeout=REQUEST_TIMEOUT, auth=interrupted.auth) as client:
         statuses = run_sequence(client, SEQUENCE[:half], order_ids)
     kill_9(interrupted)
     restarted = start(tmp_path, tmp_path / "interrupted")
     servers.append(restarted)
-    with httpx.Client(base_url=restarted.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=restarted.api, timeout=REQUEST_TIMEOUT, auth=restarted.auth) as client:
         statuses += run_sequence(client, SEQUENCE[half:], order_ids)
         state = observable_state(client)
     assert restarted.stop() == 0, restarted.log()
@@ -466,7 +466,7 @@ def test_a_flipped_bit_in_a_middle_record_after_a_kill_9_stops_the_restart_and_i
     data_dir = tmp_path / "data"
     server = start_server(tmp_path, "--data-dir", str(data_dir))
     servers.append(server)
-    with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=server.api, timeout=REQUEST_TIMEOUT, auth=server.auth) as client:
         body = {"user_id": "buyer", "asset": "INR", "amount": "100000", "txnId": "flip-1"}
         assert client.post("/onramp", json=body).status_code == 200
         for number in range(40):

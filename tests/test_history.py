@@ -742,7 +742,7 @@ def test_trades_with_a_time_range_and_klines_older_than_a_week_are_served_from_t
         server = start_server(tmp_path, "--data-dir", str(data_dir))  # the default: SQLite in the data dir
         history_url = f"sqlite:///{data_dir / 'history.sqlite3'}"
     try:
-        with httpx.Client(base_url=server.api, timeout=WAIT) as client:
+        with httpx.Client(base_url=server.api, timeout=WAIT, auth=server.auth) as client:
             created = client.post(
                 "/markets",
                 json={"symbol": "OLD_INR", "base": "OLD", "quote": "INR", "tickSize": "0.01", "lotSize": "1"},
@@ -964,7 +964,7 @@ def test_an_eighteen_decimal_balance_past_64_bits_keeps_trades_with_a_time_range
     """The reported reproduction: 9 ETH then 1 more ETH to one user on the default SQLite history."""
     server = start_server(tmp_path, "--markets", "ETH_USDT:0.01:0.0001", "--assets", "ETH:18,USDT:6")
     try:
-        with httpx.Client(base_url=server.api, timeout=WAIT) as client:
+        with httpx.Client(base_url=server.api, timeout=WAIT, auth=server.auth) as client:
             for number, amount in enumerate(("9", "1")):
                 body = {"user_id": "holder", "asset": "ETH", "amount": amount, "txnId": f"eth-{number}"}
                 credited = client.post("/onramp", json=body)

@@ -27,7 +27,7 @@ KLINE_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d", "1w")
 # ----------------------------------------------------------------------------- helpers
 @pytest.fixture(scope="module")
 def client(exchange: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=exchange.api, timeout=10) as http:
+    with httpx.Client(base_url=exchange.api, timeout=10, auth=exchange.auth) as http:
         yield http
 
 

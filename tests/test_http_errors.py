@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 import ujson
-from conftest import ROOT, RunningServer, free_port
+from conftest import ROOT, RunningServer, free_port, start_server
 
 from openbell.core.types import ResultCode
 
@@ -46,9 +46,19 @@ UNKNOWN_ORDER = 301
 UNKNOWN_ASSET = 302
 ENGINE_UNAVAILABLE = 503
 ENGINE_TIMEOUT = 504
+JSON = {"Content-Type": "application/json"}
 
 
 # ----------------------------------------------------------------------------- helpers
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Dev mode: these tests are about what a request says, so each names its user (the refusals of who is
+    asking are tests/test_auth.py's)."""
+    server = start_server(tmp_path_factory.mktemp("errors"), "--dev")
+    yield server
+    assert server.stop() == 0, server.log()
+
+
 @pytest.fixture(scope="module")
 def client(exchange: RunningServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=exchange.api, timeout=10) as http:
@@ -337,7 +347,7 @@ def test_a_body_over_the_size_limit_is_refused(client: httpx.Client, trader: str
 
 
 def test_a_deeply_nested_body_is_refused_not_crashed_on(client: httpx.Client) -> None:
-    assert_error(client.post("/order", content=b"[" * 5000 + b"]" * 5000), 400, INVALID_REQUEST)
+    assert_error(client.post("/order", content=b"[" * 5000 + b"]" * 5000, headers=JSON), 400, INVALID_REQUEST)
 
 
 def raw_exchange(exchange: RunningServer, request: bytes, wait: float = 30.0) -> tuple[int, dict[str, Any]]:
@@ -575,11 +585,12 @@ ENGINE_STOPPED_BY_SIGNAL = textwrap.dedent(
     import signal, sys, threading
     from openbell.actors.engine import Engine
     from openbell.options import DEFAULT_ASSETS, DEFAULT_MARKETS, parse_markets
+    from openbell.edge.auth import Authenticator
     from openbell.http.app import create_app
 
     engine = Engine().start(parse_markets(DEFAULT_MARKETS, DEFAULT_ASSETS))
     signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=engine.stop).start())
-    app = create_app(engine, websocket=False)
+    app = create_app(engine, websocket=False, auth=Authenticator(engine, dev=True))
     try:
         app.run(host="127.0.0.1", port=int(sys.argv[1]), single_process=True, access_log=False, motd=False)
     finally:
@@ -631,7 +642,7 @@ def test_when_the_engine_has_stopped_requests_get_503(tmp_path: pathlib.Path) ->
             assert_error(placed, 503, ENGINE_UNAVAILABLE)
             onramp = http.post("/onramp", json={"user_id": "1", "asset": "INR", "amount": "1", "txnId": "t1"})
             assert_error(onramp, 503, ENGINE_UNAVAILABLE)
-            assert_error(http.post("/order", content=b"{"), 400, INVALID_REQUEST)
+            assert_error(http.post("/order", content=b"{", headers=JSON), 400, INVALID_REQUEST)
     finally:
         code = server.stop()
     assert code == 0, server.log()
@@ -640,7 +651,8 @@ def test_when_the_engine_has_stopped_requests_get_503(tmp_path: pathlib.Path) ->
 def test_when_the_engine_does_not_answer_in_time_requests_get_504(tmp_path: pathlib.Path) -> None:
     # No boot markets: the engine adds them with the same timeout, which this one would fail.
     server = launch(
-        tmp_path, ["run.py", "--port", "{port}", "--in-memory", "--markets", "", "--reply-timeout", "0.000001"]
+        tmp_path,
+        ["run.py", "--port", "{port}", "--in-memory", "--dev", "--markets", "", "--reply-timeout", "0.000001"],
     )
     try:
         with httpx.Client(base_url=server.api, timeout=5) as http:

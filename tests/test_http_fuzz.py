@@ -6,12 +6,19 @@ is checked with `not_a_server_error`. The server is the real `python run.py` on 
 port, funded first so that generated orders reach the matching engine instead of stopping at the
 funds check.
 
+Authentication is on: generated requests are signed as the user they name (or `user`), operator routes get
+the operator's token; and the same generated requests sent without credentials are never accepted on a
+route that needs them.
+
 (`schemathesis.pytest.from_fixture` would be the shorter way to write this, but with pytest 9 it
 fails on the removed `Node._nodeid`; Hypothesis drives the operations directly instead.)
 """
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -19,8 +26,9 @@ from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
-from conftest import RunningServer, start_server
+from conftest import ADMIN_POSTS, ADMIN_TOKEN, RunningServer, start_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
@@ -28,30 +36,66 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from openbell.actors.engine import Engine
+from openbell.edge.auth import ADMIN_PREFIX, Access
+from openbell.edge.identity import USER_ID
 from openbell.http.app import create_app
 
 MAX_EXAMPLES = 30
 FUNDED_USERS = ("0", "1", "2", "a", "A", "user")
 
 
-def served_routes() -> list[tuple[str, str]]:
-    """(METHOD, /api/v1/path) of every route the app registers (the engine is never started)."""
+def served_routes() -> dict[tuple[str, str], Access]:
+    """(METHOD, /api/v1/path) of every route the app registers, and what it needs (the engine is never started)."""
     app = create_app(Engine(), name="fuzz-routes", websocket=False)
-    return sorted(
-        (method, "/" + route.path)
+    return {
+        (method, "/" + re.sub(r"<([a-z_]+)(:[a-z]+)?>", r"{\1}", route.path)): Access.ADMIN
+        if ("/" + route.path).startswith(ADMIN_PREFIX)
+        else getattr(route.handler, "__openbell_access__", Access.PUBLIC)
         for route in app.router.routes
         if route.path.startswith("api/v1/")
         for method in route.methods
-    )
+    }
 
 
-ROUTES = served_routes()
+ACCESS = served_routes()
+ROUTES = sorted(ACCESS)
+PROTECTED = sorted(route for route, access in ACCESS.items() if access is not Access.PUBLIC)
+
+
+class SignAsNamedUser(requests.auth.AuthBase):
+    """What `conftest.AsNamedUser` does, for the requests schemathesis sends: the operator's token on operator
+    routes, else signed as the user the request names (`user` if it names none, or none that is valid)."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = urllib.parse.urlsplit(request.url or "")
+        if url.path.startswith(ADMIN_PREFIX) or (request.method == "POST" and url.path in ADMIN_POSTS):
+            request.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
+            return request
+        body = request.body.encode() if isinstance(request.body, str) else (request.body or b"")
+        user = dict(urllib.parse.parse_qsl(url.query)).get("user_id")
+        if user is None and body:
+            try:
+                named = json.loads(body)
+            except ValueError:
+                named = None
+            if isinstance(named, dict) and isinstance(named.get("user_id"), str):
+                user = named["user_id"]
+        if user is None or not USER_ID.match(user):
+            user = "user"
+        signer = self.server.signer(user)
+        query = signer.signed_query(url.query.encode(), body).decode()
+        request.url = urllib.parse.urlunsplit(url._replace(query=query))
+        request.headers["X-MBX-APIKEY"] = signer.api_key
+        return request
 
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     server = start_server(tmp_path_factory.mktemp("fuzz"))
-    with httpx.Client(base_url=server.api, timeout=10) as client:
+    with httpx.Client(base_url=server.api, timeout=10, auth=server.auth) as client:
         for user in FUNDED_USERS:
             for asset, amount in (("INR", "1000000"), ("TATA", "10000")):
                 response = client.post(
@@ -89,11 +133,39 @@ def test_no_generated_request_gets_a_server_error(
         suppress_health_check=list(HealthCheck),
     )
     def answers_without_a_server_error(case: schemathesis.Case) -> None:
-        response = case.call(base_url=fuzz_server.base_url, timeout=10)
+        response = case.call(base_url=fuzz_server.base_url, timeout=10, auth=SignAsNamedUser(fuzz_server))
+        statuses.add(response.status_code)
         case.validate_response(response, checks=[not_a_server_error])
 
+    statuses: set[int] = set()
     answers_without_a_server_error()
+    assert statuses - {401}, "every generated request was refused as unauthenticated: the signing is broken"
     assert fuzz_server.process.poll() is None, f"the server died:\n{fuzz_server.log()}"
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_no_generated_request_without_credentials_is_accepted(
+    method: str, path: str, api_schema: OpenApiSchema, fuzz_server: RunningServer
+) -> None:
+    operation = api_schema[path][method]
+    cases = st.one_of(
+        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+        operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases)
+    @settings(
+        max_examples=MAX_EXAMPLES // 3,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def refused(case: schemathesis.Case) -> None:
+        response = case.call(base_url=fuzz_server.base_url, timeout=10)
+        assert 400 <= response.status_code < 500, (case.as_curl_command(), response.status_code, response.text)
+
+    refused()
 
 
 def test_the_server_is_healthy_and_logged_no_traceback_after_the_fuzzing(fuzz_server: RunningServer) -> None:
@@ -175,7 +247,7 @@ actions = st.one_of(
 
 @pytest.fixture(scope="module")
 def fz_client(fuzz_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fuzz_server.api, timeout=10) as client:
+    with httpx.Client(base_url=fuzz_server.api, timeout=10, auth=fuzz_server.auth) as client:
         added = client.post(
             "/markets",
             json={

@@ -44,6 +44,9 @@ PINNED: dict[str, tuple[str, ...]] = {
     "GetKlines": ("seq", "ts", "market", "interval_seconds", "start", "end"),
     "GetTradeHistory": ("seq", "ts", "market", "start_ms", "end_ms", "limit"),
     "GetKlineHistory": ("seq", "ts", "market", "interval_seconds", "start", "end", "limit"),
+    "CreateApiKey": ("seq", "ts", "api_key", "user_id", "permissions", "request_id"),
+    "RevokeApiKey": ("seq", "ts", "api_key", "request_id"),
+    "GetApiKeys": ("seq", "ts", "user_id", "api_key"),
     # core.events
     "OrderAccepted": ("market", "order_id", "user_id", "side", "order_type", "time_in_force", "price", "quantity",
                       "quote_quantity", "client_order_id", "ts"),
@@ -78,6 +81,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "RecentTrades": ("trades",),
     "Klines": ("candles",),
     "AlreadyApplied": ("seq",),
+    "ApiKeyView": ("api_key", "user_id", "permissions", "created_ms"),
+    "ApiKeys": ("keys",),
     "Reply": ("seq", "code", "message", "events", "data"),
     # durability
     "Matched": ("market", "batch_no"),

@@ -4,6 +4,7 @@ the interactive docs answer at /docs."""
 from __future__ import annotations
 
 import pathlib
+import re
 from typing import Any
 
 import httpx
@@ -52,7 +53,7 @@ def served_routes() -> set[tuple[str, str]]:
     """(METHOD, /path) of every route the app registers under /api/v1 (the engine is never started)."""
     app = create_app(Engine(), name="openapi-routes", websocket=False)
     return {
-        (method, "/" + route.path)
+        (method, "/" + re.sub(r"<([a-z_]+)(:[a-z]+)?>", r"{\1}", route.path))
         for route in app.router.routes
         if route.path.startswith("api/v1/")
         for method in route.methods

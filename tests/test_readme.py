@@ -38,7 +38,7 @@ def curl_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def fresh_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    server = start_server(tmp_path_factory.mktemp("readme"))
+    server = start_server(tmp_path_factory.mktemp("readme"), "--dev")  # the quick start says dev mode
     yield server
     code = server.stop()
     assert code == 0, f"server exited with {code}:\n{server.log()}"
@@ -56,11 +56,15 @@ def run_with_curl(argv: list[str]) -> tuple[int, str]:
 def run_with_httpx(argv: list[str]) -> tuple[int, str]:
     """The same command without a curl binary; only the flags the quick start uses are understood."""
     method, data, url = "GET", None, None
+    headers: dict[str, str] = {}
     words = iter(argv[1:])
     for word in words:
         if word == "-s":
             continue
-        if word == "-X":
+        if word == "-H":
+            name, _, value = next(words).partition(":")
+            headers[name.strip()] = value.strip()
+        elif word == "-X":
             method = next(words)
         elif word == "-d":
             data = next(words)
@@ -70,8 +74,29 @@ def run_with_httpx(argv: list[str]) -> tuple[int, str]:
         else:
             raise AssertionError(f"unexpected curl argument {word!r} in the quick start")
     assert url is not None
-    response = httpx.request(method, url, content=data, timeout=10)
+    response = httpx.request(method, url, content=data, headers=headers, timeout=10)
     return response.status_code, response.text
+
+
+def signed_requests() -> str:
+    text = README.read_text()
+    match = re.search(r"^## Signed requests.*?\n(.*?)(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    assert match, "README.md has no '## Signed requests' section"
+    return match.group(1)
+
+
+def test_the_worked_signing_example_is_what_the_server_computes() -> None:
+    section = signed_requests()
+    secret = re.search(r"whose secret is `([0-9a-f]{64})`", section)
+    rows = dict(re.findall(r"^(query|body|totalParams|signature|request) {2,}(.+)$", section, flags=re.MULTILINE))
+    assert secret and set(rows) == {"query", "body", "totalParams", "signature", "request"}, rows
+    from openbell.edge.signing import check_signature, split_signature
+
+    assert rows["totalParams"] == rows["query"] + rows["body"]
+    query = rows["request"].split("?", 1)[1].encode()
+    total, signature = split_signature(query, rows["body"].encode(), body_is_form=False)
+    assert total.decode() == rows["totalParams"] and signature.decode() == rows["signature"]
+    check_signature(secret.group(1), total, signature)
 
 
 def test_the_quick_start_has_the_planned_commands() -> None:

@@ -35,7 +35,7 @@ import pytest
 import redis
 import ujson
 import websockets
-from conftest import start_server
+from conftest import AsNamedUser, start_server
 from redis_server import RedisServer, free_port, redis_server  # noqa: F401  (fixture)
 from test_cluster import ROOT, WAIT, Cluster, Proc, wait_for
 
@@ -192,7 +192,7 @@ def run_stream(api: str, ws_url: str, steps: list[tuple[str, dict[str, Any]]], u
     """Send the steps one at a time; everything a client can see afterwards, order ids left out."""
     answers = []
     order_ids: dict[str, str] = {}
-    with StreamWatcher(ws_url) as watcher, httpx.Client(base_url=api, timeout=20) as client:
+    with StreamWatcher(ws_url) as watcher, httpx.Client(base_url=api, timeout=20, auth=AsNamedUser(api)) as client:
         for kind, body in steps:
             if kind == "onramp":
                 response = client.post("/onramp", json=body)
@@ -324,7 +324,7 @@ class Load:
     def fund(self) -> dict[str, int]:
         """Deposits for every user; returns the total deposited per asset (minor units)."""
         deposited: Counter[str] = Counter()
-        with httpx.Client(base_url=self.api, timeout=REQUEST_TIMEOUT) as client:
+        with httpx.Client(base_url=self.api, timeout=REQUEST_TIMEOUT, auth=AsNamedUser(self.api)) as client:
             for user in USERS:
                 for asset, amount in [("INR", "10000000.00")] + [(s.split("_")[0], "100000") for s in SYMBOLS]:
                     body = {"user_id": user, "asset": asset, "amount": amount, "txnId": f"{user}-{asset}"}
@@ -347,7 +347,7 @@ class Load:
 
     def _work(self, worker: int) -> None:
         rng = random.Random(worker)
-        with httpx.Client(base_url=self.api, timeout=REQUEST_TIMEOUT) as client:
+        with httpx.Client(base_url=self.api, timeout=REQUEST_TIMEOUT, auth=AsNamedUser(self.api)) as client:
             for _ in range(100_000):  # a bound only: the test stops the load long before
                 if self.stop.is_set():
                     return
@@ -394,7 +394,7 @@ class Load:
 
 def check_state(api: str, load: Load, deposited: dict[str, int]) -> None:
     """Every acknowledged far order open exactly once; no far price open twice; funds conserved to the unit."""
-    with httpx.Client(base_url=api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=api, timeout=REQUEST_TIMEOUT, auth=AsNamedUser(api)) as client:
         orders = []
         held: Counter[str] = Counter()
         for user in USERS:
@@ -514,12 +514,16 @@ def test_a_restarted_shard_sends_again_what_a_pending_entry_made_and_the_balance
     api = sharded.api()
     for user, asset, amount in [("maker", "AAA", "10"), ("taker", "INR", "1000")]:
         body = {"user_id": user, "asset": asset, "amount": amount, "txnId": f"{user}-1"}
-        assert httpx.post(f"{api.api}/onramp", json=body, timeout=10).status_code == 200
+        assert httpx.post(f"{api.api}/onramp", json=body, timeout=10, auth=AsNamedUser(api.api)).status_code == 200
     order = {"market": "AAA_INR", "price": "100", "quantity": "2"}
-    assert httpx.post(f"{api.api}/order", json={**order, "side": "sell", "user_id": "maker"}, timeout=10).is_success
-    assert httpx.post(f"{api.api}/order", json={**order, "side": "buy", "user_id": "taker"}, timeout=10).is_success
+    assert httpx.post(
+        f"{api.api}/order", json={**order, "side": "sell", "user_id": "maker"}, timeout=10, auth=AsNamedUser(api.api)
+    ).is_success
+    assert httpx.post(
+        f"{api.api}/order", json={**order, "side": "buy", "user_id": "taker"}, timeout=10, auth=AsNamedUser(api.api)
+    ).is_success
     before = {
-        user: httpx.get(f"{api.api}/balance", params={"user_id": user}, timeout=10).json()
+        user: httpx.get(f"{api.api}/balance", params={"user_id": user}, timeout=10, auth=AsNamedUser(api.api)).json()
         for user in ("maker", "taker")
     }
     kill_9(shard_0)
@@ -537,7 +541,7 @@ def test_a_restarted_shard_sends_again_what_a_pending_entry_made_and_the_balance
 
     # Assert: the shard sent the settlement again (from its journal), the balance process did not apply it twice.
     after = {
-        user: httpx.get(f"{api.api}/balance", params={"user_id": user}, timeout=10).json()
+        user: httpx.get(f"{api.api}/balance", params={"user_id": user}, timeout=10, auth=AsNamedUser(api.api)).json()
         for user in ("maker", "taker")
     }
     assert after == before
@@ -595,13 +599,17 @@ def test_a_market_added_at_run_time_goes_to_the_shard_with_fewest_markets_and_tr
 
         # Act: add a market, fund two users, and cross two orders on it right away.
         spec = {"symbol": "DDD_INR", "base": "DDD", "quote": "INR", "tickSize": "0.01", "lotSize": "1"}
-        created = httpx.post(f"{api}/markets", json=spec, timeout=10)
+        created = httpx.post(f"{api}/markets", json=spec, timeout=10, auth=AsNamedUser(api))
         for user, asset, amount in [("maker", "DDD", "10"), ("taker", "INR", "1000")]:
             body = {"user_id": user, "asset": asset, "amount": amount, "txnId": f"{user}-1"}
-            assert httpx.post(f"{api}/onramp", json=body, timeout=10).status_code == 200
+            assert httpx.post(f"{api}/onramp", json=body, timeout=10, auth=AsNamedUser(api)).status_code == 200
         order = {"market": "DDD_INR", "price": "100", "quantity": "3"}
-        sell = httpx.post(f"{api}/order", json={**order, "side": "sell", "user_id": "maker"}, timeout=10)
-        buy = httpx.post(f"{api}/order", json={**order, "side": "buy", "user_id": "taker"}, timeout=10)
+        sell = httpx.post(
+            f"{api}/order", json={**order, "side": "sell", "user_id": "maker"}, timeout=10, auth=AsNamedUser(api)
+        )
+        buy = httpx.post(
+            f"{api}/order", json={**order, "side": "buy", "user_id": "taker"}, timeout=10, auth=AsNamedUser(api)
+        )
 
         # Assert: the new market is on shard 1 (the one with fewer markets), said by the API, kept in Redis,
         # hosted by that shard's process, and it traded at once.

@@ -88,7 +88,7 @@ class Venue:
 
 
 def start_embedded(tmp: pathlib.Path) -> Venue:
-    server = start_server(tmp, "--in-memory")
+    server = start_server(tmp, "--in-memory", "--dev")  # the page signs in by user id (dev mode)
 
     def stop() -> None:
         code = server.stop()
@@ -101,7 +101,7 @@ def start_cluster(tmp: pathlib.Path) -> Venue:
     redis = RedisServer(tmp / "redis").start()
     api_port, ws_port = free_port(), free_port()
     log_path = tmp / "cluster.log"
-    argv = [sys.executable, "run.py", "cluster", "--redis", redis.url, "--in-memory", "--log-level", "warning"]
+    argv = [sys.executable, "run.py", "cluster", "--redis", redis.url, "--in-memory", "--dev", "--log-level", "warning"]
     argv += ["--host", "127.0.0.1", "--api-port", str(api_port), "--ws-port", str(ws_port)]
     argv += ["--api-workers", "2", "--ws-workers", "1"]
     with log_path.open("wb") as log:

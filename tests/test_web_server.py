@@ -77,11 +77,13 @@ def test_nothing_outside_the_pages_own_files_is_served(exchange: RunningServer, 
     assert set(response.json()) == {"code", "message"}
 
 
-def test_the_config_endpoint_says_the_streams_are_on_the_pages_origin_in_dev_mode(exchange: RunningServer) -> None:
+def test_the_config_endpoint_says_the_streams_are_on_the_pages_origin_and_users_sign_with_keys(
+    exchange: RunningServer,
+) -> None:
     response = httpx.get(exchange.api + "/config", timeout=10)
 
     assert response.status_code == 200
-    assert response.json() == {"wsUrl": "/ws", "auth": "dev"}
+    assert response.json() == {"wsUrl": "/ws", "auth": "keys"}  # authentication is on by default
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from openbell.core.commands import CancelOrder, Deposit, GetDepth, PlaceOrder
 from openbell.core.grid import Asset, MarketSpec, make_market_spec
 from openbell.core.messages import Depth, Reply
 from openbell.core.types import OrderType, Side, TimeInForce
+from openbell.edge.auth import Authenticator, install
 from openbell.ws.server import WsSettings, install_websocket
 
 MARKET = "TATA_INR"
@@ -38,6 +39,8 @@ def market_spec() -> MarketSpec:
 def build_app(engine: Engine, settings: WsSettings) -> Sanic:
     app = Sanic(f"ws_test_{id(engine)}")
     app.config.ACCESS_LOG = False
+    # dev mode: streams are private to the `?user_id=` of the connection (these tests are about streaming)
+    install(app, Authenticator(engine, dev=True))
     install_websocket(app, engine, settings)
 
     @app.post("/_test/command")

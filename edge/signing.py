@@ -1,0 +1,159 @@
+"""Signed requests, Binance's rule: what is signed, how it is checked, and which signatures were already seen.
+
+A signed request carries the header `X-MBX-APIKEY: <apiKey>` and the parameters `timestamp` (ms since the
+epoch), optionally `recvWindow` (ms, default 5000, at most 60000) and `signature`, in its query string or
+in its form body. With
+
+    totalParams = <raw query string> + <raw body>        (no separator; `signature=...` removed from
+                                                          whichever of the two carries it)
+
+`signature` is the lowercase hex HMAC-SHA256 of totalParams under the key's secret. Example (secret
+`s3cret`): query `symbol=TATA_INR&timestamp=1700000000000` and JSON body `{"side":"buy"}` sign
+`symbol=TATA_INR&timestamp=1700000000000{"side":"buy"}`; the client appends `&signature=<hex>` to the query.
+
+The check works on the bytes as received (no re-encoding, no reordering), compares in constant time, and
+accepts a request when `server_time - recvWindow <= timestamp < server_time + 1000` (Binance's rule).
+`ReplayGuard` remembers the signatures of state-changing requests until their window has passed.
+
+Pure: no I/O; the clock is an argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import deque
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from openbell.core.types import ResultCode
+from openbell.edge.errors import ApiError
+
+DEFAULT_RECV_WINDOW_MS = 5000
+MAX_RECV_WINDOW_MS = 60_000
+FUTURE_ALLOWANCE_MS = 1000
+"""How far ahead of the server's clock a timestamp may be."""
+SIGNATURE_HEX_LENGTH = 64
+_SIGNATURE = b"signature="
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def sign(secret: str | bytes, total_params: bytes | str) -> str:
+    """The lowercase hex HMAC-SHA256 of `total_params` under `secret`."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    data = total_params.encode() if isinstance(total_params, str) else total_params
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def _without_signature(params: bytes) -> tuple[bytes, list[bytes]]:
+    """`params` (a query string or form body) without its `signature=` parts, and those parts' values."""
+    if _SIGNATURE not in params:
+        return params, []
+    kept: list[bytes] = []
+    found: list[bytes] = []
+    for part in params.split(b"&"):
+        if part.startswith(_SIGNATURE):
+            found.append(part[len(_SIGNATURE) :])
+        else:
+            kept.append(part)
+    return b"&".join(kept), found
+
+
+def split_signature(query: bytes, body: bytes, body_is_form: bool) -> tuple[bytes, bytes]:
+    """(totalParams, signature) of a request. Raises ApiError(INVALID_SIGNATURE) unless exactly one
+    `signature` parameter is present, in the query or (for a form body) in the body."""
+    query_rest, in_query = _without_signature(query)
+    if body_is_form:
+        body_rest, in_body = _without_signature(body)
+    else:
+        body_rest, in_body = body, []
+    found = in_query + in_body
+    if len(found) != 1:
+        message = "signature is required" if not found else "signature must be given once"
+        raise ApiError.of(ResultCode.INVALID_SIGNATURE, message)
+    return query_rest + body_rest, found[0]
+
+
+def check_signature(secret: str, total_params: bytes, signature: bytes) -> None:
+    """Raises ApiError(INVALID_SIGNATURE) unless `signature` is the lowercase hex HMAC of `total_params`."""
+    expected = sign(secret, total_params).encode()
+    well_formed = len(signature) == SIGNATURE_HEX_LENGTH and _HEX.issuperset(signature)
+    # compare_digest always runs, so a malformed signature costs the same as a wrong one
+    if not hmac.compare_digest(expected, signature if well_formed else b"0" * SIGNATURE_HEX_LENGTH) or not well_formed:
+        raise ApiError.of(ResultCode.INVALID_SIGNATURE, "signature does not match the request")
+
+
+def signed_params(query: bytes, body: bytes, body_is_form: bool) -> dict[str, str]:
+    """`timestamp` and `recvWindow` as the request gives them (query first, then a form body)."""
+    out: dict[str, str] = {}
+    sources = [query, body] if body_is_form else [query]
+    for source in sources:
+        if b"timestamp=" not in source and b"recvWindow=" not in source:
+            continue
+        for name, value in parse_qsl(source.decode("latin-1"), keep_blank_values=True):
+            if name in ("timestamp", "recvWindow"):
+                if name in out:
+                    raise ApiError.of(ResultCode.INVALID_REQUEST, f"{name} must be given once")
+                out[name] = value
+    return out
+
+
+def check_window(params: Mapping[str, str], now_ms: int) -> tuple[int, int]:
+    """(timestamp, recvWindow) of a request whose timestamp is within its window at `now_ms`; else ApiError."""
+    raw_window = params.get("recvWindow")
+    window = DEFAULT_RECV_WINDOW_MS
+    if raw_window is not None:
+        if not raw_window.isdigit() or len(raw_window) > 6 or not 0 < int(raw_window) <= MAX_RECV_WINDOW_MS:
+            raise ApiError.of(ResultCode.INVALID_REQUEST, f"recvWindow must be 1 to {MAX_RECV_WINDOW_MS} (ms)")
+        window = int(raw_window)
+    raw = params.get("timestamp")
+    if raw is None or not raw.isdigit() or len(raw) > 15:
+        raise ApiError.of(ResultCode.TIMESTAMP_OUTSIDE_WINDOW, "timestamp (ms since the epoch) is required")
+    timestamp = int(raw)
+    if timestamp >= now_ms + FUTURE_ALLOWANCE_MS:
+        raise ApiError.of(
+            ResultCode.TIMESTAMP_OUTSIDE_WINDOW, f"timestamp is {timestamp - now_ms} ms ahead of the server's clock"
+        )
+    if now_ms - timestamp > window:
+        raise ApiError.of(
+            ResultCode.TIMESTAMP_OUTSIDE_WINDOW,
+            f"timestamp is {now_ms - timestamp} ms old, outside recvWindow {window} ms",
+        )
+    return timestamp, window
+
+
+class ReplayGuard:
+    """The signatures of state-changing requests still inside their window: a second one is a replay.
+
+    A signature is forgotten once its request's window has passed (a replay then fails the window check
+    instead). At most `capacity` are held; past that the oldest are forgotten first.
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        self.capacity = capacity
+        self._until: dict[bytes, int] = {}
+        self._order: deque[tuple[int, bytes]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def check_and_remember(self, signature: bytes, timestamp: int, window: int, now_ms: int) -> None:
+        """Raises ApiError(REPLAYED_REQUEST) if `signature` was seen and its window has not passed."""
+        self._forget_expired(now_ms)
+        until = self._until.get(signature)
+        if until is not None and until >= now_ms:
+            raise ApiError.of(ResultCode.REPLAYED_REQUEST, "this signed request was already received (replay)")
+        expires = timestamp + window + FUTURE_ALLOWANCE_MS
+        self._until[signature] = expires
+        self._order.append((expires, signature))
+        while len(self._until) > self.capacity:
+            _, oldest = self._order.popleft()
+            self._until.pop(oldest, None)
+
+    def _forget_expired(self, now_ms: int) -> None:
+        order = self._order
+        until = self._until
+        while order and order[0][0] < now_ms:
+            expires, signature = order.popleft()
+            if until.get(signature) == expires:
+                del until[signature]
