@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from openbell.simulator.accounting import FillStreams, Ledger
+from openbell.simulator.accounting import Fill, FillStreams, Ledger, RestingQuotes
 from openbell.simulator.agents import Intent, Maker, Quote, RandomWalk, Taker
 from openbell.simulator.grid import Grid, asset_text, asset_units
 from openbell.simulator.session import Access, Reply, Session, SimulatorError, User
@@ -98,6 +98,8 @@ class Lane:
     rng: random.Random
     concurrency: int = 1
     """Traders acting at once, each with one request in flight; 1 keeps the run reproducible."""
+    resting: RestingQuotes | None = None
+    """Where maker fills are attributed from the takers' replies, when there are no fill streams (API keys)."""
     makers: list[Trader[Maker]] = field(default_factory=list)
     takers: list[Trader[Taker]] = field(default_factory=list)
     steps: int = 0
@@ -161,6 +163,8 @@ class Lane:
                 agent.filled(quote, quote.quantity, self.quote_value)
                 self.ended(quote, quote.quantity)
                 del agent.open[client_order_id]
+                if self.resting is not None and quote.order_id is not None:
+                    self.resting.remove(quote.side, quote.price, quote.order_id)
             else:
                 agent.filled(quote, self.grid.lots(str(row["filled"])), self.quote_value)
         return reply.body
@@ -178,13 +182,15 @@ class Lane:
         )
         if reply.ok and isinstance(reply.body, dict):
             executed = self.grid.lots(str(reply.body["executedQty"]))
-            agent.filled(quote, executed, self.quote_value)
-            self.ended(quote, executed)
-            del agent.open[quote.client_order_id]
         elif reply.code is not None and reply.status == 404:  # ended since it was read: filled
-            agent.filled(quote, quote.quantity, self.quote_value)
-            self.ended(quote, quote.quantity)
-            del agent.open[quote.client_order_id]
+            executed = quote.quantity
+        else:
+            return
+        agent.filled(quote, executed, self.quote_value)
+        self.ended(quote, executed)
+        del agent.open[quote.client_order_id]
+        if self.resting is not None and quote.order_id is not None:
+            self.resting.remove(quote.side, quote.price, quote.order_id)
 
     def ended(self, quote: Quote, executed: int) -> None:
         if quote.order_id is not None:
@@ -198,6 +204,9 @@ class Lane:
             quote = Quote(client_order_id, intent.side, int(intent.price or 0), intent.quantity, str(reply.body["orderId"]))
             if reply.body.get("status") in ("NEW", "PARTIALLY_FILLED"):
                 agent.open[client_order_id] = quote
+                if self.resting is not None:
+                    remaining = quote.quantity - self.grid.lots(str(reply.body["executedQty"]))
+                    self.resting.rest(maker.user.user_id, quote.side, quote.price, str(quote.order_id), remaining)
             else:  # rejected (post-only would take) or ended at once
                 self.ended(quote, self.grid.lots(str(reply.body["executedQty"])))
 
@@ -214,8 +223,21 @@ class Lane:
         order_id = str(reply.body["orderId"])
         self.ledger.executed[order_id] = self.grid.lots(str(reply.body["executedQty"]))
         for fill in reply.body.get("fills", []):
-            agent.traded(intent.side, self.grid.ticks(str(fill["price"])), self.grid.lots(str(fill["quantity"])), self.quote_value)
+            price, lots = self.grid.ticks(str(fill["price"])), self.grid.lots(str(fill["quantity"]))
+            agent.traded(intent.side, price, lots, self.quote_value)
             self.session.stats.trades += 1
+            if self.resting is not None:
+                self.attribute(taker, order_id, intent.side, str(fill["tradeId"]), price, lots)
+
+    def attribute(self, taker: Trader[Taker], order_id: str, side: str, trade_id: str, price: int, lots: int) -> None:
+        """Without fill streams: the taker's fill, and the fill of the maker order it met (if one of ours)."""
+        assert self.resting is not None
+        symbol = self.grid.symbol
+        self.ledger.record(taker.user.user_id, Fill(symbol, trade_id, order_id, side, price, lots, is_maker=False))
+        met = self.resting.met(side, price, lots)
+        if met is not None:
+            maker_side = "sell" if side == "buy" else "buy"
+            self.ledger.record(met[0], Fill(symbol, trade_id, met[1], maker_side, price, lots, is_maker=True))
 
     async def send_order(self, trader: Trader[Any], intent: Intent, client_order_id: str) -> Reply:
         body: dict[str, Any] = {
@@ -315,7 +337,8 @@ async def build_lane(session: Session, ledger: Ledger, streams: FillStreams, gri
     step = max(1, mid // 2000)
     seed = f"{options.seed}:{grid.symbol}"
     walk = RandomWalk(random.Random(f"{seed}:walk"), mid, step)
-    lane = Lane(session, ledger, grid, walk, random.Random(seed), concurrency=options.concurrency)
+    resting = RestingQuotes() if session.access.keys else None
+    lane = Lane(session, ledger, grid, walk, random.Random(seed), concurrency=options.concurrency, resting=resting)
     maker_lots, taker_lots = 40 * 10 * LEVELS, 1000
     roles = [("m", i, maker_lots) for i in range(options.makers)] + [("t", i, taker_lots) for i in range(options.takers)]
     for role, index, lots in roles:
@@ -327,7 +350,8 @@ async def build_lane(session: Session, ledger: Ledger, streams: FillStreams, gri
             + asset_units(row["locked"], ledger.decimals.get(asset, 0))
             for asset, row in held.items()
         }
-        await streams.open(user)
+        if not session.access.keys:  # a key holder cannot open orders@<user> yet (no listen keys)
+            await streams.open(user)
         quote_units = grid.quote_units(2 * mid, lots)
         await fund(session, ledger, user, run_id, {grid.base: grid.base_units(lots), grid.quote: quote_units})
         rng = random.Random(f"{seed}:{role}{index}")
@@ -352,13 +376,19 @@ async def simulate(options: Options, out: Any = sys.stderr) -> int:
     async with session:
         await connect(session, options.wait)
         await session.discover()
+        if session.access.keys and options.concurrency > 1:
+            raise SimulatorError(
+                "--concurrency above 1 needs the users' fill streams, which API keys do not open yet: use "
+                "--concurrency 1, or an exchange in --dev mode"
+            )
         grids = await read_markets(session, options.markets)
         ledger = Ledger({grid.symbol: grid for grid in grids})
         streams = FillStreams(session.ws_url, ledger)
         try:
             lanes = [await build_lane(session, ledger, streams, grid, options) for grid in grids]
+            mode = "signed with API keys" if access.keys else "dev mode"
             print(f"simulating {', '.join(g.symbol for g in grids)}: run {run_id}, seed {options.seed}, "
-                  f"{options.makers} makers and {options.takers} takers per market", file=out)
+                  f"{options.makers} makers and {options.takers} takers per market, {mode}", file=out)
             stop = asyncio.Event()
             main_task = asyncio.current_task()
 

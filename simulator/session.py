@@ -1,10 +1,10 @@
 """The simulator's side of the wire: one HTTP client, a rate limiter, the request log, and `Access`, the one
 place that knows how a request says who sends it.
 
-Today the exchange (and its `--dev` mode) takes `user_id` in the request and an open onramp. With API keys on
-(`--admin-token`), `Access` creates each of its users a key through the operator's route
-(`POST /api/v1/admin/keys`, `Authorization: Bearer <token>`), signs that user's requests with it, and sends
-the onramp with the operator token; nothing outside this module changes.
+`GET /api/v1/config` says which: in `--dev` mode a request names its user (`user_id`) and the onramp is open; with
+API keys on, `Access` makes each of its users a key through the operator's route (`POST /api/v1/admin/keys`,
+`Authorization: Bearer <--admin-token>`), signs that user's requests with it (`openbell.client`), and sends the
+onramp with the operator's token; nothing outside this module changes.
 
 Every request is counted by `Stats` (latency as the client sees it, status, result code) and, when asked,
 written to the request log in a canonical form: the run's own id replaced by `RUN`, and an order id the
@@ -14,7 +14,6 @@ exchange assigned replaced by the clientOrderId the simulator gave that order, s
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 import httpx
 import ujson
 
+from openbell.client import OperatorAuth, SignedAuth, Signer
 from openbell.simulator.stats import Stats
 
 API = "/api/v1"
@@ -34,27 +34,8 @@ class SimulatorError(Exception):
 
 
 def signing_auth(api_key: str, secret: str) -> httpx.Auth:
-    """The httpx Auth that signs a user's requests with its API key (from `openbell.client`, which comes with API
-    keys). The one function to change if that client's names differ."""
-    try:
-        client = importlib.import_module("openbell.client")
-    except ImportError:
-        raise SimulatorError(
-            "--admin-token needs openbell.client (API keys) to sign requests, and this build has none"
-        ) from None
-    auth: httpx.Auth = client.Signer(api_key, secret)
-    return auth
-
-
-class BearerToken(httpx.Auth):
-    """The operator's token, on the operator's routes (onramp, keys)."""
-
-    def __init__(self, token: str) -> None:
-        self._header = f"Bearer {token}"
-
-    def auth_flow(self, request: httpx.Request) -> Any:
-        request.headers["Authorization"] = self._header
-        yield request
+    """The httpx Auth that signs a user's requests with its API key (Binance's rule, `openbell.client`)."""
+    return SignedAuth(Signer(api_key, secret))
 
 
 @dataclass(slots=True)
@@ -157,8 +138,12 @@ class Session:
         ws_url, auth = reply.body.get("wsUrl"), reply.body.get("auth")
         if self.access.ws_url is None and isinstance(ws_url, str):
             self.access.ws_url = urljoin(default_ws_url(self.url), ws_url)
-        if auth == "keys" and not self.access.admin_token:
-            raise SimulatorError(f"the exchange at {self.url} has API keys on: pass --admin-token (the operator's)")
+        self.access.keys = auth == "keys"
+        if self.access.keys and not self.access.admin_token:
+            raise SimulatorError(
+                f"the exchange at {self.url} has API keys on: pass --admin-token (or OPENBELL_ADMIN_TOKEN), the "
+                "operator's token, to fund the simulator's users and make their keys"
+            )
 
     async def send(
         self,
@@ -225,22 +210,23 @@ class Session:
 
 @dataclass
 class Access:
-    """How the simulator's requests are authenticated: nothing (today, and `--dev`), or API keys made with the
-    operator's `admin_token`."""
+    """How the simulator's requests are authenticated: by naming the user (`--dev`), or, with `keys` on, with API
+    keys made with the operator's `admin_token`."""
 
     admin_token: str | None = None
     ws_url: str | None = None
     """The WebSocket endpoint, when it is not `/ws` on the REST address (the cluster's WebSocket port)."""
+    keys: bool = False
+    """API keys are on (what `/api/v1/config` said)."""
     make_auth: Callable[[str, str], httpx.Auth] = signing_auth
-    operator: httpx.Auth | None = None
 
-    def __post_init__(self) -> None:
-        if self.admin_token:
-            self.operator = BearerToken(self.admin_token)
+    @property
+    def operator(self) -> httpx.Auth | None:
+        return OperatorAuth(self.admin_token) if self.keys and self.admin_token else None
 
     async def open_user(self, session: Session, user_id: str) -> User:
         """A user of the run, with its API key when keys are on (made through the operator's route)."""
-        if not self.admin_token:
+        if not self.keys:
             return User(user_id)
         reply = await session.send(
             "setup",
@@ -248,7 +234,6 @@ class Access:
             "/admin/keys",
             body={"user_id": user_id, "permissions": ["trade", "read"]},
             operator=True,
-            logged_as={"user_id": user_id, "permissions": ["trade", "read"]},
         )
         if not reply.ok or not isinstance(reply.body, dict):
             raise SimulatorError(f"could not create an API key for {user_id}: HTTP {reply.status} {reply.body}")

@@ -4,6 +4,7 @@ refused in one line."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import random
 import re
@@ -36,8 +37,10 @@ def simulate(server_url: str, *args: str, timeout: float = 120.0) -> subprocess.
     )
 
 
-def exchange_with_fees(tmp: pathlib.Path) -> RunningServer:
-    return start_server(tmp, "--in-memory", "--markets", MARKETS, "--assets", ASSETS)
+def exchange_with_fees(tmp: pathlib.Path, *flags: str) -> RunningServer:
+    """An exchange with API keys on (its operator's token is OPENBELL_ADMIN_TOKEN, which the simulator reads too),
+    or in dev mode with `--dev`."""
+    return start_server(tmp, "--in-memory", "--markets", MARKETS, "--assets", ASSETS, *flags)
 
 
 @pytest.fixture
@@ -55,19 +58,32 @@ def summary_number(output: str, pattern: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.parametrize(
+    ("mode", "flags", "options"),
+    [
+        ("signed with API keys", (), ()),
+        ("dev mode", ("--dev",), ("--concurrency", "3")),
+    ],
+    ids=["keys", "dev-concurrent"],
+)
 def test_a_bounded_run_trades_with_no_server_error_and_its_users_hold_deposits_plus_fills_less_fees(
-    tmp_path: pathlib.Path, fresh_exchanges: list[RunningServer]
+    tmp_path: pathlib.Path,
+    fresh_exchanges: list[RunningServer],
+    mode: str,
+    flags: tuple[str, ...],
+    options: tuple[str, ...],
 ) -> None:
     # Arrange: an exchange with two markets, one charging fees.
-    server = exchange_with_fees(tmp_path)
+    server = exchange_with_fees(tmp_path, *flags)
     fresh_exchanges.append(server)
 
-    # Act: a run of a few seconds, three traders of each market acting at once.
-    result = simulate(server.base_url, "--duration", "3", "--seed", "3", "--concurrency", "3")
+    # Act: a run of a few seconds (in dev mode, three traders of each market acting at once).
+    result = simulate(server.base_url, "--duration", "3", "--seed", "3", *options)
 
     # Assert: it exits 0 (check passed, no 5xx), it traded, and it left nothing on the books.
     output = result.stderr
     assert result.returncode == 0, output
+    assert mode in output
     assert "balance check passed" in output
     assert summary_number(output, r"(\d+) trades \(") > 0
     statuses = re.search(r"statuses (.*)", output)
@@ -116,6 +132,25 @@ def test_a_bounded_run_against_the_cluster_trades_and_passes_its_check(cluster: 
     assert result.returncode == 0, result.stderr
     assert "balance check passed" in result.stderr
     assert summary_number(result.stderr, r"(\d+) trades \(") > 0
+
+
+def test_with_api_keys_on_it_needs_the_operators_token_and_says_so_in_one_line(
+    tmp_path: pathlib.Path, fresh_exchanges: list[RunningServer]
+) -> None:
+    server = exchange_with_fees(tmp_path)
+    fresh_exchanges.append(server)
+
+    result = subprocess.run(
+        [sys.executable, "run.py", "simulate", "--url", server.base_url, "--duration", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={name: value for name, value in os.environ.items() if name != "OPENBELL_ADMIN_TOKEN"},
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "has API keys on: pass --admin-token" in result.stderr
 
 
 def test_an_address_that_does_not_answer_is_refused_in_one_line() -> None:
