@@ -11,7 +11,8 @@ named after the run's users, so unique per run); then every market steps until `
 - with some probability one taker sends a burst of market and IOC orders.
 
 At the end each maker cancels what it still has open; the run waits until its users' streams have brought a fill
-for everything the API said was executed, then checks every user's balances (`accounting`).
+for everything the API said was executed (with API keys on, where those streams do not open yet, the fills come
+from the takers' replies instead), then checks every user's balances (`accounting`).
 
 Reproducibility. Each market's requests go one at a time, in the order its loop decides them, and every
 decision comes from `random.Random` instances seeded with `--seed` (one for the market, one per trader) and

@@ -18,7 +18,7 @@ from conftest import ROOT, RunningServer, free_port, start_server
 from redis_server import redis_server  # noqa: F401  (fixture)
 from test_cluster import Cluster, cluster  # noqa: F401  (fixture)
 
-from openbell.simulator.accounting import Ledger
+from openbell.simulator.accounting import Ledger, RestingQuotes
 from openbell.simulator.agents import Maker, Quote, RandomWalk, Taker, heavy_tail
 from openbell.simulator.grid import Grid
 
@@ -252,3 +252,18 @@ def test_a_taker_never_sells_more_base_than_it_holds_and_bursts_one_way() -> Non
         for intent in burst:
             assert intent.order_type == "market" or intent.time_in_force == "IOC"
             assert intent.side == "buy" or intent.quantity <= 3
+
+
+def test_without_fill_streams_a_takers_fill_is_the_fill_of_the_oldest_resting_quote_at_its_price() -> None:
+    resting = RestingQuotes()
+    resting.rest("m0", "sell", 101, "1", 5)
+    resting.rest("m1", "sell", 101, "2", 3)
+    resting.rest("m1", "buy", 99, "3", 4)
+    resting.remove("buy", 99, "3")  # cancelled
+
+    first = resting.met("buy", 101, 5)  # takes all of m0's quote, the older one
+    second = resting.met("buy", 101, 2)  # then part of m1's
+    third = resting.met("buy", 101, 2)  # more than m1 has left: not a quote the simulator knows of
+    fourth = resting.met("sell", 99, 1)  # the cancelled bid is gone
+
+    assert (first, second, third, fourth) == (("m0", "1"), ("m1", "2"), None, None)
