@@ -2,7 +2,8 @@
 
 No mode word: the embedded exchange (engine, REST and WebSocket in one process). `engine`, `balance`,
 `markets`, `api`, `ws`, `cluster`: the Redis-fed deployment (`openbell.cluster.modes`). `inspect`: what a
-data directory holds. `simulate`: traders on a running exchange (`openbell.simulator`).
+data directory holds. `replay`, `statement`: the venue after a given command, a user's account statement.
+`simulate`: traders on a running exchange (`openbell.simulator`).
 Every option is defined in `openbell.options`.
 """
 
@@ -14,7 +15,7 @@ import socket
 import sys
 from typing import Any
 
-from openbell.options import MODES, OptionError, build_parser, make_engine, parse_markets, resolve_auth
+from openbell.options import MODES, TOOLS, OptionError, build_parser, make_engine, parse_markets, resolve_auth
 
 log = logging.getLogger("openbell")
 
@@ -33,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         from openbell.keys_cli import main as key_main
 
         return int(key_main(argv[1:]))
+    if argv and argv[0] in TOOLS:
+        return run_tool(argv[0], build_parser(argv[0]).parse_args(argv[1:]))
     mode = argv[0] if argv and argv[0] in MODES else None
     args = build_parser(mode).parse_args(argv[1:] if mode else argv)
     configure_logging(args.log_level, mode)
+    if mode == "simulate":  # a client: no metrics of its own
+        return run_simulator(args)
+    prepare_metrics(args.no_metrics)
     try:
-        if mode == "simulate":
-            return run_simulator(args)
         if mode is None:
             return run_embedded(args)
         from openbell.cluster import modes
@@ -77,6 +81,40 @@ def run_simulator(args: argparse.Namespace) -> int:
     except SimulatorError as failure:
         print(f"openbell simulate: {failure}", file=sys.stderr)
         return 2
+
+
+def prepare_metrics(off: bool) -> None:
+    """Prometheus multiprocess mode for this process and every process it starts (`openbell.metrics`): the
+    directory PROMETHEUS_MULTIPROC_DIR names (the operator's, kept), or one made now and removed at exit by this
+    process only (its children inherit the variable). Runs before anything imports prometheus_client."""
+    import os
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import atexit
+        import shutil
+        import tempfile
+
+        made = tempfile.mkdtemp(prefix="openbell-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+        atexit.register(shutil.rmtree, made, True)
+    else:
+        os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    if off:
+        from openbell import metrics
+
+        metrics.disable()
+
+
+def run_tool(name: str, args: argparse.Namespace) -> int:
+    """`replay` and `statement`: they print what they find; a request they cannot answer is one line, exit 2."""
+    configure_logging(args.log_level, None)
+    if name == "replay":
+        from openbell.durability.audit import main as replay_main
+
+        return replay_main(args)
+    from openbell.history.statement import main as statement_main
+
+    return statement_main(args)
 
 
 def configure_logging(level: str, mode: str | None) -> None:

@@ -21,6 +21,8 @@ DEFAULT_MARKETS = "TATA_INR:0.01:1"
 DEFAULT_ASSETS = "TATA:2,INR:2"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 MODES = ("engine", "balance", "markets", "api", "ws", "cluster", "simulate")
+TOOLS = ("replay", "statement")
+"""Operator tools: they read a data directory or the history database and serve nothing."""
 
 DESCRIPTIONS = {
     None: "openbell exchange server: matching engine, REST API (/api/v1) and WebSocket streams (/ws) in one "
@@ -44,6 +46,13 @@ DESCRIPTIONS = {
     "makers quote post-only ladders around a random-walk mid (skewed by inventory, cancelled and replaced as the mid "
     "moves) and takers send market and IOC orders in bursts. Prints a progress line and a summary, and at the end "
     "checks that its users hold exactly their deposits plus their fills less fees (exit 1 if not, or on any 5xx).",
+    "replay": "The venue as it was just after command --at SEQ (books, balances, open orders as JSON), rebuilt "
+    "from the snapshot before it and the journal; --verify replays the whole journal and checks conservation of "
+    "funds at every snapshot. Reads the data directory without changing it (a running server may hold it). "
+    "Exit status 1 if a check fails, 2 if the request cannot be answered.",
+    "statement": "A user's account statement for a period, from the history database: deposits, trades with "
+    "fees, orders, and the balance per asset at both ends, checked to reconcile exactly (opening + changes = "
+    "closing; exit status 1 if they do not).",
 }
 
 
@@ -54,6 +63,13 @@ def build_parser(mode: str | None) -> argparse.ArgumentParser:
     if mode == "simulate":
         add_simulate(parser)
         return parser
+    if mode == "replay":
+        add_replay(parser)
+        return parser
+    if mode == "statement":
+        add_statement(parser)
+        return parser
+    add_metrics(parser)
     if mode is not None:
         add_redis(parser)
     if mode in (None, "engine", "balance", "cluster"):
@@ -89,6 +105,67 @@ def add_logging(parser: argparse.ArgumentParser) -> None:
         default=env("OPENBELL_LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         help="log level (default info)",
+    )
+
+
+def add_metrics(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="measure nothing for Prometheus (GET /metrics still answers, with nothing counted); by default every "
+        "process of a deployment writes its metrics to PROMETHEUS_MULTIPROC_DIR (made for you if unset) and any "
+        "API process's /metrics shows them all",
+    )
+
+
+def add_replay(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("OPENBELL_DATA_DIR", "./data"),
+        help="the data directory to read: an engine's, a balance process's (balances and open orders only), or a "
+        "sharded cluster's DATA_DIR (balances from its balance/, books from its markets-K/) (default ./data)",
+    )
+    parser.add_argument(
+        "--at", type=int, metavar="SEQ", help="show the venue just after command SEQ (the order id of an order)"
+    )
+    parser.add_argument("--out", metavar="FILE", help="write the JSON to FILE instead of standard output")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="replay the whole journal and check conservation of funds, holds and books at every snapshot, and "
+        "that the replayed state equals each snapshot",
+    )
+
+
+def add_statement(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--user", required=True, help="the user id the statement is for (required)")
+    parser.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="DATE",
+        help="first day of the period, YYYY-MM-DD (UTC, from 00:00), or an ISO date-time with a UTC offset (required)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        required=True,
+        metavar="DATE",
+        help="last day of the period, YYYY-MM-DD (UTC, to its end), or an ISO date-time with a UTC offset at which "
+        "the period ends, excluded (required)",
+    )
+    parser.add_argument("--format", choices=["json", "csv"], default="json", help="output format (default json)")
+    parser.add_argument("--out", metavar="FILE", help="write the statement to FILE instead of standard output")
+    parser.add_argument(
+        "--db",
+        default=env("OPENBELL_DB"),
+        help="the history database: sqlite:///PATH or postgresql://... (default: history.sqlite3 in --data-dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=env("OPENBELL_DATA_DIR", "./data"),
+        help="where the default SQLite history database is (default ./data)",
     )
 
 
@@ -444,7 +521,7 @@ _ENGINE_VALUES = (
     "batch",
     "trim_interval",
 )
-_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history", "history_in_process")
+_ENGINE_FLAGS = ("in_memory", "no_fsync", "no_history", "history_in_process", "no_metrics")
 
 
 _MARKETS_VALUES = (

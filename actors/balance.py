@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from openbell import metrics
 from openbell.actors.bus import EventBus
 from openbell.core.commands import Command
 from openbell.core.events import Event
@@ -34,6 +35,7 @@ from openbell.core.risk import BalanceCore, Effects
 from openbell.core.types import Record
 from openbell.durability.journal import Durable
 from openbell.durability.persistence import Persistence
+from openbell.metrics import BATCH_COMMANDS, QUEUE_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,8 @@ class BalanceActor(pykka.ThreadingActor):
         self._outbox: deque[tuple[int, list[Reply], list[Event]]] = deque()
         """(LSN, replies, events) waiting for the journal to be durable up to that LSN, in order."""
         self._snapshot_wanted = False
+        self._batch_sizes = BATCH_COMMANDS.labels("balance")
+        self._intake_depth = QUEUE_DEPTH.labels("intake")
 
     def on_receive(self, message: object) -> None:
         try:
@@ -190,6 +194,9 @@ class BalanceActor(pykka.ThreadingActor):
             if queue:
                 intake.scheduled = True
                 self.actor_ref.tell(WAKE)
+        if metrics.enabled and commands:
+            self._batch_sizes.observe(len(commands))
+            self._intake_depth.set(len(queue))
         return CommandBatch(tuple(commands)) if commands else None
 
     def _start_new_markets(self, effects: Effects) -> None:

@@ -41,6 +41,7 @@ from openbell.durability.persistence import Persistence
 from openbell.durability.records import Replayed
 from openbell.edge.client import EngineError, EngineTimeout, EngineUnavailable
 from openbell.history.queries import History
+from openbell.metrics import EventCounter
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Engine:
     def start(self, markets: Iterable[MarketSpec] = ()) -> Engine:
         if self._running:
             return self
+        self.bus.subscribe(EventCounter())
         if self.history is not None:
             self.bus.subscribe(self.history.on_events)
             self._history_readers = ThreadPoolExecutor(2, thread_name_prefix="history-reader")

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import pykka
 
+from openbell import metrics
 from openbell.actors.bus import EventBus
 from openbell.core.commands import MARKET_QUERIES
 from openbell.core.events import Event
@@ -30,6 +31,7 @@ from openbell.core.matching import MarketCore
 from openbell.core.messages import MatchBatch, Reply, Settlement
 from openbell.durability.journal import Durable
 from openbell.durability.records import EngineJournal
+from openbell.metrics import BATCH_COMMANDS, QUEUE_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ class MarketActor(pykka.ThreadingActor):
         self._outbox: deque[tuple[int, list[Event]]] = deque()
         """(LSN, events) waiting for the journal to be durable up to that LSN, in order."""
         self._name = f"market:{self.symbol}"
+        self._batch_sizes = BATCH_COMMANDS.labels("market")
+        self._mailbox_depth = QUEUE_DEPTH.labels(self._name)
+        inbox: Any = self.actor_inbox  # a queue.Queue for a ThreadingActor (pykka's protocol names no size)
+        self._mailbox_size: Callable[[], int] = getattr(inbox, "qsize", lambda: 0)
 
     def on_receive(self, message: object) -> None:
         try:
@@ -83,6 +89,9 @@ class MarketActor(pykka.ThreadingActor):
             log.exception("market %s could not handle %r", self.symbol, message)
 
     def _match(self, batch: MatchBatch) -> None:
+        if metrics.enabled:
+            self._batch_sizes.observe(len(batch.commands))
+            self._mailbox_depth.set(self._mailbox_size())
         if self._recorder is not None:
             self._recorder(self._name, batch)
         try:

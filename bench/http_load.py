@@ -11,6 +11,10 @@ The driver that measures the exchange against the HTTP ceiling, in one run:
     .venv/bin/python -m bench.http_load --compare [--runs 3] [--duration 10] [--connections 64]
         [--paced-fraction 0.8] [--no-pin]
 
+What Prometheus metrics cost, the exchange with and without `--no-metrics` alternately in one run:
+
+    .venv/bin/python -m bench.http_load --metrics-cost [--runs 4] [--duration 5]
+
 Workload: `bench.streams.generate(orders, seed)` (a seeded market: mostly resting limits a few ticks from a
 drifting mid, about a third crossing the spread, about a tenth cancels of live orders). Every order goes
 out as a plain limit order, a body exactly like
@@ -863,6 +867,52 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def metrics_cost(args: argparse.Namespace) -> int:
+    """The exchange with metrics (the default) and with `--no-metrics`, alternately in each run (on, off; then
+    off, on; ...), at saturation: medians of orders/s and of requests per server CPU-second, and the cost."""
+    server_cpus, client_cpus = cpu_plan(args.no_pin)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    workload = build_workload(args.orders, args.seed, args.users, args.market)
+    print(
+        f"metrics on vs off: {args.runs} run(s) of each, {args.connections} connections, {args.warmup:g} s warmup + "
+        f"{args.duration:g} s; {os.cpu_count()} cores, servers on {server_cpus or 'any'}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        flush=True,
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix="metrics_cost_"))
+    results: dict[str, list[Result]] = {"on": [], "off": []}
+    for run in range(1, args.runs + 1):
+        order = ("on", "off") if run % 2 else ("off", "on")
+        for name in order:
+            port = free_port()
+            argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            argv += ["--max-open-orders", "100000", "--data-dir", tempfile.mkdtemp(prefix=f"{name}-{run}-", dir=log_dir)]
+            argv += [*args.exchange_args.split(), *(["--no-metrics"] if name == "off" else [])]
+            server = Server(f"metrics-{name}", argv, port, log_dir, server_cpus)
+            try:
+                server.wait_ready()
+                _, result, *_ = measure(args, server.url, workload, do_prefund=True, server_pid=server.process.pid)
+            finally:
+                server.stop()
+            print(f"run {run} metrics {name}:\n{show(result)}", flush=True)
+            results[name].append(result)
+    on, off = results["on"], results["off"]
+    print(f"\nmedians over {args.runs} runs:")
+    for name, found in (("on", on), ("off", off)):
+        cpu = [r for r in found if r.requests_per_server_cpu_second]
+        per_cpu = f", {median_of(cpu, 'requests_per_server_cpu_second'):,.0f} requests per server CPU-second" if cpu else ""
+        print(f"  metrics {name:3}: {median_of(found, 'orders_per_second'):,.0f} orders/s, p50 {median_of(found, 'p50_ms'):.2f} ms{per_cpu}")
+    cost = 1 - median_of(on, "orders_per_second") / median_of(off, "orders_per_second")
+    print(f"  cost of metrics: {cost:+.1%} of orders/s (target <= 3%)")
+    on_cpu = [r for r in on if r.requests_per_server_cpu_second]
+    off_cpu = [r for r in off if r.requests_per_server_cpu_second]
+    if on_cpu and off_cpu:
+        ratio = median_of(on_cpu, "requests_per_server_cpu_second") / median_of(off_cpu, "requests_per_server_cpu_second")
+        print(f"  cost of metrics: {1 - ratio:+.1%} of requests per server CPU-second")
+    return 0
+
+
 def profile_process(pid: int, log_dir: Path, run: int, seconds: float) -> None:
     """Start py-spy on the server for the measured phase (it writes its own file; not waited for)."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -906,6 +956,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also report the CPU per request of process PID and its descendants, as NAME (repeatable)",
     )
     parser.add_argument("--compare", action="store_true", help="measure the ceiling server and the exchange")
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="measure the exchange with metrics and with --no-metrics, alternately, --runs times each",
+    )
     parser.add_argument("--runs", type=int, default=3, help="--compare: runs (default 3)")
     parser.add_argument(
         "--paced-fraction",
@@ -931,6 +986,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--connections, --duration, --orders and --runs must be positive")
     if args.compare:
         return compare(args)
+    if args.metrics_cost:
+        install_loop()
+        return metrics_cost(args)
     if args.cpu:
         os.sched_setaffinity(0, {int(c) for c in args.cpu.split(",")})
     started = time.monotonic()

@@ -153,6 +153,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     from openbell.cluster.redisbus import RedisEventBus
     from openbell.cluster.remote import RemoteEngine
     from openbell.edge.auth import Authenticator, install
+    from openbell.http.observe import install_metrics
     from openbell.ws.server import install_websocket
 
     bus = RedisEventBus(redis_url)
@@ -167,6 +168,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
         return json({"status": "ok" if connected else "redis unavailable"}, status=200 if connected else 503)
 
     install_websocket(app, engine)
+    install_metrics(app, latency=False)
     _manage(app, engine)
     return app
 

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 import redis
 from redis.asyncio.client import PubSub
 
+from openbell.metrics import REDIS_RECONNECTS
+
 log = logging.getLogger(__name__)
 
 FIRST_DELAY = 0.05
@@ -42,6 +44,7 @@ async def keep_connected(
         except (redis.RedisError, OSError) as error:
             if delay == FIRST_DELAY:
                 log.warning("%s lost redis (%s); reconnecting", what, error)
+            REDIS_RECONNECTS.labels("api" if what.startswith("api ") else what).inc()
             if on_lost is not None:
                 on_lost(error)
         if stop is None:

@@ -60,6 +60,7 @@ from openbell.core.types import ResultCode
 from openbell.core.wire import WireError, decode, encode
 from openbell.durability.journal import Durable
 from openbell.durability.split import HostMarket, MatchEntry, OutOfOrder, new_items
+from openbell.metrics import EventCounter
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ class ShardRelay:
         self.block_ms = block_ms
         self.max_deliveries = max_deliveries
         self.trim_interval = max(trim_interval, 0.05)
+        self._count_events = EventCounter()
+        """Orders and trades of this shard's markets, counted per flush."""
         self._hosted: dict[str, Any] = {}
         self._handled: dict[str, int] = {}
         self._deliveries: deque[Delivery] = deque()
@@ -448,8 +451,10 @@ class ShardRelay:
             for entry_id in ack_ids:
                 self._tracked.discard(entry_id)
             self._acked_since_trim += len(ack_ids)
-            if events and self.shard.history is not None:
-                self.shard.history.on_events(events)
+            if events:
+                self._count_events(events)
+                if self.shard.history is not None:
+                    self.shard.history.on_events(events)
 
     # ----------------------------------------------------------------- snapshots and trimming
     async def _snapshot(self) -> None:

@@ -79,6 +79,7 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     from openbell.options import engine_argv, markets_argv
 
     common = ["--redis", args.redis, "--log-level", args.log_level]
+    api_and_ws = ["--no-metrics"] if args.no_metrics else []
     shards = args.market_shards
     if shards > 0:
         data = Path(args.data_dir)
@@ -90,11 +91,11 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     else:
         engines = [Child("engine", ["engine", *common, *engine_argv(args)])]
     access_log = ["--access-log"] if args.access_log else []
-    api = ["api", *common, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
+    api = ["api", *common, *api_and_ws, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
     api += ["--reply-timeout", str(args.reply_timeout), *access_log]
     # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.
     api += ["--public-ws-url", args.public_ws_url or f"ws://0.0.0.0:{args.ws_port}/ws"]
-    ws = ["ws", *common, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
+    ws = ["ws", *common, *api_and_ws, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
     if args.dev:
         api.append("--dev")
         ws.append("--dev")
@@ -105,11 +106,13 @@ def children_of(args: argparse.Namespace) -> list[Child]:
 
 
 def run_cluster(args: argparse.Namespace) -> int:
+    from openbell.metrics import process_ended
     from openbell.options import resolve_auth
 
     auth = resolve_auth(args, args.host, data_dir=args.data_dir, in_memory=args.in_memory)
     auth.announce(log)
     auth.export()  # the API children read the operator's token and the server secret from the environment
+
     children = children_of(args)
     stopping = False
 
@@ -131,6 +134,7 @@ def run_cluster(args: argparse.Namespace) -> int:
                 process = child.process
                 if process is not None and process.poll() is not None:
                     log.warning("%s exited with %s", child.name, process.returncode)
+                    process_ended(process.pid)
                     child.kill_group()
                     stable = now - child.started_at > STABLE_SECONDS
                     child.restarts = 0 if stable else child.restarts + 1

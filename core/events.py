@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from openbell.core.grid import MarketSpec
 from openbell.core.types import OrderStatus, OrderType, Record, ResultCode, Side, TimeInForce
 
 
@@ -152,6 +153,24 @@ class BalanceChanged(Record, frozen=True):
     is the same when replay makes the event again (the history store's key)."""
 
 
+class Deposited(Record, frozen=True):
+    """A deposit credited (once per txn id), for the history's statements."""
+
+    user_id: str
+    asset: str
+    amount: int
+    """Minor units credited to `available`."""
+    txn_id: str
+    ts: int
+
+
+class MarketAdded(Record, frozen=True):
+    """A market added: its grid and fees, so the history can turn trades into amounts and fees."""
+
+    spec: MarketSpec
+    ts: int
+
+
 class DepthUpdated(Record, frozen=True):
     """Levels changed by updates `first_update_id`..`last_update_id`, as their totals after them."""
 
@@ -207,7 +226,17 @@ class KlineSnapshot(Record, frozen=True):
 OrderEvent: TypeAlias = (
     OrderAccepted | OrderRejected | OrderPartiallyFilled | OrderFilled | OrderCanceled | OrderExpired
 )
-Event = OrderEvent | CancelRejected | TradeExecuted | BalanceChanged | DepthUpdated | KlineSnapshot | Ticker
+Event = (
+    OrderEvent
+    | CancelRejected
+    | TradeExecuted
+    | BalanceChanged
+    | Deposited
+    | MarketAdded
+    | DepthUpdated
+    | KlineSnapshot
+    | Ticker
+)
 """Everything the engine publishes."""
 
 ORDER_EVENTS = (OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired)

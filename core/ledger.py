@@ -43,6 +43,23 @@ _ENDING = frozenset({OrderFilled, OrderExpired, OrderCanceled, OrderRejected})
 """Events after which an order holds nothing."""
 
 
+def trade_amounts(spec: MarketSpec, trade: TradeExecuted) -> tuple[int, int, int, int]:
+    """What a trade moves, in minor units: (quote the buyer pays, base the seller gives, the buyer's fee in base,
+    the seller's fee in quote). The buyer receives base - its fee, the seller quote - its fee; fees are basis
+    points of what each side receives, rounded down, maker or taker as the side was. Settlement and statements
+    both use this, so they cannot disagree."""
+    quantity = trade.quantity
+    quote = trade.price * quantity * spec.quote_units_per_tick_lot
+    base = quantity * spec.base_units_per_lot
+    if trade.taker_side is BUY:
+        buyer_bps, seller_bps = spec.taker_fee_bps, spec.maker_fee_bps
+    else:
+        buyer_bps, seller_bps = spec.maker_fee_bps, spec.taker_fee_bps
+    buyer_fee = base * buyer_bps // 10_000 if buyer_bps else 0
+    seller_fee = quote * seller_bps // 10_000 if seller_bps else 0
+    return quote, base, buyer_fee, seller_fee
+
+
 class Balance:
     """One user's funds in one asset. Hashes by identity, so a set of them tracks what changed."""
 
@@ -301,15 +318,12 @@ class Ledger:
         spec = self.markets[trade.market]
         per_lot = spec.quote_units_per_tick_lot
         quantity = trade.quantity
-        quote = trade.price * quantity * per_lot
-        base = quantity * spec.base_units_per_lot
+        quote, base, fee, seller_fee = trade_amounts(spec, trade)
         holds = self.holds
         if trade.taker_side is BUY:
-            buyer, buyer_bps = holds[trade.taker_order_id], spec.taker_fee_bps
-            seller, seller_bps = holds[trade.maker_order_id], spec.maker_fee_bps
+            buyer, seller = holds[trade.taker_order_id], holds[trade.maker_order_id]
         else:
-            buyer, buyer_bps = holds[trade.maker_order_id], spec.maker_fee_bps
-            seller, seller_bps = holds[trade.taker_order_id], spec.taker_fee_bps
+            buyer, seller = holds[trade.maker_order_id], holds[trade.taker_order_id]
         changed = self._changed
 
         # Buyer pays quote from its hold and receives base less its fee; a limit buy that paid less
@@ -325,7 +339,6 @@ class Ledger:
                 buyer.amount -= excess
                 paying.locked -= excess
                 paying.available += excess
-        fee = base * buyer_bps // 10_000 if buyer_bps else 0
         receiving = buyer.receive or self._receiving(buyer, spec.base.symbol)
         receiving.available += base - fee
         changed[paying] = None
@@ -336,7 +349,6 @@ class Ledger:
         seller.filled += quantity
         paying = seller.balance
         paying.locked -= base
-        seller_fee = quote * seller_bps // 10_000 if seller_bps else 0
         receiving = seller.receive or self._receiving(seller, spec.quote.symbol)
         receiving.available += quote - seller_fee
         changed[paying] = None

@@ -11,6 +11,9 @@ Invariants:
 - its state is a function of the batches and settlements it handled, in order (replay rebuilds it);
 - every order forwarded to a market is in `pending` until its settlement arrives; a failed settlement
   releases the order's hold, so no funds stay locked without an order;
+- a `BalanceChanged` carries the time of every command whose effect it includes: changes are drained whenever
+  the command time changes within a batch or a settlement, so a statement cut at any millisecond finds every
+  balance row on the same side of the cut as the deposits and trades that made it;
 - a request id (`command.request_id`, set when a command crossed Redis) is applied at most once: a
   command whose request id is among the newest `MAX_REMEMBERED_REQUESTS` is answered DUPLICATE_REQUEST
   with the seq it was applied as, and changes nothing.
@@ -35,7 +38,7 @@ from openbell.core.commands import (
     PlaceOrder,
     RevokeApiKey,
 )
-from openbell.core.events import TERMINAL_EVENTS, CancelRejected, Event, OrderRejected
+from openbell.core.events import TERMINAL_EVENTS, CancelRejected, Deposited, Event, MarketAdded, OrderRejected
 from openbell.core.grid import MarketSpec
 from openbell.core.ledger import Ledger
 from openbell.core.messages import (
@@ -144,7 +147,12 @@ class BalanceCore:
         to_markets: dict[str, list[MatchCommand]] = {}
         ledger = self.ledger
         requests = self.requests
+        current_ts = -1
         for command in batch.commands:
+            if command.ts != current_ts:
+                if current_ts >= 0:
+                    effects.events.extend(ledger.drain_changes(current_ts))
+                current_ts = command.ts
             request_id = getattr(command, "request_id", "")
             if request_id:
                 applied_as = requests.get(request_id)
@@ -170,7 +178,7 @@ class BalanceCore:
                     ledger.release(seq)
                 effects.replies.append(Reply(seq, ResultCode.ENGINE_ERROR, "internal error"))
         if batch.commands:
-            effects.events.extend(ledger.drain_changes(batch.commands[-1].ts))
+            effects.events.extend(ledger.drain_changes(current_ts))
             self.last_seq = max(self.last_seq, max(command.seq for command in batch.commands))
         for market, commands in to_markets.items():
             number = self.batches_sent.get(market, 0) + 1
@@ -203,6 +211,10 @@ class BalanceCore:
             self._forward(command, to_markets)
         elif isinstance(command, Deposit):
             code, credited = ledger.deposit(command.user_id, command.asset, command.amount, command.txn_id)
+            if credited:
+                effects.events.append(
+                    Deposited(command.user_id, command.asset, command.amount, command.txn_id, command.ts)
+                )
             message = "" if code is ResultCode.OK else _DEPOSIT_MESSAGES.get(code, code.name)
             effects.replies.append(Reply(command.seq, code, message, data=DepositResult(credited)))
         elif isinstance(command, GetBalances):
@@ -227,6 +239,10 @@ class BalanceCore:
         for outcome in settlement.outcomes:
             seq, events = outcome.seq, outcome.events
             command = self.pending.get(seq) if seq in failed else self.pending.pop(seq, None)
+            if command is not None and command.ts != last_ts:
+                if last_ts:
+                    effects.events.extend(ledger.drain_changes(last_ts))
+                last_ts = command.ts
             try:
                 ledger.settle(events)
                 if self._client_key_by_order:
@@ -242,8 +258,6 @@ class BalanceCore:
                 effects.replies.append(Reply(seq, first.code, first.reason, events))
             else:
                 effects.replies.append(Reply(seq, ResultCode.OK, "", events))
-            if command is not None:
-                last_ts = command.ts
         for seq in failed:
             command = self.pending.pop(seq, None)
             if isinstance(command, PlaceOrder):
@@ -373,6 +387,7 @@ class BalanceCore:
                 return
         ledger.add_market(spec)
         effects.new_markets.append(spec)
+        effects.events.append(MarketAdded(spec, command.ts))
         effects.replies.append(Reply(command.seq, ResultCode.OK, data=spec))
 
     def _api_keys(self, command: CreateApiKey | RevokeApiKey | GetApiKeys) -> Reply:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from openbell.core.types import Record
+from openbell.metrics import timed_fsync
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ class Journal:
         self._file.write(data)
         self._file.flush()
         if self.fsync:
-            os.fsync(self._file.fileno())
+            timed_fsync(os.fsync, self._file.fileno())
         self._segment_size += len(data)
         self.durable_lsn += records
         if self._segment_size >= self.segment_bytes:

@@ -72,27 +72,35 @@ def write_snapshot(directory: pathlib.Path, lsn: int, state: dict[str, Any]) -> 
 def load_newest(directory: pathlib.Path) -> dict[str, Any] | None:
     """The newest snapshot that parses, or None."""
     for lsn, path in reversed(snapshot_files(directory)):
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            log.warning("skipping unreadable snapshot %s: %s", path, error)
-            continue
-        if not data.startswith(FILE_HEADER):
-            if data.startswith(FILE_MAGIC) and len(data) >= len(FILE_HEADER):
-                (version,) = struct.unpack_from("<I", data, len(FILE_MAGIC))
-                raise SnapshotFormatError(path, f"of snapshot format {version}")
-            log.warning("skipping snapshot %s: no snapshot header", path)
-            continue
-        try:
-            state = msgspec.json.decode(memoryview(data)[len(FILE_HEADER) :])
-        except msgspec.DecodeError as error:
-            log.warning("skipping unreadable snapshot %s: %s", path, error)
-            continue
-        if not isinstance(state, dict) or state.get("lsn") != lsn or "balance" not in state or "markets" not in state:
-            log.warning("skipping incomplete snapshot %s", path)
-            continue
-        return state
+        state = load(path, lsn)
+        if state is not None:
+            return state
     return None
+
+
+def load(path: pathlib.Path, lsn: int) -> dict[str, Any] | None:
+    """The snapshot in `path` (named for record `lsn`), or None (with a warning) if it is unreadable or
+    incomplete. Raises SnapshotFormatError if it is of another format."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        log.warning("skipping unreadable snapshot %s: %s", path, error)
+        return None
+    if not data.startswith(FILE_HEADER):
+        if data.startswith(FILE_MAGIC) and len(data) >= len(FILE_HEADER):
+            (version,) = struct.unpack_from("<I", data, len(FILE_MAGIC))
+            raise SnapshotFormatError(path, f"of snapshot format {version}")
+        log.warning("skipping snapshot %s: no snapshot header", path)
+        return None
+    try:
+        state = msgspec.json.decode(memoryview(data)[len(FILE_HEADER) :])
+    except msgspec.DecodeError as error:
+        log.warning("skipping unreadable snapshot %s: %s", path, error)
+        return None
+    if not isinstance(state, dict) or state.get("lsn") != lsn or "balance" not in state or "markets" not in state:
+        log.warning("skipping incomplete snapshot %s", path)
+        return None
+    return state
 
 
 def prune(directory: pathlib.Path, keep: int) -> int | None:

@@ -8,6 +8,8 @@ Rows are the engine's events as they are, column for column:
   an order's current state is its newest row;
 - `balance_changes`: every `BalanceChanged` (user, asset, available, locked, ts, change_id); change_id
   orders them and keys them;
+- `deposits`: every `Deposited` (user, asset, amount, txn id, ts), primary key txn_id;
+- `markets`: every `MarketAdded` (symbol, the spec as JSON, ts), so trades can be turned into amounts and fees;
 - `history_meta`: the schema version (`SCHEMA_VERSION`); a database of another version is refused with
   `HistorySchemaError`, never misread.
 
@@ -30,8 +32,12 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from openbell.core.events import (
     BalanceChanged,
+    Deposited,
+    MarketAdded,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -41,8 +47,10 @@ from openbell.core.events import (
     TradeExecuted,
 )
 
-SCHEMA_VERSION = 2
-"""1: amounts in NUMERIC/BIGINT columns (failed for values of 2**63 and more). 2: amounts stored exactly."""
+SCHEMA_VERSION = 3
+"""1: amounts in NUMERIC/BIGINT columns (failed for values of 2**63 and more). 2: amounts stored exactly.
+3: `deposits` and `markets` added (a version 2 database gets them at start; deposits and markets from before
+that are not in it)."""
 
 
 class HistorySchemaError(RuntimeError):
@@ -69,16 +77,32 @@ def _schema(amount: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS balance_changes (
         user_id TEXT NOT NULL, asset TEXT NOT NULL, available {amount} NOT NULL, locked {amount} NOT NULL,
         ts BIGINT NOT NULL, change_id BIGINT PRIMARY KEY)""",
+        *_added_in_3(amount),
     ]
 
 
-_TABLES = ("trades", "orders", "order_events", "balance_changes")
+def _added_in_3(amount: str) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS deposits (
+        txn_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, asset TEXT NOT NULL, amount {amount} NOT NULL,
+        ts BIGINT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS deposits_user ON deposits (user_id, ts)",
+        "CREATE TABLE IF NOT EXISTS markets (symbol TEXT PRIMARY KEY, spec TEXT NOT NULL, ts BIGINT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS trades_maker_user ON trades (maker_user_id, ts)",
+        "CREATE INDEX IF NOT EXISTS trades_taker_user ON trades (taker_user_id, ts)",
+        "CREATE INDEX IF NOT EXISTS balance_changes_user ON balance_changes (user_id, asset, change_id)",
+    ]
+
+
+_TABLES = ("trades", "orders", "order_events", "balance_changes", "deposits", "markets")
 
 _INSERTS = {
     "trades": "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?)",
     "orders": "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
     "order_events": "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?,?)",
     "balance_changes": "INSERT OR IGNORE INTO balance_changes VALUES (?,?,?,?,?,?)",
+    "deposits": "INSERT OR IGNORE INTO deposits VALUES (?,?,?,?,?)",
+    "markets": "INSERT OR IGNORE INTO markets VALUES (?,?,?)",
 }
 
 
@@ -124,7 +148,7 @@ class HistoryStore:
         cur.execute(self._sql("SELECT value FROM history_meta WHERE name = ?"), ("schema_version",))
         row = cur.fetchone()
         if row is None:
-            existing = [table for table in _TABLES if self._has_table(cur, table)]
+            existing = [table for table in _TABLES[:4] if self._has_table(cur, table)]
             if existing:
                 raise HistorySchemaError(
                     f"history database {self._where()} holds tables of schema version 1 ({', '.join(existing)}); "
@@ -133,6 +157,10 @@ class HistoryStore:
             for statement in _schema("NUMERIC" if self.postgres else "TEXT"):
                 cur.execute(statement)
             cur.execute(self._sql("INSERT INTO history_meta VALUES (?, ?)"), ("schema_version", str(SCHEMA_VERSION)))
+        elif row[0] == "2":
+            for statement in _added_in_3("NUMERIC" if self.postgres else "TEXT"):
+                cur.execute(statement)
+            cur.execute(self._sql("UPDATE history_meta SET value = ? WHERE name = ?"), (str(SCHEMA_VERSION), "schema_version"))
         elif row[0] != str(SCHEMA_VERSION):
             raise HistorySchemaError(
                 f"history database {self._where()} has schema version {row[0]}; this openbell writes version "
@@ -174,6 +202,8 @@ class HistoryStore:
         orders: list[Any] = []
         changes: list[Any] = []
         balances: list[Any] = []
+        deposits: list[Any] = []
+        markets: list[Any] = []
         for event in events:
             kind = type(event)
             e: Any = event
@@ -194,6 +224,10 @@ class HistoryStore:
                 )
             elif kind is BalanceChanged:
                 balances.append((e.user_id, e.asset, amount(e.available), amount(e.locked), e.ts, e.change_id))
+            elif kind is Deposited:
+                deposits.append((e.txn_id, e.user_id, e.asset, amount(e.amount), e.ts))
+            elif kind is MarketAdded:
+                markets.append((e.spec.symbol, msgspec.json.encode(e.spec).decode(), e.ts))
             elif kind is OrderAccepted:
                 orders.append(
                     (
@@ -249,6 +283,8 @@ class HistoryStore:
                     ("orders", orders),
                     ("order_events", changes),
                     ("balance_changes", balances),
+                    ("deposits", deposits),
+                    ("markets", markets),
                 ):
                     if rows:
                         cur.executemany(self._sql(_INSERTS[table]), rows)
@@ -289,6 +325,60 @@ class HistoryStore:
             "WHERE market = ? AND ts >= ? AND ts < ? ORDER BY trade_id DESC LIMIT ?",
             (market, start_ms, end_ms, limit),
         )
+
+    # ----------------------------------------------------------------- statements
+    def balances_before(self, user_id: str, ts: int) -> dict[str, tuple[int, int]]:
+        """Per asset, the user's (available, locked) as the last balance change before `ts` left them."""
+        last = self._read(
+            "SELECT asset, MAX(change_id) FROM balance_changes WHERE user_id = ? AND ts < ? GROUP BY asset",
+            (user_id, ts),
+        )
+        out: dict[str, tuple[int, int]] = {}
+        for asset, change_id in last:
+            rows = self._read("SELECT available, locked FROM balance_changes WHERE change_id = ?", (change_id,))
+            out[asset] = (read_amount(rows[0][0]), read_amount(rows[0][1]))
+        return out
+
+    def deposits(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[str, str, int, int]]:
+        """(txn_id, asset, amount, ts) of the user's deposits in [start, end), oldest first."""
+        rows = self._read(
+            "SELECT txn_id, asset, amount, ts FROM deposits WHERE user_id = ? AND ts >= ? AND ts < ? "
+            "ORDER BY ts, txn_id",
+            (user_id, start_ms, end_ms),
+        )
+        return [(txn, asset, read_amount(amount), int(ts)) for txn, asset, amount, ts in rows]
+
+    def user_trades(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+        """(market, trade_id, price, quantity, taker_side, maker_order_id, maker_user_id, taker_order_id,
+        taker_user_id, ts) of the trades the user was a side of in [start, end), oldest first."""
+        return self._read(
+            "SELECT market, trade_id, price, quantity, taker_side, maker_order_id, maker_user_id, taker_order_id, "
+            "taker_user_id, ts FROM trades WHERE (maker_user_id = ? OR taker_user_id = ?) AND ts >= ? AND ts < ? "
+            "ORDER BY ts, market, trade_id",
+            (user_id, user_id, start_ms, end_ms),
+        )
+
+    def user_orders(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+        """(market, order_id, side, order_type, time_in_force, price, quantity, quote_quantity, client_order_id,
+        ts) of the orders the user placed (and the engine accepted) in [start, end), oldest first."""
+        return self._read(
+            "SELECT market, order_id, side, order_type, time_in_force, price, quantity, quote_quantity, "
+            "client_order_id, ts FROM orders WHERE user_id = ? AND ts >= ? AND ts < ? ORDER BY ts, order_id",
+            (user_id, start_ms, end_ms),
+        )
+
+    def user_order_events(self, user_id: str, start_ms: int, end_ms: int) -> list[tuple[Any, ...]]:
+        """(order_id, market, status, filled, remaining, reason, ts) of every state change of the user's orders
+        in [start, end)."""
+        return self._read(
+            "SELECT order_id, market, status, filled, remaining, reason, ts FROM order_events "
+            "WHERE user_id = ? AND ts >= ? AND ts < ? ORDER BY ts, order_id",
+            (user_id, start_ms, end_ms),
+        )
+
+    def market_specs(self) -> dict[str, str]:
+        """Symbol -> the market's spec as JSON (msgspec), for every market listed."""
+        return {symbol: spec for symbol, spec in self._read("SELECT symbol, spec FROM markets", ())}
 
     def klines(
         self, market: str, interval: int, origin: int, start: int, end: int, limit: int

@@ -29,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from openbell import metrics
 from openbell.history.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,11 @@ class HistoryWriter:
             with self._cond:
                 self._in_progress = 0
                 self._cond.notify_all()
+            if metrics.enabled:
+                metrics.HISTORY_BACKLOG.set(self.backlog)
+                newest = getattr(batch[-1], "ts", None)
+                if isinstance(newest, int):
+                    metrics.HISTORY_LAG.set(max(0.0, time.time() - newest / 1000))
 
     def _store(self, events: list[object]) -> None:
         """Store `events`; set aside the ones the database refuses. Raises only while it is unavailable."""

@@ -49,6 +49,7 @@ from openbell.edge.client import EngineClient, EngineError, EngineTimeout, Engin
 from openbell.edge.errors import ApiError
 from openbell.edge.identity import USER_ID, resolve_user
 from openbell.http import render
+from openbell.http.observe import install_metrics
 from openbell.http.parse import (
     TXN_ID,
     bad,
@@ -545,6 +546,7 @@ def create_app(
     app.error_handler.add(Exception, error_response)
     app.register_listener(_read_every_body, "before_server_start")
     install_web(app, public_ws_url=public_ws_url, auth="dev" if authenticator.dev else "keys")
+    install_metrics(app)
     if websocket:
         from openbell.ws.server import install_websocket
 

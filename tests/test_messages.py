@@ -59,6 +59,8 @@ PINNED: dict[str, tuple[str, ...]] = {
     "OrderCanceled": ("market", "order_id", "user_id", "filled_quantity", "remaining_quantity", "ts"),
     "OrderExpired": ("market", "order_id", "user_id", "filled_quantity", "remaining_quantity", "reason", "ts"),
     "BalanceChanged": ("user_id", "asset", "available", "locked", "ts", "change_id"),
+    "Deposited": ("user_id", "asset", "amount", "txn_id", "ts"),
+    "MarketAdded": ("spec", "ts"),
     "DepthUpdated": ("market", "first_update_id", "last_update_id", "bids", "asks", "ts"),
     "Ticker": ("market", "first_price", "last_price", "high", "low", "volume", "quote_volume", "trades",
                "window_start", "window_end"),

@@ -6,10 +6,10 @@ import argparse
 
 import pytest
 
-from openbell.options import MODES, build_parser, engine_argv
+from openbell.options import MODES, TOOLS, build_parser, engine_argv
 
 
-@pytest.mark.parametrize("mode", [None, *MODES])
+@pytest.mark.parametrize("mode", [None, *MODES, *TOOLS])
 def test_every_option_of_every_mode_has_a_help_line(mode: str | None) -> None:
     parser = build_parser(mode)
 

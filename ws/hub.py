@@ -33,6 +33,7 @@ from typing import Any
 
 import ujson
 
+from openbell import metrics
 from openbell.core.events import DepthUpdated
 from openbell.edge.client import EngineClient
 from openbell.ws.connection import Connection, text_frame
@@ -91,15 +92,20 @@ class Hub:
 
     # ----------------------------------------------------------------- connections
     def add(self, connection: Connection) -> None:
-        self.connections.add(connection)
+        if connection not in self.connections:
+            self.connections.add(connection)
+            metrics.WS_CONNECTIONS.inc()
 
     def remove(self, connection: Connection) -> None:
-        self.connections.discard(connection)
+        if connection in self.connections:
+            self.connections.discard(connection)
+            metrics.WS_CONNECTIONS.dec()
         self._move(connection, frozenset())
 
     def on_overflow(self, connection: Connection) -> None:
         """Called while fanning out: the connection is failed; forget it once the loop is free."""
         self.overflows += 1
+        metrics.WS_SLOW_DROPPED.inc()
         log.info("websocket send queue overflow: closed a connection of user %s", connection.user)
         asyncio.get_running_loop().call_soon(self.remove, connection)
 
@@ -127,6 +133,8 @@ class Hub:
         old = connection.audience
         if old is not None and old.streams == streams:
             return
+        if len(streams) != len(connection.streams):
+            metrics.WS_SUBSCRIPTIONS.inc(len(streams) - len(connection.streams))
         if old is not None:
             del old.members[connection]
             if not old.members:
