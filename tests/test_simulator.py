@@ -267,3 +267,15 @@ def test_without_fill_streams_a_takers_fill_is_the_fill_of_the_oldest_resting_qu
     fourth = resting.met("sell", 99, 1)  # the cancelled bid is gone
 
     assert (first, second, third, fourth) == (("m0", "1"), ("m1", "2"), None, None)
+
+
+def test_an_order_whose_fills_do_not_add_up_to_what_the_api_said_it_executed_is_reported() -> None:
+    grid = Grid.from_api({"symbol": "TATA_INR", "base": "TATA", "quote": "INR", "tickSize": "0.01", "lotSize": "1",
+                          "baseDecimals": 2, "quoteDecimals": 2})
+    ledger = Ledger({"TATA_INR": grid})
+    ledger.executed.update({"7": 5, "8": 0, "9": 2})
+    ledger.add_fill("u", {"s": "TATA_INR", "t": "1", "i": "7", "S": "buy", "p": "100.00", "q": "3", "m": True})
+    ledger.add_fill("u", {"s": "TATA_INR", "t": "2", "i": "7", "S": "buy", "p": "100.00", "q": "2", "m": True})
+    ledger.add_fill("u", {"s": "TATA_INR", "t": "3", "i": "9", "S": "sell", "p": "100.00", "q": "1", "m": False})
+
+    assert ledger.uncovered() == ["9"]
