@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run demo test lint bench clean
 
 $(BIN)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,18 @@ $(BIN)/.installed: pyproject.toml
 
 run: $(BIN)/.runtime
 	$(BIN)/python run.py $(ARGS)
+
+# `make demo`: the exchange (in memory, in --dev mode: sign in on the page with any user id) and the market
+# simulator together; open http://127.0.0.1:8000/ and the book moves. Ctrl-C stops the simulator (it cancels its
+# orders and checks its users' balances), then the exchange (started in a session of its own where setsid exists,
+# so that Ctrl-C reaches the simulator first).
+DEMO_PORT ?= 8000
+demo: $(BIN)/.runtime
+	@$$(command -v setsid) $(BIN)/python run.py --dev --in-memory --port $(DEMO_PORT) --log-level warning & server=$$!; \
+	trap 'kill $$server 2>/dev/null; wait $$server' EXIT; \
+	echo "exchange starting on http://127.0.0.1:$(DEMO_PORT)/ (the web page); Ctrl-C stops the demo"; \
+	$(BIN)/python run.py simulate --url http://127.0.0.1:$(DEMO_PORT) --wait 30 --duration 0 --rate 40 \
+		--makers 3 --takers 4 $(ARGS)
 
 # mypy checks the package as `openbell` (what the repository root is imported as), through a symlink in .venv:
 # checked by directory, imports of `openbell.*` would not resolve and would pass unchecked as Any.

@@ -3,6 +3,7 @@
 No mode word: the embedded exchange (engine, REST and WebSocket in one process). `engine`, `balance`,
 `markets`, `api`, `ws`, `cluster`: the Redis-fed deployment (`openbell.cluster.modes`). `inspect`: what a
 data directory holds. `replay`, `statement`: the venue after a given command, a user's account statement.
+`simulate`: traders on a running exchange (`openbell.simulator`).
 Every option is defined in `openbell.options`.
 """
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = argv[0] if argv and argv[0] in MODES else None
     args = build_parser(mode).parse_args(argv[1:] if mode else argv)
     configure_logging(args.log_level, mode)
+    if mode == "simulate":  # a client: no metrics of its own
+        return run_simulator(args)
     prepare_metrics(args.no_metrics)
     try:
         if mode is None:
@@ -47,6 +50,36 @@ def main(argv: list[str] | None = None) -> int:
         return int(modes.run(mode, args))
     except (StartupFailure, OptionError) as failure:
         print(f"openbell: cannot start: {failure}", file=sys.stderr)
+        return 2
+
+
+def run_simulator(args: argparse.Namespace) -> int:
+    from openbell.simulator.runner import Options, main
+    from openbell.simulator.session import SimulatorError
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    named = args.markets.split(",") if args.markets else []
+    markets = list(dict.fromkeys(name.strip() for name in named if name.strip())) or None
+    options = Options(
+        url=args.url,
+        ws_url=args.ws_url,
+        markets=markets,
+        makers=args.makers,
+        takers=args.takers,
+        rate=args.rate,
+        duration=args.duration,
+        steps=args.steps,
+        seed=args.seed,
+        concurrency=max(1, args.concurrency),
+        admin_token=args.admin_token,
+        record=args.record,
+        progress=args.progress,
+        wait=args.wait,
+    )
+    try:
+        return main(options)
+    except SimulatorError as failure:
+        print(f"openbell simulate: {failure}", file=sys.stderr)
         return 2
 
 

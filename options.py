@@ -20,7 +20,7 @@ from typing import Any
 DEFAULT_MARKETS = "TATA_INR:0.01:1"
 DEFAULT_ASSETS = "TATA:2,INR:2"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
-MODES = ("engine", "balance", "markets", "api", "ws", "cluster")
+MODES = ("engine", "balance", "markets", "api", "ws", "cluster", "simulate")
 TOOLS = ("replay", "statement")
 """Operator tools: they read a data directory or the history database and serve nothing."""
 
@@ -42,6 +42,10 @@ DESCRIPTIONS = {
     "together; Ctrl-C or SIGTERM stops them all. The API listens on --api-port, the WebSocket streams on "
     "--ws-port (ws://HOST:WS_PORT/ws). With --market-shards N, a balance process and N market shards run "
     "instead of the one engine process.",
+    "simulate": "A market simulator against a running exchange, through its public API: funds its own users, then "
+    "makers quote post-only ladders around a random-walk mid (skewed by inventory, cancelled and replaced as the mid "
+    "moves) and takers send market and IOC orders in bursts. Prints a progress line and a summary, and at the end "
+    "checks that its users hold exactly their deposits plus their fills less fees (exit 1 if not, or on any 5xx).",
     "replay": "The venue as it was just after command --at SEQ (books, balances, open orders as JSON), rebuilt "
     "from the snapshot before it and the journal; --verify replays the whole journal and checks conservation of "
     "funds at every snapshot. Reads the data directory without changing it (a running server may hold it). "
@@ -56,6 +60,9 @@ def build_parser(mode: str | None) -> argparse.ArgumentParser:
     prog = "python run.py" + (f" {mode}" if mode else "")
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTIONS[mode])
     add_logging(parser)
+    if mode == "simulate":
+        add_simulate(parser)
+        return parser
     if mode == "replay":
         add_replay(parser)
         return parser
@@ -298,6 +305,91 @@ def add_cluster(parser: argparse.ArgumentParser) -> None:
         "engine process; their data directories are DATA_DIR/balance and DATA_DIR/markets-K (default 0: one engine)",
     )
     group.add_argument("--access-log", action="store_true", help="the API workers log every request (default off)")
+
+
+def add_simulate(parser: argparse.ArgumentParser) -> None:
+    def positive(kind: type) -> Any:
+        def parse(text: str) -> Any:
+            value = kind(text)
+            if value < 0:
+                raise argparse.ArgumentTypeError(f"{text} is negative")
+            return value
+
+        return parse
+
+    group = parser.add_argument_group("simulation")
+    group.add_argument(
+        "--url",
+        default=os.environ.get("OPENBELL_URL", "http://127.0.0.1:8000"),
+        help="the exchange's REST address (default %(default)s); an address that does not answer is refused",
+    )
+    group.add_argument(
+        "--ws-url",
+        default=None,
+        help="its WebSocket endpoint, where the users' fills are read (default: where the exchange's "
+        "/api/v1/config sends the web page, else /ws on --url)",
+    )
+    group.add_argument(
+        "--markets",
+        default=None,
+        help="comma-separated markets to trade, such as TATA_INR,INFY_INR (default: every market of the exchange)",
+    )
+    group.add_argument("--makers", type=positive(int), default=4, help="market makers per market (default 4)")
+    group.add_argument("--takers", type=positive(int), default=8, help="takers per market (default 8)")
+    group.add_argument(
+        "--rate",
+        type=positive(float),
+        default=200.0,
+        help="orders and cancels per second at most, all markets together; 0 for no limit (default 200)",
+    )
+    group.add_argument(
+        "--duration",
+        type=positive(float),
+        default=60.0,
+        help="seconds to trade before the final check; 0 to trade until Ctrl-C (default 60)",
+    )
+    group.add_argument(
+        "--steps",
+        type=positive(int),
+        default=None,
+        help="stop each market after this many steps of its loop (default: --duration decides); with a fixed "
+        "count the same --seed sends the same requests",
+    )
+    group.add_argument(
+        "--seed", type=int, default=1, help="seed of every random choice: walks, quotes, bursts, sizes (default 1)"
+    )
+    group.add_argument(
+        "--concurrency",
+        type=positive(int),
+        default=1,
+        help="traders of a market acting at once, each with one request in flight (default 1: one request at a "
+        "time per market, which keeps a run reproducible; more for load)",
+    )
+    group.add_argument(
+        "--admin-token",
+        default=os.environ.get("OPENBELL_ADMIN_TOKEN"),
+        help="the operator's token, when the exchange has API keys: the simulator then makes its users' keys "
+        "through /admin/keys and signs their requests (default: none; the requests name their user)",
+    )
+    group.add_argument(
+        "--record",
+        default=None,
+        metavar="FILE",
+        help="write every request to FILE, market by market, with the run id and the exchange's order ids "
+        "replaced by names (two runs with the same seed and --steps write the same file)",
+    )
+    group.add_argument(
+        "--progress",
+        type=positive(float),
+        default=1.0,
+        help="seconds between progress lines; 0 for none (default 1)",
+    )
+    group.add_argument(
+        "--wait",
+        type=positive(float),
+        default=0.0,
+        help="seconds to wait for the exchange to answer before giving up (default 0: refuse at once)",
+    )
 
 
 def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:

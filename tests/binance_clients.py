@@ -15,7 +15,6 @@ import ccxt
 import ccxt.pro
 from conftest import ADMIN_TOKEN, create_key
 
-
 _keys: dict[tuple[str, str], tuple[str, str]] = {}
 
 
