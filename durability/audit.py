@@ -324,8 +324,9 @@ def problems_of(balance: BalanceCore, markets: dict[str, MarketCore] | None) -> 
             problems.append(f"{symbol}: {error}")
     if markets is not None and not balance.pending:
         resting = {order.order_id for core in markets.values() for order in core.book.orders()}
-        if resting != set(balance.ledger.holds):
-            problems.append("open orders on the books differ from the holds in the ledger")
+        waiting = {stop.seq for core in markets.values() for stop in core.book.stops.orders()}
+        if resting | waiting != set(balance.ledger.holds):
+            problems.append("open orders on the books (and waiting stops) differ from the holds in the ledger")
     return problems
 
 
@@ -453,6 +454,7 @@ def render(venue: VenueAt) -> dict[str, Any]:
                 "asks": [[spec.format_price(p), spec.format_quantity(q)] for p, q in asks],
                 "lastTradeId": book.next_trade_id - 1,
                 "lastUpdateId": book.update_id,
+                "waitingStops": len(book.stops),
             }
         out["markets"] = books
     else:

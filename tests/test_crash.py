@@ -534,7 +534,7 @@ def test_waiting_stops_survive_a_kill_9_in_the_snapshot_and_the_journal_and_trig
     args = ("--data-dir", str(data_dir), "--snapshot-every", "6", "--keep-snapshots", "2")
     first = start_server(tmp_path, *args, ready_timeout=60.0)
     servers.append(first)
-    with httpx.Client(base_url=first.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=first.api, timeout=REQUEST_TIMEOUT, auth=first.auth) as client:
         for user, asset, amount in (("s-alice", "TATA", "10"), ("s-bob", "INR", "10000"), ("s-carol", "TATA", "10")):
             deposit = {"user_id": user, "asset": asset, "amount": amount, "txnId": f"fund-{user}"}
             assert client.post("/onramp", json=deposit).status_code == 200
@@ -565,7 +565,7 @@ def test_waiting_stops_survive_a_kill_9_in_the_snapshot_and_the_journal_and_trig
 
     second = start_server(tmp_path, *args, ready_timeout=60.0)
     servers.append(second)
-    with httpx.Client(base_url=second.api, timeout=REQUEST_TIMEOUT) as client:
+    with httpx.Client(base_url=second.api, timeout=REQUEST_TIMEOUT, auth=second.auth) as client:
         after = client.get("/order/open", params={"user_id": "s-alice"}).json()
         for side, user in (("sell", "s-carol"), ("buy", "s-dave")):  # a trade at 95.00 triggers both
             order = {"market": MARKET, "side": side, "price": "95", "quantity": "1", "user_id": user}

@@ -601,6 +601,7 @@ def test_a_locked_database_slows_no_order_and_the_writer_catches_up_losing_nothi
     engines.append(engine)
     fund_traders(engine)
     trade_rounds(engine, 5, 10_000)
+    wait_for(lambda: len(trades_of(run.events)) == 5, "the engine to publish 5 trades")
     assert writer.flush(WAIT)
     stored_before = db_trades(history_url)
     assert len(stored_before) == 5
@@ -638,6 +639,7 @@ def test_the_writer_connects_again_when_postgresql_drops_its_connection(engines:
         engines.append(engine)
         fund_traders(engine)
         trade_rounds(engine, 3, 10_000)
+        wait_for(lambda: len(trades_of(run.events)) == 3, "the engine to publish 3 trades")
         assert writer.flush(WAIT)
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5) as admin:
@@ -648,6 +650,7 @@ def test_the_writer_connects_again_when_postgresql_drops_its_connection(engines:
 
         # Act
         trade_rounds(engine, 3, 10_100)
+        wait_for(lambda: len(trades_of(run.events)) == 6, "the engine to publish 6 trades")
 
         # Assert
         assert writer.flush(WAIT), f"the writer did not catch up: backlog {writer.backlog}, failures {writer.failures}"
@@ -694,6 +697,8 @@ def test_after_a_crash_with_events_unwritten_replay_stores_every_trade_exactly_o
     engines.append(engine)
     fund_traders(engine)
     trade_rounds(engine, 6, 10_000)
+    # a reply can overtake its market's trade events on their way to the bus: wait for all six, then flush
+    wait_for(lambda: len(trades_of(run.events)) == 6, "the engine to publish 6 trades")
     assert crashed_writer.flush(WAIT)
     stored_before_crash = db_trades(url)
     lock = DatabaseLock(url)

@@ -198,7 +198,7 @@ def test_names_are_taken_in_either_case_and_symbol_names_the_market_too(
         ({"quoteQuantity": "10"}, INVALID_ORDER),
         ({"type": "market"}, INVALID_PRICE),
         ({"type": "market", "price": ..., "quantity": ...}, INVALID_QUANTITY),
-        ({"type": "market", "price": ..., "quantity": ..., "side": "sell", "quoteQuantity": "10"}, INVALID_ORDER),
+        ({"type": "market", "price": ..., "side": "sell", "quoteQuantity": "10"}, INVALID_ORDER),  # both sizes
         ({"type": "market", "price": ..., "postOnly": True}, INVALID_ORDER),
         ({"type": "market", "price": ..., "quantity": ..., "quoteQuantity": "0.001"}, INVALID_AMOUNT),
     ],
