@@ -35,7 +35,9 @@ INTEGER = re.compile(r"^[0-9]{1,19}\Z")
 
 INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
 WOULD_TAKE = "Order would immediately match and take."
-WOULD_TRIGGER = "Order would immediately trigger."
+WOULD_TRIGGER = "Order would trigger immediately."
+"""Binance Spot's words (-2010) for a stop whose stop price the last price has already reached; ccxt reads them
+as OrderImmediatelyFillable (Binance's futures say -2021 "Order would immediately trigger.")."""
 UNKNOWN_ORDER_SENT = "Unknown order sent."
 ORDER_DOES_NOT_EXIST = "Order does not exist."
 
