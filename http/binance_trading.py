@@ -4,8 +4,9 @@ Each handler learns its user from `signed`, which checks what a signed request c
 `binance_identity.acting_user`, the one place that knows who acts. Order types: LIMIT (GTC, IOC, FOK), MARKET
 (by `quantity`, or by `quoteOrderQty` on either side), LIMIT_MAKER (post-only), and the stop and take-profit
 types with their `stopPrice`: STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT as a limit order, STOP_LOSS and TAKE_PROFIT
-as a market order (a buy names its quote budget, `quoteOrderQty`, which is held while it waits). An order's past (`GET order` once it ended, `allOrders`,
-`myTrades`) comes from the history database; a server without one answers those with -1020 (404).
+as a market order (a buy names its quote budget, `quoteOrderQty`, which is held while it waits). An order's
+past (`GET order` once it ended, `allOrders`, `myTrades`) comes from the history database; a server without one
+answers those with -1020 (404).
 """
 
 from __future__ import annotations
