@@ -425,6 +425,26 @@ def test_a_stop_market_buy_by_quantity_alone_is_refused_for_want_of_a_quote_budg
     assert used(holder, "INR") == Decimal("500")
 
 
+def test_a_halted_market_refuses_new_stops_and_still_cancels_a_waiting_one(venue: Venue) -> None:
+    holder = venue.client("holder", base="10")
+    waiting = holder.create_order(venue.symbol, "TAKE_PROFIT_LIMIT", "sell", 1, 120, {"stopPrice": 119})
+    market = venue.symbol.replace("/", "_")
+    request = urllib.request.Request(
+        f"{venue.base_url}/api/v1/admin/markets/{market}/halt",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    with pytest.raises(ccxt.MarketClosed):
+        holder.create_order(venue.symbol, "STOP_LOSS_LIMIT", "sell", 1, 90, {"stopPrice": 91})
+    canceled = holder.cancel_order(waiting["id"], venue.symbol)
+
+    assert (canceled["status"], canceled["info"]["type"]) == ("canceled", "TAKE_PROFIT_LIMIT")
+    assert holder.fetch_open_orders(venue.symbol) == [] and free(holder, venue.base) == Decimal("10")
+
+
 def test_orders_are_found_by_client_order_id_and_listed_with_their_history(venue: Venue) -> None:
     seller = venue.client("seller", base="10")
     buyer = venue.client("buyer", inr="1000")
