@@ -391,7 +391,17 @@ class BalanceCore:
         if h is None:
             return None
         view = OpenOrderView(
-            h.order_id, h.market, h.side, h.order_type, h.price, h.quantity, h.filled, h.ts, h.client_order_id
+            h.order_id,
+            h.market,
+            h.side,
+            h.order_type,
+            h.price,
+            h.quantity,
+            h.filled,
+            h.ts,
+            h.client_order_id,
+            h.stop_price,
+            h.triggered,
         )
         return OpenOrders((view,))
 

@@ -1,14 +1,23 @@
-"""What the Binance API's REST and WebSocket edges share: a market's Binance symbol and a percent change."""
+"""What the Binance API's REST and WebSocket edges share: a market's Binance symbol, an order type's Binance
+name, a percent change and a fill's commission."""
 
 from __future__ import annotations
 
 from openbell.core.grid import MarketSpec
-from openbell.core.types import Side
+from openbell.core.types import OrderType, Side
 
 
 def binance_symbol(spec: MarketSpec) -> str:
     """`TATAINR` for TATA_INR: the base and quote joined, as Binance names symbols."""
     return spec.base.symbol + spec.quote.symbol
+
+
+def binance_type(order_type: OrderType, post_only: bool = False) -> str:
+    """Binance's name of an order type: `LIMIT_MAKER` for a post-only limit, else the type's own name in capitals
+    (`MARKET`, `STOP_LOSS_LIMIT`...); a triggered stop keeps its type."""
+    if order_type is OrderType.LIMIT and post_only:
+        return "LIMIT_MAKER"
+    return order_type.value.upper()
 
 
 def percent_change(change: int, base: int) -> str:

@@ -35,6 +35,9 @@ INTEGER = re.compile(r"^[0-9]{1,19}\Z")
 
 INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
 WOULD_TAKE = "Order would immediately match and take."
+WOULD_TRIGGER = "Order would trigger immediately."
+"""Binance Spot's words (-2010) for a stop whose stop price the last price has already reached; ccxt reads them
+as OrderImmediatelyFillable (Binance's futures say -2021 "Order would immediately trigger.")."""
 UNKNOWN_ORDER_SENT = "Unknown order sent."
 ORDER_DOES_NOT_EXIST = "Order does not exist."
 
@@ -111,7 +114,7 @@ _BY_RESULT: dict[str, tuple[int, int, str | None]] = {
     # market status and stops
     "MARKET_HALTED": (-2010, 400, "Market is closed."),
     "MARKET_CANCEL_ONLY": (-2010, 400, "Market is closed (cancel only)."),
-    "STOP_WOULD_TRIGGER": (-2010, 400, "Stop price would trigger immediately."),
+    "STOP_WOULD_TRIGGER": (-2010, 400, WOULD_TRIGGER),
 }
 
 

@@ -15,9 +15,9 @@ from openbell.core.grid import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS, Asset, Market
 from openbell.core.messages import Depth
 from openbell.core.summary import OpenOrderView, OrderRecord, OrderSummary
 from openbell.core.types import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
-from openbell.edge.binance import binance_symbol, commission, percent_change
+from openbell.edge.binance import binance_symbol, binance_type, commission, percent_change
 
-ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET"]
+ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
 RATE_LIMITS: list[dict[str, Any]] = []
 """What `exchangeInfo.rateLimits` describes: none are enforced by this API yet (they come with accounts)."""
 
@@ -225,12 +225,6 @@ def account(
     }
 
 
-def binance_type(order_type: OrderType, post_only: bool = False) -> str:
-    if order_type is OrderType.MARKET:
-        return "MARKET"
-    return "LIMIT_MAKER" if post_only else "LIMIT"
-
-
 def new_order(
     spec: MarketSpec,
     summary: OrderSummary,
@@ -245,8 +239,11 @@ def new_order(
     quantity: int | None,
     quote_quantity: int | None,
     transact_time: int,
+    stop_price: int | None = None,
 ) -> dict[str, Any]:
-    """The answer to `POST /api/v3/order` in the shape `newOrderRespType` asks for (ACK, RESULT or FULL)."""
+    """The answer to `POST /api/v3/order` in the shape `newOrderRespType` asks for (ACK, RESULT or FULL). A stop
+    or take-profit order also says its `stopPrice`; one still waiting (status NEW, no fills) is not working yet
+    (`workingTime` -1), as on Binance."""
     out: dict[str, Any] = {
         "symbol": binance_symbol(spec),
         "orderId": summary.order_id,
@@ -273,6 +270,10 @@ def new_order(
             "selfTradePreventionMode": "EXPIRE_MAKER",
         }
     )
+    if stop_price is not None:
+        out["stopPrice"] = spec.format_price(stop_price)
+        if summary.status is OrderStatus.NEW and not summary.fills:
+            out["workingTime"] = -1
     if response_type == "FULL":
         fills = []
         for p, lots, trade_id in summary.fills:
@@ -291,8 +292,11 @@ def new_order(
 
 
 def open_order(spec: MarketSpec, order: OpenOrderView, executed_quote: int | None) -> dict[str, Any]:
-    """An open order (from the engine) as `GET openOrders`/`GET order` show it."""
+    """An open order (from the engine) as `GET openOrders`/`GET order` show it. A stop or take-profit order
+    waiting for its stop price is NEW and not working (`isWorking` false, `workingTime` -1); once triggered it
+    goes on as the order it became, keeping its type and `stopPrice`."""
     fp, fq = spec.format_price, spec.format_quantity
+    waiting = order.stop_price is not None and not order.triggered
     return {
         "symbol": binance_symbol(spec),
         "orderId": order.order_id,
@@ -306,24 +310,27 @@ def open_order(spec: MarketSpec, order: OpenOrderView, executed_quote: int | Non
         "timeInForce": "GTC",
         "type": binance_type(order.order_type),
         "side": order.side.value.upper(),
-        "stopPrice": fp(0),
+        "stopPrice": fp(order.stop_price or 0),
         "icebergQty": fq(0),
         "time": order.ts,
         "updateTime": order.ts,
-        "isWorking": True,
-        "workingTime": order.ts,
+        "isWorking": not waiting,
+        "workingTime": -1 if waiting else order.ts,
         "origQuoteOrderQty": spec.quote.format_amount(0),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
 
 
-def order_record(spec: MarketSpec, order: OrderRecord) -> dict[str, Any]:
-    """An order from the history database as `GET order`/`GET allOrders` show it."""
+def order_record(spec: MarketSpec, order: OrderRecord, opened: OpenOrderView | None = None) -> dict[str, Any]:
+    """An order from the history database as `GET order`/`GET allOrders` show it. The history database does not
+    keep a stop's stop price: a stop or take-profit order still open says it (and whether it waits) from the
+    engine's view of it, `opened`; an ended one leaves `stopPrice` out."""
     fp, fq = spec.format_price, spec.format_quantity
+    waiting = opened is not None and opened.stop_price is not None and not opened.triggered
     # A market order by quote asked for no quantity (a sell's recorded quantity is only what it could sell).
     by_quote = order.quote_quantity is not None and (order.quantity is None or order.side is Side.SELL)
     original = order.filled if by_quote or order.quantity is None else order.quantity
-    return {
+    out: dict[str, Any] = {
         "symbol": binance_symbol(spec),
         "orderId": order.order_id,
         "orderListId": -1,
@@ -340,11 +347,17 @@ def order_record(spec: MarketSpec, order: OrderRecord) -> dict[str, Any]:
         "icebergQty": fq(0),
         "time": order.ts,
         "updateTime": order.updated,
-        "isWorking": order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED),
-        "workingTime": order.ts,
+        "isWorking": order.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and not waiting,
+        "workingTime": -1 if waiting else order.ts,
         "origQuoteOrderQty": spec.quote.format_amount(order.quote_quantity or 0),
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
+    if order.order_type.is_stop:
+        if opened is not None and opened.stop_price is not None:
+            out["stopPrice"] = fp(opened.stop_price)
+        else:
+            del out["stopPrice"]
+    return out
 
 
 def my_trades(spec: MarketSpec, user_id: str, trades: Iterable[TradeExecuted]) -> list[dict[str, Any]]:

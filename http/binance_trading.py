@@ -2,9 +2,11 @@
 
 Each handler learns its user from `signed`, which checks what a signed request carries and asks
 `binance_identity.acting_user`, the one place that knows who acts. Order types: LIMIT (GTC, IOC, FOK), MARKET
-(by `quantity`, or by `quoteOrderQty` on either side), LIMIT_MAKER (post-only); stop and take-profit types are
-refused with -1116 until the engine has them. An order's past (`GET order` once it ended, `allOrders`,
-`myTrades`) comes from the history database; a server without one answers those with -1020 (404).
+(by `quantity`, or by `quoteOrderQty` on either side), LIMIT_MAKER (post-only), and the stop and take-profit
+types with their `stopPrice`: STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT as a limit order, STOP_LOSS and TAKE_PROFIT
+as a market order (a buy names its quote budget, `quoteOrderQty`, which is held while it waits). An order's
+past (`GET order` once it ended, `allOrders`, `myTrades`) comes from the history database; a server without one
+answers those with -1020 (404).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from openbell.core.commands import (
 from openbell.core.grid import MarketSpec
 from openbell.core.messages import Balances, OpenOrders, OrderHistory, UserTrades
 from openbell.core.summary import OpenOrderView, OrderRecord, summarize
-from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
+from openbell.core.types import OrderStatus, OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
 from openbell.edge.auth import Access, requires
 from openbell.edge.errors import ApiError
 from openbell.http import binance_render as render
@@ -54,7 +56,8 @@ MAX_RECV_WINDOW_MS = 60_000
 SIDES = {"BUY": Side.BUY, "SELL": Side.SELL}
 TIMES_IN_FORCE = {tif.value: tif for tif in TimeInForce}
 RESPONSE_TYPES = ("ACK", "RESULT", "FULL")
-STOP_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+ORDER_TYPES = {"LIMIT_MAKER": OrderType.LIMIT, **{kind.value.upper(): kind for kind in OrderType}}
+"""Binance's order types: LIMIT_MAKER is a post-only LIMIT; the others are the engine's, in capitals."""
 SELF_TRADE_MODES = {mode.value: mode for mode in SelfTradePrevention}
 SIGNING = frozenset({"timestamp", "recvWindow", "signature", "user_id"})
 ORDER_PARAMS = frozenset(
@@ -111,6 +114,16 @@ async def open_orders_of(request: Request, user_id: str, market: str | None) -> 
     return reply.expect(OpenOrders).orders
 
 
+async def open_stops_of(
+    request: Request, user_id: str, market: str, records: tuple[OrderRecord, ...]
+) -> dict[int, OpenOrderView]:
+    """The engine's view of those of `records` that are stop or take-profit orders still open, by order id:
+    their stop price and whether they wait, which the history database does not keep. No query if there are none."""
+    if not any(r.order_type.is_stop and r.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) for r in records):
+        return {}
+    return {o.order_id: o for o in await open_orders_of(request, user_id, market) if o.stop_price is not None}
+
+
 async def executed_quote(request: Request, user_id: str, order: OpenOrderView) -> int | None:
     """The quote an open order has traded (from the history database); None where it cannot be known."""
     if not order.filled:
@@ -156,11 +169,10 @@ def order_command_fields(params: Mapping[str, str], spec: MarketSpec) -> dict[st
     if side is None:
         raise BinanceError(-1117, "Invalid side.")
     type_name = (text_param(params, "type") or "").upper()
-    if type_name in STOP_TYPES:
-        raise BinanceError(-1116, f"Invalid orderType. {type_name} orders are not supported by this exchange yet.")
-    if type_name not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
+    order_type = ORDER_TYPES.get(type_name)
+    if order_type is None:
         raise BinanceError(-1116, "Invalid orderType.")
-    for name in ("stopPrice", "icebergQty", "trailingDelta"):
+    for name in ("icebergQty", "trailingDelta"):
         if params.get(name):
             raise not_required(name)
     tif_text = params.get("timeInForce") or None
@@ -170,31 +182,43 @@ def order_command_fields(params: Mapping[str, str], spec: MarketSpec) -> dict[st
     price = _decimal_param(params, "price", spec.parse_price)
     quantity = _decimal_param(params, "quantity", spec.parse_quantity)
     quote = _decimal_param(params, "quoteOrderQty", spec.parse_quote_amount)
-    order_type = OrderType.LIMIT
-    if type_name == "MARKET":
-        order_type = OrderType.MARKET
-        if price is not None:
-            raise not_required("price")
-        if time_in_force is not None:
-            raise not_required("timeInForce")
-        if quantity is None and quote is None:
-            raise BinanceError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
-        if quantity is not None and quote is not None:
-            raise BinanceError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
-        time_in_force = TimeInForce.IOC
-    else:
+    stop_price = _decimal_param(params, "stopPrice", spec.parse_price)
+    if order_type.is_stop:
+        if stop_price is None:
+            raise missing("stopPrice")
+    elif stop_price is not None:
+        raise not_required("stopPrice")
+    if order_type.has_limit_price:  # LIMIT, LIMIT_MAKER, STOP_LOSS_LIMIT, TAKE_PROFIT_LIMIT
         if price is None:
             raise missing("price")
         if quantity is None:
             raise missing("quantity")
         if quote is not None:
             raise not_required("quoteOrderQty")
-        if type_name == "LIMIT" and time_in_force is None:
-            raise missing("timeInForce")
         if type_name == "LIMIT_MAKER":
             if time_in_force not in (None, TimeInForce.GTC):
                 raise not_required("timeInForce")
             time_in_force = TimeInForce.GTC
+        elif time_in_force is None:
+            raise missing("timeInForce")
+    else:  # MARKET, STOP_LOSS, TAKE_PROFIT
+        if price is not None:
+            raise not_required("price")
+        if time_in_force is not None:
+            raise not_required("timeInForce")
+        time_in_force = TimeInForce.IOC
+        if order_type is OrderType.MARKET or side is Side.SELL:
+            if quantity is None and quote is None:
+                raise BinanceError(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty/null!")
+            if quantity is not None and quote is not None:
+                raise not_required("quoteOrderQty")
+        elif quote is None:
+            # The engine holds a market buy's funds from placement: a stop market buy names its quote budget.
+            raise BinanceError(
+                -1102,
+                f"Mandatory parameter 'quoteOrderQty' was not sent, was empty/null, or malformed: a {type_name} buy "
+                "is sized by its quote budget on this exchange (held until it triggers; 'quantity' may cap it).",
+            )
     client_order_id = params.get("newClientOrderId") or None
     if client_order_id is not None and not CLIENT_ORDER_ID.match(client_order_id):
         raise BinanceError(
@@ -215,6 +239,7 @@ def order_command_fields(params: Mapping[str, str], spec: MarketSpec) -> dict[st
         "post_only": type_name == "LIMIT_MAKER",
         "client_order_id": client_order_id,
         "stp": stp,
+        "stop_price": stop_price,
     }
 
 
@@ -251,6 +276,7 @@ async def place_order(request: Request) -> HTTPResponse:
             quantity=command.quantity,
             quote_quantity=command.quote_quantity,
             transact_time=command.ts,
+            stop_price=command.stop_price,
         )
     )
 
@@ -317,6 +343,8 @@ async def cancel_order(request: Request) -> HTTPResponse:
         summary.executed_quantity,
         order.ts,
         order.client_order_id,
+        order.stop_price,
+        order.triggered,
     )
     # The quote a partially filled order traded is known to the history database, not to the cancel: this
     # answer leaves it out then (GET order has it) rather than make every cancel wait for the history writer.
@@ -328,8 +356,10 @@ async def cancel_order(request: Request) -> HTTPResponse:
     out["isWorking"] = False
     out["origClientOrderId"] = order.client_order_id or ""
     out["transactTime"] = now_ms()
-    for name in ("stopPrice", "icebergQty", "time", "updateTime", "workingTime"):
+    for name in ("icebergQty", "time", "updateTime", "workingTime"):
         out.pop(name, None)
+    if order.stop_price is None:
+        out.pop("stopPrice", None)
     return json(out)
 
 
@@ -350,7 +380,8 @@ async def get_order(request: Request) -> HTTPResponse:
         records = reply.expect(OrderHistory).orders
         if not records:
             raise BinanceError(-2013, ORDER_DOES_NOT_EXIST)
-        return json(render.order_record(spec, records[0]))
+        stops = await open_stops_of(request, user_id, spec.symbol, records)
+        return json(render.order_record(spec, records[0], stops.get(records[0].order_id)))
     # No history database: only open orders can be found.
     opened = [o for o in await open_orders_of(request, user_id, spec.symbol) if _matches(o, order_id, client_order_id)]
     if not opened:
@@ -388,7 +419,8 @@ async def all_orders(request: Request) -> HTTPResponse:
         limit=limit_param(params, 500, 1000),
     )
     records = (await history(request, query)).orders
-    return json([render.order_record(spec, record) for record in records])
+    opened = await open_stops_of(request, user_id, spec.symbol, records)
+    return json([render.order_record(spec, record, opened.get(record.order_id)) for record in records])
 
 
 @v3.get("/myTrades")

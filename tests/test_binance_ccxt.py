@@ -317,17 +317,132 @@ def test_a_wrong_secret_is_authenticationerror(keys: BinanceKeys) -> None:
         client.fetch_balance()
 
 
-def test_stop_orders_are_refused_until_the_engine_has_them(venue: Venue) -> None:
-    client = venue.client("stopper", base="1")
+# ----------------------------------------------------------------------------------------- stops
+def trade_between(first: ccxt.binance, second: ccxt.binance, symbol: str, amount: float, price: float) -> None:
+    """A trade at `price` between two clients: `first` rests a sell, `second` takes it."""
+    first.create_order(symbol, "limit", "sell", amount, price)
+    taken = second.create_order(symbol, "limit", "buy", amount, price)
+    assert taken["status"] == "closed"
 
-    # ccxt itself refuses a type exchangeInfo does not list; a client that sends one anyway gets -1116.
-    with pytest.raises(ccxt.InvalidOrder):
-        client.create_order(venue.symbol, "STOP_LOSS_LIMIT", "sell", 1, 9, {"triggerPrice": 10})
-    with pytest.raises(ccxt.BadRequest, match="-1116"):
-        client.private_post_order(
-            {"symbol": venue.symbol.replace("/", ""), "side": "SELL", "type": "STOP_LOSS_LIMIT", "timeInForce": "GTC",
-             "quantity": "1", "price": "9", "stopPrice": "10"}
-        )  # fmt: skip
+
+def test_a_stop_loss_limit_waits_with_its_stop_price_and_fills_when_a_trade_reaches_it(venue: Venue) -> None:
+    holder = venue.client("holder", base="10")
+    bidder = venue.client("bidder", inr="10000")
+    trader = venue.client("trader", inr="10000", base="10")
+    symbol = venue.symbol
+    trade_between(trader, bidder, symbol, 1, 100)
+
+    stop = holder.create_order(symbol, "STOP_LOSS_LIMIT", "sell", 2, 94, {"stopPrice": 95})
+    [waiting] = holder.fetch_open_orders(symbol)
+    held = used(holder, venue.base)
+    bidder.create_order(symbol, "limit", "buy", 2, 94)
+    bidder.create_order(symbol, "limit", "buy", 1, 95)
+    trader.create_order(symbol, "limit", "sell", 1, 95)  # the last price falls to 95: the stop triggers
+
+    assert (stop["status"], stop["info"]["type"], stop["info"]["stopPrice"]) == ("open", "STOP_LOSS_LIMIT", "95.0")
+    assert (waiting["id"], waiting["triggerPrice"], waiting["price"], waiting["amount"]) == (stop["id"], 95, 94, 2)
+    assert (waiting["info"]["type"], waiting["info"]["status"], waiting["info"]["isWorking"]) == (
+        "STOP_LOSS_LIMIT", "NEW", False
+    )  # fmt: skip
+    assert held == Decimal("2")
+    filled = holder.fetch_order(stop["id"], symbol)
+    assert (filled["status"], filled["filled"], filled["cost"], filled["info"]["type"]) == (
+        "closed", 2, 188, "STOP_LOSS_LIMIT"
+    )  # fmt: skip
+    assert holder.fetch_open_orders(symbol) == []
+    assert [(t["side"], t["price"], t["amount"], t["takerOrMaker"], t["order"]) for t in holder.fetch_my_trades(symbol)] == [
+        ("sell", 94, 2, "taker", stop["id"])
+    ]  # fmt: skip
+    assert free(holder, "INR") == Decimal("188") and free(holder, venue.base) == Decimal("8")
+    assert used(holder, venue.base) == Decimal("0")
+
+
+def test_a_take_profit_sells_at_market_when_the_price_rises_to_it(venue: Venue) -> None:
+    holder = venue.client("holder", base="10")
+    bidder = venue.client("bidder", inr="10000")
+    trader = venue.client("trader", inr="10000", base="10")
+    symbol = venue.symbol
+    trade_between(trader, bidder, symbol, 1, 100)
+
+    order = holder.create_order(symbol, "TAKE_PROFIT", "sell", 3, None, {"triggerPrice": 105})
+    [waiting] = holder.fetch_open_orders(symbol)
+    bidder.create_order(symbol, "limit", "buy", 5, 103)
+    trade_between(trader, bidder, symbol, 1, 105)  # the last price rises to 105: the take-profit sells at market
+
+    assert (order["status"], order["info"]["type"]) == ("open", "TAKE_PROFIT")
+    assert (waiting["id"], waiting["triggerPrice"], waiting["info"]["type"]) == (order["id"], 105, "TAKE_PROFIT")
+    filled = holder.fetch_order(order["id"], symbol)
+    assert (filled["status"], filled["filled"], filled["cost"]) == ("closed", 3, 309)
+    assert [(t["side"], t["price"], t["amount"]) for t in holder.fetch_my_trades(symbol)] == [("sell", 103, 3)]
+    assert free(holder, "INR") == Decimal("309") and free(holder, venue.base) == Decimal("7")
+    assert [(o["side"], o["price"], o["remaining"]) for o in bidder.fetch_open_orders(symbol)] == [("buy", 103, 2)]
+
+
+def test_canceling_a_waiting_stop_releases_its_funds(venue: Venue) -> None:
+    holder = venue.client("holder", inr="1000")
+    seller = venue.client("seller", base="10")
+    buyer = venue.client("buyer", inr="1000")
+    trade_between(seller, buyer, venue.symbol, 1, 100)
+
+    stop = holder.create_order(venue.symbol, "STOP_LOSS_LIMIT", "buy", 2, 111, {"triggerPrice": 110})
+    held = used(holder, "INR")
+    canceled = holder.cancel_order(stop["id"], venue.symbol)
+
+    assert held == Decimal("222")
+    assert (canceled["status"], canceled["filled"], canceled["triggerPrice"]) == ("canceled", 0, 110)
+    assert canceled["info"]["type"] == "STOP_LOSS_LIMIT"
+    assert holder.fetch_order(stop["id"], venue.symbol)["status"] == "canceled"
+    assert holder.fetch_open_orders(venue.symbol) == []
+    assert free(holder, "INR") == Decimal("1000") and used(holder, "INR") == Decimal("0")
+
+
+def test_a_stop_the_last_price_has_reached_is_refused_as_immediately_fillable(venue: Venue) -> None:
+    holder = venue.client("holder", base="10")
+    seller = venue.client("seller", base="10")
+    buyer = venue.client("buyer", inr="1000")
+    trade_between(seller, buyer, venue.symbol, 1, 100)
+
+    with pytest.raises(ccxt.OrderImmediatelyFillable, match="Order would trigger immediately"):
+        holder.create_order(venue.symbol, "STOP_LOSS_LIMIT", "sell", 1, 100, {"stopPrice": 101})
+
+    assert holder.fetch_open_orders(venue.symbol) == [] and used(holder, venue.base) == Decimal("0")
+
+
+def test_a_stop_market_buy_by_quantity_alone_is_refused_for_want_of_a_quote_budget(venue: Venue) -> None:
+    holder = venue.client("holder", inr="1000")
+
+    # ccxt sends a STOP_LOSS's amount as `quantity`; a market buy that waits must name the quote it may spend.
+    with pytest.raises(ccxt.BadRequest, match="quoteOrderQty"):
+        holder.create_order(venue.symbol, "STOP_LOSS", "buy", 1, None, {"stopPrice": 110})
+    placed = holder.private_post_order(
+        {"symbol": venue.symbol.replace("/", ""), "side": "BUY", "type": "STOP_LOSS", "quoteOrderQty": "500",
+         "stopPrice": "110", "newOrderRespType": "RESULT"}
+    )  # fmt: skip
+
+    assert (placed["type"], placed["status"], placed["stopPrice"], placed["origQuoteOrderQty"]) == (
+        "STOP_LOSS", "NEW", "110.0", "500.00"
+    )  # fmt: skip
+    assert used(holder, "INR") == Decimal("500")
+
+
+def test_a_halted_market_refuses_new_stops_and_still_cancels_a_waiting_one(venue: Venue) -> None:
+    holder = venue.client("holder", base="10")
+    waiting = holder.create_order(venue.symbol, "TAKE_PROFIT_LIMIT", "sell", 1, 120, {"stopPrice": 119})
+    market = venue.symbol.replace("/", "_")
+    request = urllib.request.Request(
+        f"{venue.base_url}/api/v1/admin/markets/{market}/halt",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    with pytest.raises(ccxt.MarketClosed):
+        holder.create_order(venue.symbol, "STOP_LOSS_LIMIT", "sell", 1, 90, {"stopPrice": 91})
+    canceled = holder.cancel_order(waiting["id"], venue.symbol)
+
+    assert (canceled["status"], canceled["info"]["type"]) == ("canceled", "TAKE_PROFIT_LIMIT")
+    assert holder.fetch_open_orders(venue.symbol) == [] and free(holder, venue.base) == Decimal("10")
 
 
 def test_orders_are_found_by_client_order_id_and_listed_with_their_history(venue: Venue) -> None:

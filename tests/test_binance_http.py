@@ -139,3 +139,90 @@ def test_tickers_of_a_symbol_list_and_prices(http: httpx.Client) -> None:
     assert [t["symbol"] for t in listed] == ["TATAINR"]
     assert set(price) == {"symbol", "price"} and price["symbol"] == "TATAINR"
     assert [b["symbol"] for b in book] == ["TATAINR"]
+
+
+# ----------------------------------------------------------------------------------------- stops
+STOP_LIMIT_SELL = "symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&price=1&stopPrice=1.5"
+
+
+@pytest.mark.parametrize(
+    ("order", "code", "named"),
+    [
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&price=1", -1102, "stopPrice"),
+        ("symbol=TATAINR&side=SELL&type=TAKE_PROFIT_LIMIT&quantity=1&price=1&stopPrice=2", -1102, "timeInForce"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&stopPrice=2", -1102, "price"),
+        ("symbol=TATAINR&side=SELL&type=TAKE_PROFIT_LIMIT&timeInForce=GTC&price=1&stopPrice=2", -1102, "quantity"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS&quantity=1&price=1&stopPrice=2", -1106, "price"),
+        ("symbol=TATAINR&side=SELL&type=TAKE_PROFIT&quantity=1&timeInForce=GTC&stopPrice=2", -1106, "timeInForce"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS&stopPrice=2", -1102, "quantity"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS&quantity=1&quoteOrderQty=5&stopPrice=2", -1106, "quoteOrderQty"),
+        ("symbol=TATAINR&side=BUY&type=STOP_LOSS&quantity=1&stopPrice=2", -1102, "quoteOrderQty"),
+        ("symbol=TATAINR&side=BUY&type=TAKE_PROFIT&quantity=1&stopPrice=2", -1102, "quoteOrderQty"),
+        ("symbol=TATAINR&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1&stopPrice=2", -1106, "stopPrice"),
+        ("symbol=TATAINR&side=BUY&type=MARKET&quantity=1&stopPrice=2", -1106, "stopPrice"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&price=1&stopPrice=1.505", -1013,
+         "PRICE_FILTER"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&price=1&stopPrice=abc", -1013,
+         "PRICE_FILTER"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&price=1&stopPrice=0", -1013,
+         "PRICE_FILTER"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=FOREVER&quantity=1&price=1&stopPrice=2", -1115,
+         "timeInForce"),
+        ("symbol=TATAINR&side=SELL&type=STOP_LOSS_LIMIT&timeInForce=GTC&quantity=1&price=1&stopPrice=2"
+         "&trailingDelta=100", -1106, "trailingDelta"),
+        ("symbol=TATAINR&side=SELL&type=STOP_MARKET&quantity=1&stopPrice=2", -1116, "orderType"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("path", ["/order", "/order/test"])
+def test_a_malformed_stop_order_is_refused_with_binances_code(
+    exchange: RunningServer, http: httpx.Client, path: str, order: str, code: int, named: str
+) -> None:
+    deposit(exchange.base_url, "stops-1", "TATA", "10", "stops-1-tata")
+    headers = signed_headers("stops-1")
+
+    response = http.post(path, content=order + "&timestamp=1", headers=headers)
+
+    assert response.status_code == 400 and response.json()["code"] == code
+    assert named in response.json()["msg"]
+    assert http.get("/openOrders?timestamp=1", headers={"X-MBX-APIKEY": "stops-1"}).json() == []
+
+
+def test_a_waiting_stop_is_answered_listed_and_canceled_with_its_type_and_stop_price(
+    exchange: RunningServer, http: httpx.Client
+) -> None:
+    deposit(exchange.base_url, "stops-2", "TATA", "10", "stops-2-tata")
+    headers = signed_headers("stops-2")
+    tested = http.post("/order/test", content=STOP_LIMIT_SELL + "&timestamp=1", headers=headers)
+
+    placed = http.post("/order", content=STOP_LIMIT_SELL + "&newOrderRespType=RESULT&timestamp=1", headers=headers)
+    [listed] = http.get("/openOrders?timestamp=1", headers=headers).json()
+    found = http.get(f"/order?symbol=TATAINR&orderId={placed.json()['orderId']}&timestamp=1", headers=headers).json()
+    [account_tata] = [b for b in http.get("/account?timestamp=1", headers=headers).json()["balances"]
+                      if b["asset"] == "TATA"]  # fmt: skip
+    canceled = http.delete(f"/order?symbol=TATAINR&orderId={placed.json()['orderId']}&timestamp=1", headers=headers)
+
+    assert tested.status_code == 200 and tested.json() == {}
+    result = placed.json()
+    assert (result["type"], result["status"], result["stopPrice"], result["price"]) == (
+        "STOP_LOSS_LIMIT", "NEW", "1.50", "1.00"
+    )  # fmt: skip
+    assert result["workingTime"] == -1 and "fills" not in result
+    for shown in (listed, found):
+        assert (shown["orderId"], shown["type"], shown["status"], shown["stopPrice"]) == (
+            result["orderId"], "STOP_LOSS_LIMIT", "NEW", "1.50"
+        )  # fmt: skip
+        assert shown["isWorking"] is False and shown["workingTime"] == -1
+    assert (account_tata["free"], account_tata["locked"]) == ("9.00", "1.00")
+    assert canceled.status_code == 200
+    assert (canceled.json()["status"], canceled.json()["type"], canceled.json()["stopPrice"]) == (
+        "CANCELED", "STOP_LOSS_LIMIT", "1.50"
+    )  # fmt: skip
+    assert http.get("/openOrders?timestamp=1", headers=headers).json() == []
+
+
+def test_exchange_info_lists_the_stop_and_take_profit_order_types(http: httpx.Client) -> None:
+    [symbol] = http.get("/exchangeInfo", params={"symbol": "TATAINR"}).json()["symbols"]
+
+    assert set(symbol["orderTypes"]) == {
+        "LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"
+    }  # fmt: skip

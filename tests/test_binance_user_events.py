@@ -9,7 +9,8 @@ import pytest
 from core_helpers import BUY, INR, SELL, TATA, Venue
 
 from openbell.core.events import BalanceChanged
-from openbell.core.types import TimeInForce
+from openbell.core.types import OrderType, TimeInForce
+from openbell.ws.binance import BinanceRenderer
 from openbell.ws.binance_user import USER_KEY, UserEvents
 
 LISTENING = {USER_KEY + "seller", USER_KEY + "buyer"}
@@ -23,7 +24,9 @@ def venue() -> Venue:
     return v
 
 
-def reports(users: UserEvents, events: list[object], wanted: set[str] = LISTENING) -> list[tuple[str, dict[str, Any]]]:
+def reports(
+    users: UserEvents | BinanceRenderer, events: list[object], wanted: set[str] = LISTENING
+) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for event in events:
         out.extend(users.render(event, wanted))
@@ -90,6 +93,34 @@ def test_only_listened_users_get_reports_but_every_order_is_followed(venue: Venu
 
     assert brief(taking) == [("seller", "TRADE", "PARTIALLY_FILLED", "2", "2", "200.00")]
     assert taking[0][1]["S"] == "SELL"  # the facts of an order accepted while nobody listened
+
+
+def test_a_stop_reports_its_type_and_stop_price_waits_unworking_and_works_when_triggered(venue: Venue) -> None:
+    # through the Binance hub's renderer, which hands order events (the trigger too) to its UserEvents
+    renderer = BinanceRenderer(lambda: {venue.spec.symbol: venue.spec}, lambda: {"INR": INR, "TATA": TATA})
+    venue.fund("holder", tata_amount="10")
+    listening = LISTENING | {USER_KEY + "holder"}
+    reports(renderer, venue.limit("seller", SELL, "100", 1), listening)
+    reports(renderer, venue.limit("buyer", BUY, "100", 1), listening)  # the last price is 100
+    reports(renderer, venue.limit("buyer", BUY, "95", 2), listening)
+    reports(renderer, venue.limit("buyer", BUY, "96", 1), listening)
+
+    placed = reports(renderer, venue.stop("holder", SELL, OrderType.STOP_LOSS_LIMIT, "96", 2, "95"), listening)
+    triggering = reports(renderer, venue.limit("seller", SELL, "96", 1), listening)  # a trade at 96 reaches the stop
+
+    [(_, waiting)] = placed
+    assert (waiting["x"], waiting["o"], waiting["P"], waiting["p"], waiting["q"]) == (
+        "NEW", "STOP_LOSS_LIMIT", "96.00", "95.00", "2"
+    )  # fmt: skip
+    assert (waiting["w"], waiting["W"]) == (False, -1)
+    holder = [m for key, m in triggering if key == USER_KEY + "holder"]
+    assert [(m["x"], m["X"], m["l"], m["z"], m["w"]) for m in holder] == [
+        ("NEW", "NEW", "0", "0", True),
+        ("TRADE", "FILLED", "2", "2", False),
+    ]
+    assert all((m["i"], m["o"], m["P"]) == (waiting["i"], "STOP_LOSS_LIMIT", "96.00") for m in holder)
+    assert holder[0]["W"] == holder[0]["E"] and holder[1]["L"] == "95.00"
+    assert waiting["i"] not in renderer.users.orders
 
 
 def test_a_balance_change_is_an_account_position(venue: Venue) -> None:

@@ -41,6 +41,7 @@ from openbell.core.events import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
+    OrderTriggered,
     Ticker,
     TradeExecuted,
 )
@@ -63,7 +64,16 @@ KINDS = frozenset(
 STREAM_NAME = re.compile(r"^[a-z0-9_]{1,40}@[A-Za-z0-9_@]{1,24}\Z")
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
 USER_EVENTS = frozenset(
-    {BalanceChanged, OrderAccepted, OrderRejected, OrderPartiallyFilled, OrderFilled, OrderCanceled, OrderExpired}
+    {
+        BalanceChanged,
+        OrderAccepted,
+        OrderRejected,
+        OrderPartiallyFilled,
+        OrderFilled,
+        OrderCanceled,
+        OrderExpired,
+        OrderTriggered,
+    }
 )
 MAX_ID = 2**63
 

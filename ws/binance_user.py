@@ -11,7 +11,9 @@ while no client is connected to it, so an order accepted then is reported withou
 `x` NEW on acceptance, one TRADE per fill (`l`, `L`, `t`, `n`, `N`, `m`) whose `X` is the order's status after
 that fill, CANCELED, EXPIRED (IOC/FOK/market remainders, self-trade prevention), REJECTED. A taker's fills
 come before the book says how the order ended, so they are held until its outcome event (the same batch)
-and then reported, the last one with the final status.
+and then reported, the last one with the final status. A stop or take-profit order carries its type
+(`STOP_LOSS_LIMIT`...) and stop price (`P`); while it waits it is not working (`w` false, `W` -1), and when the
+last price triggers it a NEW report says it works now (`w` true, `W` the time), before its fills.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from openbell.core.events import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
+    OrderTriggered,
     TradeExecuted,
 )
 from openbell.core.grid import Asset, MarketSpec
-from openbell.core.types import OrderStatus, OrderType, Side
-from openbell.edge.binance import binance_symbol, commission
+from openbell.core.types import OrderStatus, Side
+from openbell.edge.binance import binance_symbol, binance_type, commission
 
 USER_KEY = "user:"
 Message = tuple[str, dict[str, Any]]
@@ -51,6 +54,10 @@ class OpenOrder:
     quote_quantity: int | None
     client_order_id: str | None
     created: int
+    stop_price: int | None = None
+    """A stop or take-profit order's stop price (ticks)."""
+    working: int | None = None
+    """When the order started working (ms): its acceptance, or a stop's triggering; None while a stop waits."""
     filled: int = 0
     executed_quote: int = 0
     held: list[dict[str, Any]] = field(default_factory=list)
@@ -72,6 +79,8 @@ class UserEvents:
             return self._balance(e, wanted)
         if kind is OrderAccepted:
             return self._accepted(e, wanted)
+        if kind is OrderTriggered:
+            return self._triggered(e, wanted)
         if kind is TradeExecuted:
             return self._trade(e, wanted)
         if kind in (OrderFilled, OrderPartiallyFilled, OrderCanceled, OrderExpired, OrderRejected):
@@ -92,7 +101,7 @@ class UserEvents:
             "f": order.time_in_force if order is not None else None,
             "q": fq(order.quantity) if order is not None and order.quantity is not None else zero_quantity,
             "p": fp(order.price) if order is not None and order.price is not None else zero_price,
-            "P": zero_price,
+            "P": fp(order.stop_price) if order is not None and order.stop_price is not None else zero_price,
             "F": zero_quantity,
             "g": -1,
             "C": "",
@@ -113,7 +122,7 @@ class UserEvents:
             "Z": spec.quote.format_amount(order.executed_quote if order is not None else 0),
             "Y": spec.quote.format_amount(0),
             "Q": spec.quote.format_amount(order.quote_quantity or 0) if order is not None else "0",
-            "W": order.created if order is not None else ts,
+            "W": (order.working if order.working is not None else -1) if order is not None else ts,
             "V": "EXPIRE_MAKER",
         }
 
@@ -121,19 +130,38 @@ class UserEvents:
         order = self.orders[e.order_id] = OpenOrder(
             e.user_id,
             e.side,
-            "MARKET" if e.order_type is OrderType.MARKET else "LIMIT",
+            binance_type(e.order_type),
             e.time_in_force.value,
             e.price,
             e.quantity,
             e.quote_quantity,
             e.client_order_id,
             e.ts,
+            e.stop_price,
+            None if e.order_type.is_stop else e.ts,
         )
         key = USER_KEY + e.user_id
         spec = self._markets().get(e.market) if key in wanted else None
         if spec is None:
             return []
-        return [(key, self._report(spec, e.order_id, order, e.ts))]
+        report = self._report(spec, e.order_id, order, e.ts)
+        if order.working is None:
+            report["w"] = False
+        return [(key, report)]
+
+    def _triggered(self, e: OrderTriggered, wanted: Container[str]) -> list[Message]:
+        """A waiting stop was triggered: it starts working (a NEW report with `w` true and `W` its time)."""
+        order = self.orders.get(e.order_id)
+        if order is not None:
+            order.working = e.ts
+        key = USER_KEY + e.user_id
+        spec = self._markets().get(e.market) if key in wanted else None
+        if spec is None:
+            return []
+        report = self._report(spec, e.order_id, order, e.ts)
+        if order is None:
+            report["P"] = spec.format_price(e.stop_price)
+        return [(key, report)]
 
     def _trade(self, t: TradeExecuted, wanted: Container[str]) -> list[Message]:
         spec = self._markets().get(t.market)
