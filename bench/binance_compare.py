@@ -4,7 +4,9 @@ same orders through `/api/v1` (JSON), on one server in one run.
     .venv/bin/python -m bench.binance_compare [--runs 3] [--duration 5] [--connections 32] [--orders 200000]
         [--no-cancels]
 
-Starts `python run.py` (fresh data directory, `--max-open-orders 100000`), credits every user of the stream
+Starts `python run.py --dev` (fresh data directory, `--max-open-orders 100000`): neither API signs here, so the
+comparison is of the two dialects' parsing and rendering on the same engine (what signing costs, the same on
+both APIs, is `bench.http_load --compare-auth`). It credits every user of the stream
 (`bench.http_load.prefund`), then per run measures v1 and v3 at saturation one after the other (their order
 alternating run by run), each on its own seeded stream of the same shape (`bench.http_load`'s workload: limit
 orders around a drifting mid, a tenth cancels). Reports per API the median orders per second and requests per
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             workload.items = [item for item in workload.items if item[0] == PLACE]
     with tempfile.TemporaryDirectory(prefix="openbell-binance-bench-") as tmp:
         port = free_port()
-        argv_server = [sys.executable, "run.py", "--port", str(port), "--log-level", "warning", "--max-open-orders", "100000",
+        argv_server = [sys.executable, "run.py", "--dev", "--port", str(port), "--log-level", "warning", "--max-open-orders", "100000",
                        "--data-dir", str(Path(tmp) / "data")]  # fmt: skip
         server = Server("exchange", argv_server, port, Path(tmp), None)
         try:
