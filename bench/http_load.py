@@ -762,6 +762,8 @@ def compare(args: argparse.Namespace) -> int:
         [python, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     ).stdout
     data_dir_option = "--data-dir" in help_text and "--in-memory" not in args.exchange_args.split()
+    # this driver sends unsigned requests that name their user: the exchange runs in dev mode where it has one
+    dev_option = ["--dev"] if "--dev" in help_text else []
     for run in range(1, args.runs + 1):
         for name in ("ceiling", "exchange"):
             port = free_port()
@@ -771,7 +773,7 @@ def compare(args: argparse.Namespace) -> int:
                     argv.append("--bare")
             else:
                 argv = [python, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-                argv += ["--max-open-orders", "100000"]
+                argv += ["--max-open-orders", "100000", *dev_option]
                 if data_dir_option:
                     argv += ["--data-dir", tempfile.mkdtemp(prefix=f"exchange-run{run}-", dir=log_dir)]
                 argv += args.exchange_args.split()
