@@ -138,8 +138,18 @@ def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | Non
     from openbell.http.app import create_app
 
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
+    from openbell.cluster.listen_keys import RedisListenKeys
+
     authenticator = auth.authenticator(engine) if auth is not None else None
-    app = create_app(engine, name="openbell_api", websocket=False, public_ws_url=public_ws_url, auth=authenticator)
+    listen_keys = RedisListenKeys(redis_url)
+    app = create_app(
+        engine,
+        name="openbell_api",
+        websocket=False,
+        public_ws_url=public_ws_url,
+        auth=authenticator,
+        listen_keys=listen_keys,
+    )
     _manage(app, engine)
     return app
 
@@ -150,6 +160,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     from sanic import Sanic
     from sanic.response import json
 
+    from openbell.cluster.listen_keys import RedisListenKeys
     from openbell.cluster.redisbus import RedisEventBus
     from openbell.cluster.remote import RemoteEngine
     from openbell.edge.auth import Authenticator, install
@@ -159,6 +170,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     engine = RemoteEngine(redis_url, bus=bus)
     app = Sanic("openbell_ws", configure_logging=False)  # logging is configured once, in main
     app.ctx.engine = engine
+    app.ctx.listen_keys = RedisListenKeys(redis_url)
     install(app, Authenticator(engine, dev=dev))
 
     @app.get("/health")

@@ -54,6 +54,8 @@ STATUS_BY_CODE: dict[ResultCode, int] = {
     ResultCode.ADMIN_ONLY: 403,
     ResultCode.NOT_YOUR_USER: 403,
     ResultCode.RATE_LIMITED: 429,
+    ResultCode.UNKNOWN_LISTEN_KEY: 401,
+    ResultCode.ORIGIN_NOT_ALLOWED: 403,
     ResultCode.ENGINE_ERROR: 500,
     ResultCode.HISTORY_BEHIND: 503,
     ResultCode.ENGINE_UNAVAILABLE: 503,
