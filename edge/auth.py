@@ -38,6 +38,7 @@ from openbell.core.messages import ApiKeys, ApiKeyView
 from openbell.core.types import Permission, ResultCode
 from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
+from openbell.edge.ratelimit import ORDERS, READS, Limit, Limiter, RateLimits, retry_after
 from openbell.edge.signing import ReplayGuard, check_signature, check_window, signed_params, split_signature
 
 API_KEY_HEADER = "x-mbx-apikey"
@@ -128,9 +129,14 @@ class Authenticator:
         server_secret: bytes | None = None,
         dev: bool = False,
         clock_ms: Callable[[], int] | None = None,
+        limiter: Limiter | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self.engine = engine
         self.dev = dev
+        self.limiter = limiter
+        """Rate limits (see `openbell.edge.ratelimit`); None: none."""
+        self.limits = limits or RateLimits()
         self.admin_token = (admin_token or new_token()).encode()
         self.server_secret = server_secret or secrets.token_bytes(32)
         self.replays = ReplayGuard()
@@ -172,15 +178,35 @@ class Authenticator:
         return found
 
     async def check(self, request: Any) -> Identity:
-        """The caller's identity, or ApiError saying why the request is refused."""
+        """The caller's identity, or ApiError saying why the request is refused (429 over a rate limit: the
+        client address's bucket is checked first, before any work on the request, then the API key's)."""
+        access = access_of(request)
+        kind = ORDERS if access is Access.TRADE else READS
+        if self.limiter is not None and access is not Access.ADMIN:
+            await self._admit(f"{kind}:ip:{request.ip}", self.limits.for_address(kind))
         if self.dev:
             return DEV
-        access = access_of(request)
         if access is Access.PUBLIC:
             return ANONYMOUS
         if access is Access.ADMIN:
             return self._check_admin(request)
-        return await self._check_signed(request, access)
+        identity = await self._check_signed(request, access)
+        if self.limiter is not None:
+            await self._admit(f"{kind}:key:{identity.api_key}", self.limits.for_key(kind))
+        return identity
+
+    async def _admit(self, bucket: str, limit: Limit) -> None:
+        if not limit.rate or self.limiter is None:
+            return
+        wait = await self.limiter.admit(((bucket, limit),))
+        if wait:
+            what = "order entry" if bucket.startswith(ORDERS) else "reads"
+            per = "API key" if ":key:" in bucket else "address"
+            error = ApiError.of(
+                ResultCode.RATE_LIMITED, f"over the {what} rate limit of this {per} ({limit.rate:g}/s): retry later"
+            )
+            error.headers = {"Retry-After": retry_after(wait)}
+            raise error
 
     def _check_admin(self, request: Any) -> Identity:
         header = request.headers.get("authorization")

@@ -85,6 +85,8 @@ class ApiError(Exception):
         self.message = message or code.name.replace("_", " ").lower()
         self.extra = extra
         """More fields for the error body (e.g. the order a duplicate clientOrderId names)."""
+        self.headers: dict[str, str] | None = None
+        """Headers of the answer (e.g. Retry-After on 429)."""
 
     @classmethod
     def of(cls, code: ResultCode, message: str = "", **extra: Any) -> ApiError:

@@ -571,7 +571,7 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
         if code is not None:
             exception = ApiError.of(code, str(exception) or code.name.lower())
     if isinstance(exception, ApiError):
-        return json(exception.body(), status=exception.status)
+        return json(exception.body(), status=exception.status, headers=exception.headers)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
     error = ApiError.of(ResultCode.ENGINE_ERROR, "internal error")
     return json(error.body(), status=error.status)
