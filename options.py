@@ -202,6 +202,13 @@ def add_server(parser: argparse.ArgumentParser, port: int, *, workers: bool) -> 
     if workers:
         group.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     group.add_argument("--access-log", action="store_true", help="log every request, at info level (default off)")
+    group.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a request's head may take from its first byte, however slowly it trickles in (408 "
+        "after; default 10)",
+    )
 
 
 def add_cluster(parser: argparse.ArgumentParser) -> None:

@@ -200,10 +200,19 @@ def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> in
     from sanic.worker.loader import AppLoader
 
     from openbell.cli import check_port_free
+    from openbell.http.protocol import BoundedProtocol
 
     check_port_free(args.host, args.port)
-    options = {"host": args.host, "port": args.port, "access_log": args.access_log, "debug": False, "motd": False}
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": args.access_log,
+        "debug": False,
+        "motd": False,
+        "protocol": BoundedProtocol,
+    }
     line = f"{what} listening on {args.host}:{args.port} with {args.workers} worker(s)"
+    factory = partial(_bounded, factory, args.head_timeout)
     if args.workers <= 1:
         app = factory()
         _announce(app, line)
@@ -215,6 +224,14 @@ def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> in
     app.prepare(workers=args.workers, **options)
     Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+def _bounded(factory: Callable[[], Any], head_seconds: float) -> Any:
+    from openbell.http.protocol import configure
+
+    app = factory()
+    configure(app, head_seconds)
+    return app
 
 
 def _announce(app: Any, line: str) -> None:
