@@ -89,7 +89,7 @@ _DONE = (b"FILLED", b"CANCELED", b"REJECTED", b"EXPIRED")
 # --------------------------------------------------------------------------- workload
 @dataclass
 class Workload:
-    """Items in stream order: (PLACE, body, seq, "") or (CANCEL, b"", target seq, user_id)."""
+    """Items in stream order: (PLACE, body, seq, user_id) or (CANCEL, b"", target seq, user_id)."""
 
     market: str
     items: list[tuple[int, bytes, int, str]]
@@ -121,7 +121,7 @@ def build_workload(orders: int, seed: int, users: int, market: str) -> Workload:
                 f'","user_id":"{user}"}}'.encode(),
             )
         )
-        items.append((PLACE, body, item.seq, ""))
+        items.append((PLACE, body, item.seq, user))
     return Workload(market, items, [str(n) for n in range(1, users + 1)])
 
 
@@ -217,15 +217,17 @@ class RawConnection(asyncio.Protocol):
             pos = eol + 2 + size + 2
 
     # use
-    def request(self, method: bytes, path: bytes, body: bytes) -> asyncio.Future[tuple[int, bytes]]:
+    def request(
+        self, method: bytes, path: bytes, body: bytes, headers: bytes = b""
+    ) -> asyncio.Future[tuple[int, bytes]]:
         if self.lost or self.transport is None:
             raise ConnectionError("connection is closed")
         loop = asyncio.get_running_loop()
         self.waiter = waiter = loop.create_future()
         self.sent_at = time.perf_counter()
         self.transport.write(
-            b"%s %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (method, path, self.host_header, len(body), body)
+            b"%s %s HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (method, path, self.host_header, headers, len(body), body)
         )
         return waiter
 
@@ -239,11 +241,19 @@ class RawConnection(asyncio.Protocol):
 
 
 class RawClient:
-    def __init__(self, host: str, port: int, prefix: str) -> None:
+    """Raw HTTP/1.1. With `signers` (user -> `openbell.client.Signer`), each request that names a user is signed
+    as that user (Binance's rule: timestamp and signature in the query, the key in X-MBX-APIKEY); with
+    `admin_token`, operator routes (onramp, admin/) carry it."""
+
+    def __init__(
+        self, host: str, port: int, prefix: str, signers: dict[str, Any] | None = None, admin_token: str | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.prefix = prefix.rstrip("/").encode()
         self.host_header = f"{host}:{port}".encode()
+        self.signers = signers
+        self.admin = b"Authorization: Bearer %s\r\n" % admin_token.encode() if admin_token else b""
 
     async def connect(self) -> RawConnection:
         loop = asyncio.get_running_loop()
@@ -252,7 +262,17 @@ class RawClient:
         )
         return protocol
 
-    async def send(self, conn: RawConnection, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
+    async def send(
+        self, conn: RawConnection, method: bytes, path: bytes, body: bytes, user: str = ""
+    ) -> tuple[int, bytes]:
+        signers = self.signers
+        if signers is not None and user:
+            signer = signers[user]
+            query = signer.signed_query(b"", body)
+            headers = b"X-MBX-APIKEY: %s\r\n" % signer.api_key.encode()
+            return await conn.request(method, self.prefix + path + b"?" + query, body, headers)
+        if path == b"/onramp" or path.startswith(b"/admin/"):
+            return await conn.request(method, self.prefix + path, body, self.admin)
         return await conn.request(method, self.prefix + path, body)
 
 
@@ -285,7 +305,7 @@ class HttpxClient:
     async def connect(self) -> HttpxConnection:
         return HttpxConnection()
 
-    async def send(self, conn: Any, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
+    async def send(self, conn: Any, method: bytes, path: bytes, body: bytes, user: str = "") -> tuple[int, bytes]:
         try:
             response = await self.client.request(
                 method.decode(), self.base + path.decode(), content=body, headers=self.headers
@@ -439,7 +459,7 @@ async def run_load(
                 method, path = b"DELETE", b"/order"
                 body = b'{"market":"%s","orderId":"%s","user_id":"%s"}' % (market, order_id.encode(), user.encode())
             try:
-                status, reply = await send(conn, method, path, body)
+                status, reply = await send(conn, method, path, body, user)
             except (ConnectionError, OSError) as error:
                 errors[f"{method.decode()} {type(error).__name__}"] += 1
                 conn.close()
@@ -574,14 +594,30 @@ async def prefund(client: Any, workload: Workload, connections: int, timeout: fl
     return dict(statuses)
 
 
-def make_client(kind: str, url: str, connections: int, timeout: float) -> Any:
+def make_client(
+    kind: str, url: str, connections: int, timeout: float, signers: dict[str, Any] | None = None, admin: str = ""
+) -> Any:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise SystemExit(f"--url must be http://host:port[/prefix], got {url!r}")
     prefix = (parts.path.rstrip("/") or "") + "/api/v1"
     if kind == "httpx":
+        if signers is not None:
+            raise SystemExit("--sign needs the raw client")
         return HttpxClient(f"http://{parts.hostname}:{parts.port or 80}{prefix}", connections, timeout)
-    return RawClient(parts.hostname, parts.port or 80, prefix)
+    return RawClient(parts.hostname, parts.port or 80, prefix, signers, admin or None)
+
+
+def make_keys(url: str, users: list[str], admin_token: str) -> dict[str, Any]:
+    """A signer per user, with a key made through the operator's route (before the measured phases)."""
+    from openbell.client import Client, Signer
+
+    signers: dict[str, Any] = {}
+    with Client(url, admin_token=admin_token) as operator:
+        for user in users:
+            key = operator.create_key(user)
+            signers[user] = Signer(key["apiKey"], key["secret"])
+    return signers
 
 
 def install_loop() -> str:
@@ -605,8 +641,13 @@ def measure(
 ) -> list:
     """One server: optional prefund, one saturated phase (or paced at --rate), optional paced phase."""
 
+    signers = None
+    admin_token = getattr(args, "admin_token", None) or os.environ.get("OPENBELL_ADMIN_TOKEN", "")
+    if getattr(args, "sign", False):
+        signers = make_keys(url, workload.users, admin_token)
+
     async def go() -> list:
-        client = make_client(args.client, url, args.connections, args.timeout)
+        client = make_client(args.client, url, args.connections, args.timeout, signers, admin_token)
         out: list[Any] = []
         if do_prefund:
             out.append(await prefund(client, workload, args.connections, args.timeout))
@@ -678,7 +719,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, cpus: str | None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], port: int, log_dir: Path, cpus: str | None, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = log_dir / f"{name}-{port}.log"
@@ -689,7 +732,7 @@ class Server:
             cwd=ROOT,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     @property
@@ -865,6 +908,77 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_LIMITS = [
+    "--orders-per-key",
+    "1e9",
+    "--reads-per-key",
+    "1e9",
+    "--orders-per-address",
+    "1e9",
+    "--reads-per-address",
+    "1e9",
+]
+"""The rate limits stay on (their buckets are checked on every request) but never refuse the benchmark's load."""
+
+
+def compare_auth(args: argparse.Namespace) -> int:
+    """The exchange in dev mode (unsigned requests that name their user) and signed (every order and cancel
+    signed with its user's key, rate limits checked), alternately, --runs times; medians and the cost."""
+    import secrets
+
+    server_cpus, client_cpus = cpu_plan(args.no_pin)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    workload = build_workload(args.orders, args.seed, args.users, args.market)
+    print(
+        f"stream: {len(workload.items)} items ({args.users} users); client raw on {install_loop()}, "
+        f"{args.connections} connections, {args.warmup:g} s warmup + {args.duration:g} s; servers on cores "
+        f"{server_cpus or 'any'}, client on {sorted(client_cpus) if client_cpus else 'any'}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores",
+        flush=True,
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix="http_load_auth_"))
+    results: dict[str, list[Result]] = {"dev": [], "signed": []}
+    token = secrets.token_urlsafe(24)
+    env = {"OPENBELL_ADMIN_TOKEN": token, "OPENBELL_KEY_SECRET": secrets.token_hex(32)}
+    for run in range(1, args.runs + 1):
+        for name in ("dev", "signed"):
+            port = free_port()
+            argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            argv += ["--max-open-orders", "100000", "--in-memory", *NO_LIMITS, *args.exchange_args.split()]
+            if name == "dev":
+                argv.append("--dev")
+            server = Server(f"{name}{run}", argv, port, log_dir, server_cpus, env)
+            try:
+                server.wait_ready()
+                run_args = argparse.Namespace(**{**vars(args), "sign": name == "signed", "admin_token": token})
+                funded, result = measure(run_args, server.url, workload, do_prefund=True, server_pid=server.process.pid)
+            finally:
+                server.stop()
+            print(f"run {run} {name}: prefund {funded}\n{show(result)}", flush=True)
+            results[name].append(result)
+    dev = median_of(results["dev"], "orders_per_second")
+    signed = median_of(results["signed"], "orders_per_second")
+    cost = 1 - signed / dev if dev else 0.0
+    print(
+        f"\nmedians over {args.runs} runs: dev {dev:,.0f} orders/s (p50 {median_of(results['dev'], 'p50_ms'):.2f} ms), "
+        f"signed {signed:,.0f} orders/s (p50 {median_of(results['signed'], 'p50_ms'):.2f} ms): authentication and "
+        f"rate limits cost {cost:.1%} of order throughput (target at most 10%)"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "dev": [asdict(r) for r in results["dev"]],
+                    "signed": [asdict(r) for r in results["signed"]],
+                    "cost": round(cost, 4),
+                },
+                indent=2,
+            )
+        )
+    return 0
+
+
 def profile_process(pid: int, log_dir: Path, run: int, seconds: float) -> None:
     """Start py-spy on the server for the measured phase (it writes its own file; not waited for)."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -908,6 +1022,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also report the CPU per request of process PID and its descendants, as NAME (repeatable)",
     )
     parser.add_argument("--compare", action="store_true", help="measure the ceiling server and the exchange")
+    parser.add_argument(
+        "--compare-auth",
+        action="store_true",
+        help="measure the exchange in dev mode and with signed requests, alternately (--runs times each)",
+    )
+    parser.add_argument(
+        "--sign",
+        action="store_true",
+        help="sign every request as its user (keys made first through the operator's token, --admin-token)",
+    )
+    parser.add_argument(
+        "--admin-token", default=None, help="the operator's token (default OPENBELL_ADMIN_TOKEN): onramp and keys"
+    )
     parser.add_argument("--runs", type=int, default=3, help="--compare: runs (default 3)")
     parser.add_argument(
         "--paced-fraction",
@@ -933,6 +1060,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--connections, --duration, --orders and --runs must be positive")
     if args.compare:
         return compare(args)
+    if args.compare_auth:
+        return compare_auth(args)
     if args.cpu:
         os.sched_setaffinity(0, {int(c) for c in args.cpu.split(",")})
     started = time.monotonic()

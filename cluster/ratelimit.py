@@ -72,6 +72,18 @@ class RedisLimiter:
             )
         return self._client
 
+    def try_admit(self, name: str, limit: Limit) -> float | None:
+        """A token from this worker's lease, or the wait Redis gave, without I/O; None when a lease is needed."""
+        now = time.monotonic()
+        lease = self._leases.get(name)
+        if lease is not None and lease[0] > 0 and lease[1] > now:
+            self._leases[name] = (lease[0] - 1, lease[1])
+            return 0.0
+        empty_until = self._empty_until.get(name)
+        if empty_until is not None and empty_until > now:
+            return empty_until - now
+        return None
+
     async def admit(self, checks: Sequence[tuple[str, Limit]]) -> float:
         for name, limit in checks:
             wait = await self._take(name, limit)

@@ -73,6 +73,11 @@ class TokenBucket:
 
 
 class Limiter(Protocol):
+    def try_admit(self, name: str, limit: Limit) -> float | None:
+        """Take a token of bucket `name` if that needs no I/O: 0, or the seconds to wait; None if only `admit`
+        can tell (the caller then awaits it)."""
+        ...
+
     async def admit(self, checks: Sequence[tuple[str, Limit]]) -> float:
         """Take a token from each (bucket name, limit); 0 if every one had one, else the seconds to wait
         (then none is charged beyond the bucket that refused)."""
@@ -96,7 +101,19 @@ class LocalLimiter:
                 self._buckets.popitem(last=False)
         else:
             self._buckets.move_to_end(name)
-        return bucket.take(limit, now)
+        # TokenBucket.take, inline: this runs on every request
+        tokens = bucket.tokens + (now - bucket.updated) * limit.rate
+        if tokens > limit.burst:
+            tokens = limit.burst
+        bucket.updated = now
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
+            return 0.0
+        bucket.tokens = tokens
+        return (1.0 - tokens) / limit.rate
+
+    def try_admit(self, name: str, limit: Limit) -> float | None:
+        return self.take(name, limit, self._clock())
 
     async def admit(self, checks: Sequence[tuple[str, Limit]]) -> float:
         now = self._clock()
