@@ -360,8 +360,9 @@ class AuthConfig:
             os.environ[ADMIN_TOKEN_ENV] = self.admin_token
             os.environ[KEY_SECRET_ENV] = self.server_secret.decode("latin-1")
 
-    def authenticator(self, engine: Any, limiter: Any = None) -> Any:
-        """The Authenticator of one process, with `limiter` (default: buckets of this process)."""
+    def authenticator(self, engine: Any, limiter: Any = None, shared_replays: Any = None) -> Any:
+        """The Authenticator of one process, with `limiter` (default: buckets of this process) and, in the
+        cluster, the signatures every API worker saw (`shared_replays`)."""
         from openbell.edge.auth import Authenticator
         from openbell.edge.ratelimit import LocalLimiter
 
@@ -374,6 +375,7 @@ class AuthConfig:
             server_secret=self.server_secret,
             limiter=limiter,
             limits=self.limits,
+            shared_replays=shared_replays,
         )
 
 

@@ -139,9 +139,11 @@ def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | Non
 
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
     from openbell.cluster.listen_keys import RedisListenKeys
-    from openbell.cluster.ratelimit import RedisLimiter
+    from openbell.cluster.ratelimit import RedisLimiter, RedisReplays
 
-    authenticator = auth.authenticator(engine, RedisLimiter(redis_url)) if auth is not None else None
+    authenticator = (
+        auth.authenticator(engine, RedisLimiter(redis_url), RedisReplays(redis_url)) if auth is not None else None
+    )
     listen_keys = RedisListenKeys(redis_url)
     app = create_app(
         engine,

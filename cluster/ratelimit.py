@@ -1,4 +1,5 @@
-"""Rate limits as one limit across every API worker of the cluster: each token bucket lives in Redis.
+"""Rate limits as one limit across every API worker of the cluster: each token bucket lives in Redis; and the
+signatures already seen, so a replay is refused by every worker (`RedisReplays`).
 
 A worker does not ask Redis per request: it leases up to `lease_seconds` worth of a bucket's rate at a time
 (at least one token) and spends them locally; a lease left unused for `LEASE_TTL` seconds is dropped. So all
@@ -148,3 +149,25 @@ class RedisLimiter:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+class RedisReplays:
+    """The signatures of state-changing requests, shared by the API workers of a cluster: `SET NX` with the
+    request's remaining window as expiry, so a replay sent to another worker is refused too. Redis not
+    answering: each worker's own guard still refuses replays to itself."""
+
+    def __init__(self, redis_url: str, timeout: float = 1.0) -> None:
+        self.redis_url = redis_url
+        self.timeout = timeout
+        self._client: aioredis.Redis | None = None
+
+    async def first_time(self, signature: bytes, remember_ms: int) -> bool:
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(
+                self.redis_url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        try:
+            stored = await self._client.set(b"openbell:sig:" + signature, b"1", px=max(1, remember_ms), nx=True)
+        except (RedisError, OSError):
+            return True
+        return bool(stored)

@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Callable
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from openbell.core.commands import GetApiKeys
 from openbell.core.messages import ApiKeys, ApiKeyView
@@ -123,6 +123,12 @@ class Identity:
         self.dev = dev
 
 
+class SharedReplays(Protocol):
+    async def first_time(self, signature: bytes, remember_ms: int) -> bool:
+        """Whether no API worker saw `signature` before (it is remembered `remember_ms` from now)."""
+        ...
+
+
 class KnownKey:
     """What a worker keeps about a key it has asked the engine about."""
 
@@ -166,6 +172,7 @@ class Authenticator:
         dev: bool = False,
         clock_ms: Callable[[], int] | None = None,
         limiter: Limiter | None = None,
+        shared_replays: SharedReplays | None = None,
         limits: RateLimits | None = None,
     ) -> None:
         self.engine = engine
@@ -176,6 +183,8 @@ class Authenticator:
         self.admin_token = (admin_token or new_token()).encode()
         self.server_secret = server_secret or secrets.token_bytes(32)
         self.replays = ReplayGuard()
+        self.shared_replays = shared_replays
+        """Where the API workers of a cluster tell each other the signatures they saw (None: one process)."""
         self._keys: dict[str, KnownKey] = {}
         self._secrets: dict[str, str] = {}
         self._refreshing: set[str] = set()
@@ -310,6 +319,9 @@ class Authenticator:
         timestamp, window = check_window_of(signed.timestamp, signed.recv_window, now)
         if request.method in STATE_CHANGING_METHODS:
             self.replays.check_and_remember(signature, timestamp, window, now)
+            shared = self.shared_replays
+            if shared is not None and not await shared.first_time(signature, timestamp + window + 1000 - now):
+                raise ApiError.of(ResultCode.REPLAYED_REQUEST, "this signed request was already received (replay)")
         if trade and not known.can_trade:
             raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the trade permission")
         if not trade and Permission.READ not in identity.permissions:

@@ -126,3 +126,22 @@ def test_a_key_limit_holds_as_one_limit_across_two_api_workers(cluster: Cluster)
     accepted = sum(1 for status in statuses if status != 429)
     assert 4 <= accepted <= 5, statuses  # one bucket of 4 (+1 if a token refilled), not 4 per worker
     assert 429 not in others
+
+
+def test_a_signed_order_replayed_to_another_api_worker_is_refused(cluster: Cluster) -> None:  # noqa: F811
+    cluster.engine()
+    first, second = cluster.api(), cluster.api()
+    key = create_key(first.api, unique("replayer"))
+    request = httpx.Request("POST", f"{first.api}/order", json=ORDER)
+    from openbell.client import sign_request
+
+    sign_request(request, Signer(key["apiKey"], key["secret"]))
+    replayed = httpx.Request(
+        "POST", f"{second.api}/order?{request.url.query.decode()}", headers=request.headers, content=request.content
+    )
+    with httpx.Client(timeout=10) as client:
+        original = client.send(request)
+        again = client.send(replayed)
+    assert original.status_code in (200, 400), original.text  # accepted (an unfunded order is refused by funds)
+    assert original.json().get("code") != int(ResultCode.REPLAYED_REQUEST)
+    assert again.status_code == 400 and again.json()["code"] == int(ResultCode.REPLAYED_REQUEST), again.text
