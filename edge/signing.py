@@ -162,7 +162,10 @@ class ReplayGuard:
     def __init__(self, capacity: int = 1_000_000) -> None:
         self.capacity = capacity
         self._until: dict[bytes, int] = {}
-        self._order: deque[tuple[int, bytes]] = deque()
+        # two deques, not one of tuples: bytes and ints are not tracked by the cyclic garbage collector, tuples
+        # are, and a million live tuples make every full collection of the process longer
+        self._expiries: deque[int] = deque()
+        self._signatures: deque[bytes] = deque()
 
     def __len__(self) -> int:
         return len(self._until)
@@ -175,15 +178,18 @@ class ReplayGuard:
             raise ApiError.of(ResultCode.REPLAYED_REQUEST, "this signed request was already received (replay)")
         expires = timestamp + window + FUTURE_ALLOWANCE_MS
         self._until[signature] = expires
-        self._order.append((expires, signature))
+        self._expiries.append(expires)
+        self._signatures.append(signature)
         while len(self._until) > self.capacity:
-            _, oldest = self._order.popleft()
-            self._until.pop(oldest, None)
+            self._expiries.popleft()
+            self._until.pop(self._signatures.popleft(), None)
 
     def _forget_expired(self, now_ms: int) -> None:
-        order = self._order
+        expiries = self._expiries
+        signatures = self._signatures
         until = self._until
-        while order and order[0][0] < now_ms:
-            expires, signature = order.popleft()
+        while expiries and expiries[0] < now_ms:
+            expires = expiries.popleft()
+            signature = signatures.popleft()
             if until.get(signature) == expires:
                 del until[signature]
