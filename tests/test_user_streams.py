@@ -16,6 +16,8 @@ import httpx
 import pytest
 import websockets
 from conftest import ADMIN_TOKEN, RunningServer, create_key, start_server
+from redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
+from test_cluster import Cluster, cluster  # noqa: F401  (fixture)
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from openbell.client import OperatorAuth, SignedAuth, Signer
@@ -184,3 +186,25 @@ def test_connections_per_address_are_capped_and_idle_ones_closed(tmp_path: pathl
     assert status == 429
     assert closed_code == 1008  # never subscribed within a second
     assert subscribed == {"result": None, "id": 1}  # the one that subscribed stays
+
+
+def test_in_the_cluster_a_listen_key_made_by_an_api_worker_opens_streams_on_a_websocket_worker(
+    cluster: Cluster,  # noqa: F811
+) -> None:
+    cluster.engine()
+    api, ws_worker = cluster.api(), cluster.ws()
+    user = unique("roamer")
+    key = create_key(api.api, user)
+    with httpx.Client(base_url=api.api, auth=SignedAuth(Signer(key["apiKey"], key["secret"])), timeout=10) as client:
+        listen = client.post("/listenKey").json()["listenKey"]
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        url = f"ws://127.0.0.1:{ws_worker.port}/ws?listenKey={listen}"
+        async with websockets.connect(url, open_timeout=WAIT) as ws:
+            return await subscribe(ws, f"orders@{user}"), await subscribe(ws, "orders@someone-else")
+
+    own, other = asyncio.run(scenario())
+    assert own == {"result": None, "id": 1}
+    assert other["error"]["code"] == int(ResultCode.INVALID_USER)
+    refused = refused_upgrade(f"ws://127.0.0.1:{ws_worker.port}/ws?listenKey={'0' * 64}")
+    assert refused.response.status_code == 401
