@@ -240,6 +240,13 @@ def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:
     )
     if mode == "ws":
         return
+    if mode == "api":
+        group.add_argument(
+            "--auth-redis",
+            default=None,
+            help="Redis URL for rate limits, the signatures already seen and listen keys (default: --redis); "
+            "the WebSocket workers read listen keys from their --redis",
+        )
     group.add_argument(
         "--admin-token-file",
         default=None,

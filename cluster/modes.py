@@ -39,7 +39,9 @@ def run(mode: str, args: argparse.Namespace) -> int:
         auth = resolve_auth(args, args.host, data_dir=None, in_memory=False)
         auth.announce(log)
         auth.export()  # the worker processes Sanic starts share the token and secret
-        factory = partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url, auth)
+        factory = partial(
+            build_api_app, args.redis, args.reply_timeout, args.public_ws_url, auth, args.auth_redis or args.redis
+        )
         return serve(args, factory, "REST API (/api/v1) and web page (/)")
     if mode == "ws":
         from openbell.edge.credentials import is_loopback
@@ -131,20 +133,27 @@ def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 # --------------------------------------------------------------------------- api / ws
-def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | None = None, auth: Any = None) -> Any:
+def build_api_app(
+    redis_url: str,
+    reply_timeout: float,
+    public_ws_url: str | None = None,
+    auth: Any = None,
+    auth_redis_url: str | None = None,
+) -> Any:
     """One API worker's app (a factory: each Sanic worker process builds its own). `auth`: an
-    `openbell.options.AuthConfig` (None: authentication on, with a token and secret nobody knows)."""
+    `openbell.options.AuthConfig` (None: authentication on, with a token and secret nobody knows);
+    `auth_redis_url`: where rate limits, seen signatures and listen keys live (default: `redis_url`)."""
+    from openbell.cluster.listen_keys import RedisListenKeys
+    from openbell.cluster.ratelimit import RedisLimiter, RedisReplays
     from openbell.cluster.remote import RemoteEngine
     from openbell.http.app import create_app
 
+    auth_redis = auth_redis_url or redis_url
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
-    from openbell.cluster.listen_keys import RedisListenKeys
-    from openbell.cluster.ratelimit import RedisLimiter, RedisReplays
-
     authenticator = (
-        auth.authenticator(engine, RedisLimiter(redis_url), RedisReplays(redis_url)) if auth is not None else None
+        auth.authenticator(engine, RedisLimiter(auth_redis), RedisReplays(auth_redis)) if auth is not None else None
     )
-    listen_keys = RedisListenKeys(redis_url)
+    listen_keys = RedisListenKeys(auth_redis)
     app = create_app(
         engine,
         name="openbell_api",
