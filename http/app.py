@@ -545,6 +545,31 @@ class BoundedRequest(Request):
             ) from None
 
 
+SIGNED_DESCRIPTION = (
+    "Binance's scheme: this header, plus `timestamp` (ms), optional `recvWindow` and `signature` in the query "
+    "string: lowercase hex HMAC-SHA256 under the key's secret of the raw query string (without `signature`) "
+    "followed by the raw body. See the README for a worked example."
+)
+
+
+def describe_security(app: Sanic) -> None:
+    """Say in the OpenAPI document what each route needs (from its `requires` declaration)."""
+    app.ext.openapi.add_security_scheme(
+        "apiKey", "apiKey", name="X-MBX-APIKEY", location="header", description=SIGNED_DESCRIPTION
+    )
+    app.ext.openapi.add_security_scheme(
+        "operatorToken", "http", scheme="bearer", description="the operator's token (OPENBELL_ADMIN_TOKEN)"
+    )
+    for route in app.router.routes:
+        access = getattr(route.handler, "__openbell_access__", None)
+        if route.path.startswith("api/v1/admin/"):
+            access = Access.ADMIN
+        if access in (Access.READ, Access.TRADE):
+            openapi.secured("apiKey")(route.handler)
+        elif access is Access.ADMIN:
+            openapi.secured("operatorToken")(route.handler)
+
+
 async def _read_every_body(app: Sanic) -> None:
     """GET routes ignore a body by default and Sanic then logs an ERROR for it; read it (bounded by the body
     size limit) and let the handler ignore it instead."""
@@ -607,6 +632,11 @@ def create_app(
     install(app, authenticator)
     app.ctx.listen_keys = listen_keys if listen_keys is not None else MemoryListenKeys()
     app.blueprint(api)
+
+    async def security_in_the_docs(app: Sanic) -> None:
+        describe_security(app)
+
+    app.register_listener(security_in_the_docs, "before_server_start")
     app.error_handler.add(Exception, error_response)
     app.register_listener(_read_every_body, "before_server_start")
     install_web(app, public_ws_url=public_ws_url, auth="dev" if authenticator.dev else "keys")
