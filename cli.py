@@ -132,9 +132,12 @@ def run_embedded(args: argparse.Namespace) -> int:
     auth = resolve_auth(args, args.host, data_dir=args.data_dir, in_memory=args.in_memory)
     engine = start_engine(args, specs, args.reply_timeout)
     from openbell.http.app import create_app
+    from openbell.http.protocol import BoundedProtocol
+    from openbell.http.protocol import configure as configure_protocol
 
     try:
         app = create_app(engine, public_ws_url=args.public_ws_url, auth=auth.authenticator(engine))
+        configure_protocol(app, args.head_timeout)
         auth.announce(log)
         announce(app, f"openbell listening on http://{args.host}:{args.port} (REST /api/v1, WebSocket /ws, docs /docs)")
         app.run(
@@ -144,6 +147,7 @@ def run_embedded(args: argparse.Namespace) -> int:
             access_log=args.access_log,
             debug=False,
             motd=False,
+            protocol=BoundedProtocol,
         )
     finally:
         engine.stop()

@@ -32,16 +32,22 @@ class Signer:
     def __init__(self, api_key: str, secret: str) -> None:
         self.api_key = api_key
         self._secret = secret.encode()
-        self._last_timestamp = 0
+        self._recent: dict[bytes, int] = {}
+        """Request payload -> the timestamp it was last signed with (bounded; see `timestamp_for`)."""
         self._lock = threading.Lock()
 
-    def next_timestamp(self) -> int:
-        """Now in ms, but always after the last one this signer used: two identical requests signed in the same
-        millisecond get different signatures, so the server never takes the second for a replay."""
+    def timestamp_for(self, payload: bytes) -> int:
+        """Now in ms; but for a payload this signer signed in this same millisecond already, one more: the same
+        request sent twice in one millisecond gets two signatures, so the server does not take the second for a
+        replay. Different requests keep the clock's time (no drift, however many are signed per second)."""
+        now = time.time_ns() // 1_000_000
         with self._lock:
-            stamp = max(time.time_ns() // 1_000_000, self._last_timestamp + 1)
-            self._last_timestamp = stamp
-            return stamp
+            last = self._recent.get(payload)
+            stamp = now if last is None or last < now else last + 1
+            if len(self._recent) >= 4096:
+                self._recent.clear()
+            self._recent[payload] = stamp
+        return stamp
 
     def sign(self, total_params: bytes | str) -> str:
         data = total_params.encode() if isinstance(total_params, str) else total_params
@@ -58,7 +64,7 @@ class Signer:
         """`query` with `timestamp` (now, by default), `recvWindow` if given, and `signature` appended; the
         signature covers that query followed by `body`."""
         raw = query.encode() if isinstance(query, str) else query
-        stamp = self.next_timestamp() if timestamp is None else timestamp
+        stamp = self.timestamp_for(raw + b"\x00" + body) if timestamp is None else timestamp
         extra = f"timestamp={stamp}" + (f"&recvWindow={recv_window}" if recv_window is not None else "")
         signed = raw + (b"&" if raw else b"") + extra.encode()
         return signed + b"&signature=" + self.sign(signed + body).encode()

@@ -286,6 +286,13 @@ def add_server(parser: argparse.ArgumentParser, port: int, *, workers: bool) -> 
     if workers:
         group.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     group.add_argument("--access-log", action="store_true", help="log every request, at info level (default off)")
+    group.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a request's head may take from its first byte, however slowly it trickles in (408 "
+        "after; default 10)",
+    )
 
 
 def add_cluster(parser: argparse.ArgumentParser) -> None:
@@ -402,6 +409,13 @@ def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:
     )
     if mode == "ws":
         return
+    if mode == "api":
+        group.add_argument(
+            "--auth-redis",
+            default=None,
+            help="Redis URL for rate limits, the signatures already seen and listen keys (default: --redis); "
+            "the WebSocket workers read listen keys from their --redis",
+        )
     group.add_argument(
         "--admin-token-file",
         default=None,
@@ -415,6 +429,31 @@ def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:
         "directory, made mode 0600 if missing (default: OPENBELL_KEY_SECRET, else "
         "~/.config/openbell/key-secret; with --in-memory, a secret made for this run)",
     )
+    limits = parser.add_argument_group(
+        "rate limits",
+        "token buckets per API key and per client address, one for order entry (place, cancel) and one for "
+        "reads; over a limit the answer is 429 with Retry-After. 0 turns a limit off. In the cluster each is one "
+        "limit across all API workers (kept in Redis).",
+    )
+    limits.add_argument(
+        "--orders-per-key", type=float, default=100, help="orders and cancels per second per API key (default 100)"
+    )
+    limits.add_argument("--reads-per-key", type=float, default=200, help="reads per second per API key (default 200)")
+    limits.add_argument(
+        "--orders-per-address",
+        type=float,
+        default=1000,
+        help="orders and cancels per second per client address (default 1000)",
+    )
+    limits.add_argument(
+        "--reads-per-address", type=float, default=2000, help="reads per second per client address (default 2000)"
+    )
+    limits.add_argument(
+        "--rate-burst-seconds",
+        type=float,
+        default=2.0,
+        help="each bucket holds this many seconds of its rate: what a quiet client may send at once (default 2)",
+    )
 
 
 def resolve_auth(args: argparse.Namespace, host: str, *, data_dir: str | None, in_memory: bool) -> Any:
@@ -425,17 +464,26 @@ def resolve_auth(args: argparse.Namespace, host: str, *, data_dir: str | None, i
         is_loopback,
         key_secret,
     )
+    from openbell.edge.ratelimit import RateLimits
 
+    for name in ("orders_per_key", "reads_per_key", "orders_per_address", "reads_per_address", "rate_burst_seconds"):
+        if not 0 <= getattr(args, name) <= 1e9:
+            raise OptionError(f"--{name.replace('_', '-')} must be from 0 to 1e9")
+    limits = RateLimits.of(
+        (args.orders_per_key, args.reads_per_key),
+        (args.orders_per_address, args.reads_per_address),
+        args.rate_burst_seconds,
+    )
     if args.dev:
         if not is_loopback(host):
             raise OptionError(f"--dev turns authentication off and is refused on {host}: bind 127.0.0.1 or drop --dev")
-        return AuthConfig(dev=True)
+        return AuthConfig(dev=True, limits=limits)
     try:
         token, token_from = admin_token(args.admin_token_file, None if in_memory else data_dir)
         secret, secret_from = key_secret(args.key_secret_file, in_memory)
     except CredentialError as error:
         raise OptionError(str(error)) from None
-    return AuthConfig(False, token, token_from, secret, secret_from)
+    return AuthConfig(False, token, token_from, secret, secret_from, limits)
 
 
 class AuthConfig:
@@ -448,8 +496,10 @@ class AuthConfig:
         token_from: str = "",
         server_secret: bytes = b"",
         secret_from: str = "",
+        limits: Any = None,
     ) -> None:
         self.dev = dev
+        self.limits = limits
         self.admin_token = admin_token
         self.token_from = token_from
         self.server_secret = server_secret
@@ -486,12 +536,23 @@ class AuthConfig:
             os.environ[ADMIN_TOKEN_ENV] = self.admin_token
             os.environ[KEY_SECRET_ENV] = self.server_secret.decode("latin-1")
 
-    def authenticator(self, engine: Any) -> Any:
+    def authenticator(self, engine: Any, limiter: Any = None, shared_replays: Any = None) -> Any:
+        """The Authenticator of one process, with `limiter` (default: buckets of this process) and, in the
+        cluster, the signatures every API worker saw (`shared_replays`)."""
         from openbell.edge.auth import Authenticator
+        from openbell.edge.ratelimit import LocalLimiter
 
+        limiter = limiter if limiter is not None else LocalLimiter()
         if self.dev:
-            return Authenticator(engine, dev=True)
-        return Authenticator(engine, admin_token=self.admin_token, server_secret=self.server_secret)
+            return Authenticator(engine, dev=True, limiter=limiter, limits=self.limits)
+        return Authenticator(
+            engine,
+            admin_token=self.admin_token,
+            server_secret=self.server_secret,
+            limiter=limiter,
+            limits=self.limits,
+            shared_replays=shared_replays,
+        )
 
 
 def add_web(parser: argparse.ArgumentParser, default: str | None) -> None:

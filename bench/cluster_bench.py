@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.cluster_bench [--duration 10] [--connections 64] [--api-workers 2] [--json PATH]
 
 For each setup a fresh private redis-server (free port, 127.0.0.1, no persistence) and fresh processes:
-- embedded: `python run.py --port P --no-history --data-dir D` (engine, REST in one process);
-- cluster: `python run.py engine --redis URL --data-dir D` and `python run.py api --redis URL --workers N --port P`.
+- embedded: `python run.py --port P --dev --no-history --data-dir D` (engine, REST in one process);
+- cluster: `python run.py engine --redis URL --data-dir D` and `python run.py api --redis URL --workers N --port P
+  --dev` (the load is unsigned: dev mode; `bench.http_load --compare-auth` measures what signing costs).
 Both journal with fsync (the durable deployment); `--in-memory` compares them without a journal.
 Both are driven by `bench.http_load --prefund` (same workload, seed and settings), and the report gives
 each one's throughput and latency percentiles, the cluster/embedded ratio, and the CPU per request of each
@@ -120,6 +121,7 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                         str(port),
                         "--log-level",
                         "warning",
+                        "--dev",  # the load is unsigned and names its users
                         "--no-history",
                         *(["--in-memory"] if args.in_memory else ["--data-dir", str(work / "embedded-data")]),
                     ],
@@ -157,6 +159,7 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                         "warning",
                         "--workers",
                         str(args.api_workers),
+                        "--dev",
                     ],
                     work / "api.log",
                 )

@@ -93,7 +93,7 @@ _DONE = (b"FILLED", b"CANCELED", b"REJECTED", b"EXPIRED")
 # --------------------------------------------------------------------------- workload
 @dataclass
 class Workload:
-    """Items in stream order: (PLACE, body, seq, "") or (CANCEL, b"", target seq, user_id)."""
+    """Items in stream order: (PLACE, body, seq, user_id) or (CANCEL, b"", target seq, user_id)."""
 
     market: str
     items: list[tuple[int, bytes, int, str]]
@@ -131,7 +131,7 @@ def build_workload(orders: int, seed: int, users: int, market: str, api: str = "
                 f'","user_id":"{user}"}}'.encode(),
             )
         )
-        items.append((PLACE, body, item.seq, ""))
+        items.append((PLACE, body, item.seq, user))
     return Workload(market, items, [str(n) for n in range(1, users + 1)])
 
 
@@ -283,11 +283,19 @@ class RawConnection(asyncio.Protocol):
 
 
 class RawClient:
-    def __init__(self, host: str, port: int, prefix: str) -> None:
+    """Raw HTTP/1.1. With `signers` (user -> `openbell.client.Signer`), each request that names a user is signed
+    as that user (Binance's rule: timestamp and signature in the query, the key in X-MBX-APIKEY); with
+    `admin_token`, operator routes (onramp, admin/) carry it."""
+
+    def __init__(
+        self, host: str, port: int, prefix: str, signers: dict[str, Any] | None = None, admin_token: str | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.prefix = prefix.rstrip("/").encode()
         self.host_header = f"{host}:{port}".encode()
+        self.signers = signers
+        self.admin = b"Authorization: Bearer %s\r\n" % admin_token.encode() if admin_token else b""
 
     async def connect(self) -> RawConnection:
         loop = asyncio.get_running_loop()
@@ -297,8 +305,22 @@ class RawClient:
         return protocol
 
     async def send(
-        self, conn: RawConnection, method: bytes, path: bytes, body: bytes, head: bytes = JSON_HEAD
+        self,
+        conn: RawConnection,
+        method: bytes,
+        path: bytes,
+        body: bytes,
+        head: bytes = JSON_HEAD,
+        user: str = "",
     ) -> tuple[int, bytes]:
+        signers = self.signers
+        if signers is not None and user:
+            signer = signers[user]
+            query = signer.signed_query(b"", body)
+            signed_head = head + b"X-MBX-APIKEY: %s\r\n" % signer.api_key.encode()
+            return await conn.request(method, self.prefix + path + b"?" + query, body, signed_head)
+        if path == b"/onramp" or path.startswith(b"/admin/"):
+            return await conn.request(method, self.prefix + path, body, head + self.admin)
         return await conn.request(method, self.prefix + path, body, head)
 
 
@@ -331,7 +353,7 @@ class HttpxClient:
     async def connect(self) -> HttpxConnection:
         return HttpxConnection()
 
-    async def send(self, conn: Any, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
+    async def send(self, conn: Any, method: bytes, path: bytes, body: bytes, user: str = "") -> tuple[int, bytes]:
         try:
             response = await self.client.request(
                 method.decode(), self.base + path.decode(), content=body, headers=self.headers
@@ -500,7 +522,7 @@ async def run_load(
                     body = b'{"market":"%s","orderId":"%s","user_id":"%s"}' % (market, order_id.encode(), user.encode())
             try:
                 status, reply = await (
-                    send(conn, method, path, body, head) if binance else send(conn, method, path, body)
+                    send(conn, method, path, body, head) if binance else send(conn, method, path, body, user=user)
                 )
             except (ConnectionError, OSError) as error:
                 errors[f"{method.decode()} {type(error).__name__}"] += 1
@@ -636,14 +658,30 @@ async def prefund(client: Any, workload: Workload, connections: int, timeout: fl
     return dict(statuses)
 
 
-def make_client(kind: str, url: str, connections: int, timeout: float) -> Any:
+def make_client(
+    kind: str, url: str, connections: int, timeout: float, signers: dict[str, Any] | None = None, admin: str = ""
+) -> Any:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise SystemExit(f"--url must be http://host:port[/prefix], got {url!r}")
     prefix = (parts.path.rstrip("/") or "") + "/api/v1"
     if kind == "httpx":
+        if signers is not None:
+            raise SystemExit("--sign needs the raw client")
         return HttpxClient(f"http://{parts.hostname}:{parts.port or 80}{prefix}", connections, timeout)
-    return RawClient(parts.hostname, parts.port or 80, prefix)
+    return RawClient(parts.hostname, parts.port or 80, prefix, signers, admin or None)
+
+
+def make_keys(url: str, users: list[str], admin_token: str) -> dict[str, Any]:
+    """A signer per user, with a key made through the operator's route (before the measured phases)."""
+    from openbell.client import Client, Signer
+
+    signers: dict[str, Any] = {}
+    with Client(url, admin_token=admin_token) as operator:
+        for user in users:
+            key = operator.create_key(user)
+            signers[user] = Signer(key["apiKey"], key["secret"])
+    return signers
 
 
 def install_loop() -> str:
@@ -667,8 +705,13 @@ def measure(
 ) -> list:
     """One server: optional prefund, one saturated phase (or paced at --rate), optional paced phase."""
 
+    signers = None
+    admin_token = getattr(args, "admin_token", None) or os.environ.get("OPENBELL_ADMIN_TOKEN", "")
+    if getattr(args, "sign", False):
+        signers = make_keys(url, workload.users, admin_token)
+
     async def go() -> list:
-        client = make_client(args.client, url, args.connections, args.timeout)
+        client = make_client(args.client, url, args.connections, args.timeout, signers, admin_token)
         out: list[Any] = []
         if do_prefund:
             out.append(await prefund(client, workload, args.connections, args.timeout))
@@ -740,7 +783,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, name: str, argv: list[str], port: int, log_dir: Path, cpus: str | None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], port: int, log_dir: Path, cpus: str | None, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.port = port
         self.log_path = log_dir / f"{name}-{port}.log"
@@ -751,7 +796,7 @@ class Server:
             cwd=ROOT,
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
 
     @property
@@ -824,6 +869,8 @@ def compare(args: argparse.Namespace) -> int:
         [python, "run.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
     ).stdout
     data_dir_option = "--data-dir" in help_text and "--in-memory" not in args.exchange_args.split()
+    # this driver sends unsigned requests that name their user: the exchange runs in dev mode where it has one
+    dev_option = ["--dev"] if "--dev" in help_text else []
     for run in range(1, args.runs + 1):
         for name in ("ceiling", "exchange"):
             port = free_port()
@@ -833,7 +880,7 @@ def compare(args: argparse.Namespace) -> int:
                     argv.append("--bare")
             else:
                 argv = [python, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-                argv += ["--max-open-orders", "100000"]
+                argv += ["--max-open-orders", "100000", *dev_option]
                 if data_dir_option:
                     argv += ["--data-dir", tempfile.mkdtemp(prefix=f"exchange-run{run}-", dir=log_dir)]
                 argv += args.exchange_args.split()
@@ -946,7 +993,7 @@ def metrics_cost(args: argparse.Namespace) -> int:
             port = free_port()
             argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
             argv += ["--max-open-orders", "100000", "--data-dir", tempfile.mkdtemp(prefix=f"{name}-{run}-", dir=log_dir)]
-            argv += [*args.exchange_args.split(), *(["--no-metrics"] if name == "off" else [])]
+            argv += ["--dev", *args.exchange_args.split(), *(["--no-metrics"] if name == "off" else [])]  # unsigned
             server = Server(f"metrics-{name}", argv, port, log_dir, server_cpus)
             try:
                 server.wait_ready()
@@ -968,6 +1015,76 @@ def metrics_cost(args: argparse.Namespace) -> int:
     if on_cpu and off_cpu:
         ratio = median_of(on_cpu, "requests_per_server_cpu_second") / median_of(off_cpu, "requests_per_server_cpu_second")
         print(f"  cost of metrics: {1 - ratio:+.1%} of requests per server CPU-second")
+
+
+NO_LIMITS = [
+    "--orders-per-key",
+    "1e9",
+    "--reads-per-key",
+    "1e9",
+    "--orders-per-address",
+    "1e9",
+    "--reads-per-address",
+    "1e9",
+]
+"""The rate limits stay on (their buckets are checked on every request) but never refuse the benchmark's load."""
+
+
+def compare_auth(args: argparse.Namespace) -> int:
+    """The exchange in dev mode (unsigned requests that name their user) and signed (every order and cancel
+    signed with its user's key, rate limits checked), alternately, --runs times; medians and the cost."""
+    import secrets
+
+    server_cpus, client_cpus = cpu_plan(args.no_pin)
+    if client_cpus:
+        os.sched_setaffinity(0, client_cpus)
+    workload = build_workload(args.orders, args.seed, args.users, args.market)
+    print(
+        f"stream: {len(workload.items)} items ({args.users} users); client raw on {install_loop()}, "
+        f"{args.connections} connections, {args.warmup:g} s warmup + {args.duration:g} s; servers on cores "
+        f"{server_cpus or 'any'}, client on {sorted(client_cpus) if client_cpus else 'any'}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores",
+        flush=True,
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix="http_load_auth_"))
+    results: dict[str, list[Result]] = {"dev": [], "signed": []}
+    token = secrets.token_urlsafe(24)
+    env = {"OPENBELL_ADMIN_TOKEN": token, "OPENBELL_KEY_SECRET": secrets.token_hex(32)}
+    for run in range(1, args.runs + 1):
+        for name in ("dev", "signed"):
+            port = free_port()
+            argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            argv += ["--max-open-orders", "100000", "--in-memory", *NO_LIMITS, *args.exchange_args.split()]
+            if name == "dev":
+                argv.append("--dev")
+            server = Server(f"{name}{run}", argv, port, log_dir, server_cpus, env)
+            try:
+                server.wait_ready()
+                run_args = argparse.Namespace(**{**vars(args), "sign": name == "signed", "admin_token": token})
+                funded, result = measure(run_args, server.url, workload, do_prefund=True, server_pid=server.process.pid)
+            finally:
+                server.stop()
+            print(f"run {run} {name}: prefund {funded}\n{show(result)}", flush=True)
+            results[name].append(result)
+    dev = median_of(results["dev"], "orders_per_second")
+    signed = median_of(results["signed"], "orders_per_second")
+    cost = 1 - signed / dev if dev else 0.0
+    print(
+        f"\nmedians over {args.runs} runs: dev {dev:,.0f} orders/s (p50 {median_of(results['dev'], 'p50_ms'):.2f} ms), "
+        f"signed {signed:,.0f} orders/s (p50 {median_of(results['signed'], 'p50_ms'):.2f} ms): authentication and "
+        f"rate limits cost {cost:.1%} of order throughput (target at most 10%)"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "dev": [asdict(r) for r in results["dev"]],
+                    "signed": [asdict(r) for r in results["signed"]],
+                    "cost": round(cost, 4),
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
@@ -1019,6 +1136,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="measure the exchange with metrics and with --no-metrics, alternately, --runs times each",
     )
+    parser.add_argument(
+        "--compare-auth",
+        action="store_true",
+        help="measure the exchange in dev mode and with signed requests, alternately (--runs times each)",
+    )
+    parser.add_argument(
+        "--sign",
+        action="store_true",
+        help="sign every request as its user (keys made first through the operator's token, --admin-token)",
+    )
+    parser.add_argument(
+        "--admin-token", default=None, help="the operator's token (default OPENBELL_ADMIN_TOKEN): onramp and keys"
+    )
     parser.add_argument("--runs", type=int, default=3, help="--compare: runs (default 3)")
     parser.add_argument(
         "--paced-fraction",
@@ -1047,6 +1177,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_cost:
         install_loop()
         return metrics_cost(args)
+    if args.compare_auth:
+        return compare_auth(args)
     if args.cpu:
         os.sched_setaffinity(0, {int(c) for c in args.cpu.split(",")})
     started = time.monotonic()

@@ -39,7 +39,9 @@ def run(mode: str, args: argparse.Namespace) -> int:
         auth = resolve_auth(args, args.host, data_dir=None, in_memory=False)
         auth.announce(log)
         auth.export()  # the worker processes Sanic starts share the token and secret
-        factory = partial(build_api_app, args.redis, args.reply_timeout, args.public_ws_url, auth)
+        factory = partial(
+            build_api_app, args.redis, args.reply_timeout, args.public_ws_url, auth, args.auth_redis or args.redis
+        )
         return serve(args, factory, "REST API (/api/v1) and web page (/)")
     if mode == "ws":
         from openbell.edge.credentials import is_loopback
@@ -131,15 +133,35 @@ def _run_until_signal(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 # --------------------------------------------------------------------------- api / ws
-def build_api_app(redis_url: str, reply_timeout: float, public_ws_url: str | None = None, auth: Any = None) -> Any:
+def build_api_app(
+    redis_url: str,
+    reply_timeout: float,
+    public_ws_url: str | None = None,
+    auth: Any = None,
+    auth_redis_url: str | None = None,
+) -> Any:
     """One API worker's app (a factory: each Sanic worker process builds its own). `auth`: an
-    `openbell.options.AuthConfig` (None: authentication on, with a token and secret nobody knows)."""
+    `openbell.options.AuthConfig` (None: authentication on, with a token and secret nobody knows);
+    `auth_redis_url`: where rate limits, seen signatures and listen keys live (default: `redis_url`)."""
+    from openbell.cluster.listen_keys import RedisListenKeys
+    from openbell.cluster.ratelimit import RedisLimiter, RedisReplays
     from openbell.cluster.remote import RemoteEngine
     from openbell.http.app import create_app
 
+    auth_redis = auth_redis_url or redis_url
     engine = RemoteEngine(redis_url, reply_timeout=reply_timeout)
-    authenticator = auth.authenticator(engine) if auth is not None else None
-    app = create_app(engine, name="openbell_api", websocket=False, public_ws_url=public_ws_url, auth=authenticator)
+    authenticator = (
+        auth.authenticator(engine, RedisLimiter(auth_redis), RedisReplays(auth_redis)) if auth is not None else None
+    )
+    listen_keys = RedisListenKeys(auth_redis)
+    app = create_app(
+        engine,
+        name="openbell_api",
+        websocket=False,
+        public_ws_url=public_ws_url,
+        auth=authenticator,
+        listen_keys=listen_keys,
+    )
     _manage(app, engine)
     return app
 
@@ -150,6 +172,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     from sanic import Sanic
     from sanic.response import json
 
+    from openbell.cluster.listen_keys import RedisListenKeys
     from openbell.cluster.redisbus import RedisEventBus
     from openbell.cluster.remote import RemoteEngine
     from openbell.edge.auth import Authenticator, install
@@ -160,6 +183,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     engine = RemoteEngine(redis_url, bus=bus)
     app = Sanic("openbell_ws", configure_logging=False)  # logging is configured once, in main
     app.ctx.engine = engine
+    app.ctx.listen_keys = RedisListenKeys(redis_url)
     install(app, Authenticator(engine, dev=dev))
 
     @app.get("/health")
@@ -189,10 +213,19 @@ def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> in
     from sanic.worker.loader import AppLoader
 
     from openbell.cli import check_port_free
+    from openbell.http.protocol import BoundedProtocol
 
     check_port_free(args.host, args.port)
-    options = {"host": args.host, "port": args.port, "access_log": args.access_log, "debug": False, "motd": False}
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "access_log": args.access_log,
+        "debug": False,
+        "motd": False,
+        "protocol": BoundedProtocol,
+    }
     line = f"{what} listening on {args.host}:{args.port} with {args.workers} worker(s)"
+    factory = partial(_bounded, factory, args.head_timeout)
     if args.workers <= 1:
         app = factory()
         _announce(app, line)
@@ -204,6 +237,14 @@ def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> in
     app.prepare(workers=args.workers, **options)
     Sanic.serve(primary=app, app_loader=loader)
     return 0
+
+
+def _bounded(factory: Callable[[], Any], head_seconds: float) -> Any:
+    from openbell.http.protocol import configure
+
+    app = factory()
+    configure(app, head_seconds)
+    return app
 
 
 def _announce(app: Any, line: str) -> None:

@@ -96,6 +96,8 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.
     api += ["--public-ws-url", args.public_ws_url or f"ws://0.0.0.0:{args.ws_port}/ws"]
     ws = ["ws", *common, *api_and_ws, "--host", args.host, "--port", str(args.ws_port), "--workers", str(args.ws_workers)]
+    for name in ("orders_per_key", "reads_per_key", "orders_per_address", "reads_per_address", "rate_burst_seconds"):
+        api += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     if args.dev:
         api.append("--dev")
         ws.append("--dev")

@@ -195,6 +195,10 @@ class ResultCode(IntEnum):
     """The request names a user_id that is not the key's user."""
     RATE_LIMITED = 409
     """Over a rate limit: retry after the time in `Retry-After`."""
+    UNKNOWN_LISTEN_KEY = 410
+    """The listen key does not exist, has expired, or is another user's."""
+    ORIGIN_NOT_ALLOWED = 411
+    """A WebSocket upgrade from a web page of another site."""
 
     # 5xx: engine faults
     ENGINE_ERROR = 500

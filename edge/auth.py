@@ -14,9 +14,10 @@ and every API worker that has the server secret can check signatures without a s
 Losing the server secret invalidates every key's secret (the keys are then revoked and made again).
 
 Keys reach every API worker through the engine: a worker asks the engine for a key it does not know and
-keeps the answer (found or not) for at most `KEY_CACHE_SECONDS`, so a key created or revoked on one
-worker holds on every worker within that time. A worker forgets its cached copy of a key it revokes at
-once.
+keeps the answer (found or not) for `KEY_CACHE_SECONDS`; a known key is then still used for up to
+`KEY_STALE_SECONDS` while the worker asks again in the background, so requests do not wait for the engine
+and a key created or revoked on one worker holds on every worker within a second. A worker forgets its
+cached copy of a key it revokes at once.
 
 Dev mode (`--dev`): no credentials; the acting user is the request's `user_id`, or the `X-MBX-APIKEY`
 header's value when there is none (so an unmodified Binance client can trade as that user).
@@ -24,26 +25,30 @@ header's value when there is none (so an unmodified Binance client can trade as 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from openbell.core.commands import GetApiKeys
 from openbell.core.messages import ApiKeys, ApiKeyView
 from openbell.core.types import Permission, ResultCode
 from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
-from openbell.edge.signing import ReplayGuard, check_signature, check_window, signed_params, split_signature
+from openbell.edge.ratelimit import Limit, Limiter, RateLimits, retry_after
+from openbell.edge.signing import ReplayGuard, SignedRequest, check_signature, check_window_of
 
 API_KEY_HEADER = "x-mbx-apikey"
 ADMIN_PREFIX = "/api/v1/admin/"
 KEY_CACHE_SECONDS = 0.5
 """How long a worker trusts what it learnt about a key (found or not found) before asking the engine again."""
+KEY_STALE_SECONDS = 0.4
+"""After that, how long a known key is still used while it is looked up again in the background: a key revoked
+elsewhere is refused here within KEY_CACHE_SECONDS + KEY_STALE_SECONDS (under a second)."""
 MAX_CACHED_KEYS = 100_000
 STATE_CHANGING_METHODS = frozenset(("POST", "PUT", "DELETE", "PATCH"))
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -73,30 +78,68 @@ def requires(access: Access) -> Callable[[Handler], Handler]:
     return mark
 
 
+_ACCESS_BY_ROUTE: dict[int, Access] = {}
+
+
 def access_of(request: Any) -> Access:
     """What the request's route needs: its declaration, ADMIN for anything under /api/v1/admin/ whatever it
     declares, PUBLIC for an undeclared route elsewhere (the web page, the docs)."""
     if request.path.startswith(ADMIN_PREFIX):
         return Access.ADMIN
     route = request.route
+    if route is not None:
+        known = _ACCESS_BY_ROUTE.get(id(route))
+        if known is not None:
+            return known
     handler = getattr(route, "handler", None) if route is not None else None
     declared = getattr(handler, "__openbell_access__", None)
     # Sanic wraps some handlers (websocket routes) in a partial
     if declared is None and handler is not None:
         declared = getattr(getattr(handler, "func", None), "__openbell_access__", None)
-    return declared if isinstance(declared, Access) else Access.PUBLIC
+    access = declared if isinstance(declared, Access) else Access.PUBLIC
+    if route is not None and len(_ACCESS_BY_ROUTE) < 10_000:
+        _ACCESS_BY_ROUTE[id(route)] = access
+    return access
 
 
-@dataclass(frozen=True)
 class Identity:
-    """Who a request acts for, once authenticated."""
+    """Who a request acts for, once authenticated (one object per key, reused: never changed)."""
 
-    user_id: str | None
-    """The key's user; None for the operator, for a public route, and in dev mode."""
-    api_key: str | None = None
-    permissions: tuple[Permission, ...] = ()
-    admin: bool = False
-    dev: bool = False
+    __slots__ = ("admin", "api_key", "dev", "permissions", "user_id")
+
+    def __init__(
+        self,
+        user_id: str | None,
+        api_key: str | None = None,
+        permissions: tuple[Permission, ...] = (),
+        admin: bool = False,
+        dev: bool = False,
+    ) -> None:
+        self.user_id = user_id
+        """The key's user; None for the operator, for a public route, and in dev mode."""
+        self.api_key = api_key
+        self.permissions = permissions
+        self.admin = admin
+        self.dev = dev
+
+
+class SharedReplays(Protocol):
+    async def first_time(self, signature: bytes, remember_ms: int) -> bool:
+        """Whether no API worker saw `signature` before (it is remembered `remember_ms` from now)."""
+        ...
+
+
+class KnownKey:
+    """What a worker keeps about a key it has asked the engine about."""
+
+    __slots__ = ("can_trade", "fresh_until", "identity", "secret", "view")
+
+    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: bytes) -> None:
+        self.fresh_until = fresh_until
+        self.view = view
+        self.secret = secret
+        self.identity = Identity(view.user_id, view.api_key, view.permissions) if view is not None else None
+        self.can_trade = view is not None and Permission.TRADE in view.permissions
 
 
 DEV = Identity(None, dev=True)
@@ -128,14 +171,24 @@ class Authenticator:
         server_secret: bytes | None = None,
         dev: bool = False,
         clock_ms: Callable[[], int] | None = None,
+        limiter: Limiter | None = None,
+        shared_replays: SharedReplays | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self.engine = engine
         self.dev = dev
+        self.limiter = limiter
+        """Rate limits (see `openbell.edge.ratelimit`); None: none."""
+        self.limits = limits or RateLimits()
         self.admin_token = (admin_token or new_token()).encode()
         self.server_secret = server_secret or secrets.token_bytes(32)
         self.replays = ReplayGuard()
-        self._keys: dict[str, tuple[float, ApiKeyView | None]] = {}
+        self.shared_replays = shared_replays
+        """Where the API workers of a cluster tell each other the signatures they saw (None: one process)."""
+        self._keys: dict[str, KnownKey] = {}
         self._secrets: dict[str, str] = {}
+        self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
 
     def secret_of(self, api_key: str) -> str:
@@ -151,15 +204,43 @@ class Authenticator:
         """What this worker knows of `api_key` now (None: it does not exist, or was revoked)."""
         if len(self._keys) >= MAX_CACHED_KEYS:
             self._keys.clear()
-        self._keys[api_key] = (time.monotonic() + KEY_CACHE_SECONDS, key)
+        self._keys[api_key] = KnownKey(time.monotonic() + KEY_CACHE_SECONDS, key, self.secret_of(api_key).encode())
 
-    async def key(self, api_key: str) -> ApiKeyView | None:
-        cached = self._keys.get(api_key)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+    async def key(self, api_key: str) -> KnownKey:
+        """The key as the engine has it, at most KEY_CACHE_SECONDS old; a known key up to KEY_STALE_SECONDS
+        older while it is looked up again in the background (a request never waits for that)."""
+        known = self._keys.get(api_key)
+        if known is not None:
+            now = time.monotonic()
+            if known.fresh_until > now:
+                return known
+            if known.view is not None and known.fresh_until + KEY_STALE_SECONDS > now:
+                self._refresh_soon(api_key)
+                return known
+        await self._lookup(api_key)
+        return self._keys[api_key]
+
+    def _refresh_soon(self, api_key: str) -> None:
+        if api_key in self._refreshing:
+            return
+        self._refreshing.add(api_key)
+        task = asyncio.get_running_loop().create_task(self._refresh(api_key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, api_key: str) -> None:
+        try:
+            await self._lookup(api_key)
+        except ApiError:
+            pass  # the engine is away: the next request past the stale time waits for it, or gets 503
+        finally:
+            self._refreshing.discard(api_key)
+
+    async def _lookup(self, api_key: str) -> None:
         engine = self.engine
         if engine is None:
-            return None
+            self.remember(None, api_key)
+            return
         try:
             reply = await engine.request(engine.new(GetApiKeys, api_key=api_key))
         except EngineError:
@@ -167,20 +248,43 @@ class Authenticator:
                 ResultCode.ENGINE_UNAVAILABLE, "the engine is not available to check the API key"
             ) from None
         keys = reply.expect(ApiKeys).keys if reply.ok else ()
-        found = keys[0] if keys else None
-        self.remember(found, api_key)
-        return found
+        self.remember(keys[0] if keys else None, api_key)
 
     async def check(self, request: Any) -> Identity:
-        """The caller's identity, or ApiError saying why the request is refused."""
+        """The caller's identity, or ApiError saying why the request is refused (429 over a rate limit: the
+        client address's bucket is checked first, before any work on the request, then the API key's).
+
+        This runs on every request, on the event loop's thread, which is what limits a server's throughput:
+        it is written to do little (no coroutine unless the engine or Redis must be asked)."""
+        access = access_of(request)
+        trade = access is Access.TRADE
+        limiter = self.limiter
+        if limiter is not None and access is not Access.ADMIN:
+            limit = self.limits.orders_per_address if trade else self.limits.reads_per_address
+            if limit.rate:
+                bucket = ("o:ip:" if trade else "r:ip:") + request.ip
+                wait = limiter.try_admit(bucket, limit)
+                if wait is None:
+                    wait = await limiter.admit(((bucket, limit),))
+                if wait:
+                    raise rate_limited(trade, "address", limit, wait)
         if self.dev:
             return DEV
-        access = access_of(request)
         if access is Access.PUBLIC:
             return ANONYMOUS
         if access is Access.ADMIN:
             return self._check_admin(request)
-        return await self._check_signed(request, access)
+        identity = await self._check_signed(request, trade)
+        if limiter is not None:
+            limit = self.limits.orders_per_key if trade else self.limits.reads_per_key
+            if limit.rate:
+                bucket = ("o:key:" if trade else "r:key:") + (identity.api_key or "")
+                wait = limiter.try_admit(bucket, limit)
+                if wait is None:
+                    wait = await limiter.admit(((bucket, limit),))
+                if wait:
+                    raise rate_limited(trade, "API key", limit, wait)
+        return identity
 
     def _check_admin(self, request: Any) -> Identity:
         header = request.headers.get("authorization")
@@ -193,28 +297,45 @@ class Authenticator:
             raise ApiError.of(ResultCode.INVALID_ADMIN_TOKEN, "the operator's token is not valid")
         return OPERATOR
 
-    async def _check_signed(self, request: Any, access: Access) -> Identity:
+    async def _check_signed(self, request: Any, trade: bool) -> Identity:
         api_key = request.headers.get(API_KEY_HEADER)
         if not api_key:
             raise ApiError.of(ResultCode.MISSING_API_KEY, "an API key is required (X-MBX-APIKEY header)")
         if len(api_key) > 128 or not api_key.isascii():
             raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")
-        query = request.query_string.encode("latin-1")
+        query = request.raw_url.partition(b"?")[2]  # the bytes as received
         body: bytes = request.body or b""
-        body_is_form = request.content_type.split(";", 1)[0].strip().lower() == FORM_TYPE
-        total, signature = split_signature(query, body, body_is_form)
-        key = await self.key(api_key)
-        if key is None:
+        body_is_form = bool(body) and request.content_type.split(";", 1)[0].strip().lower() == FORM_TYPE
+        signed = SignedRequest(query, body, body_is_form)
+        signature = signed.signature
+        known = self._keys.get(api_key)
+        if known is None or known.fresh_until <= time.monotonic():
+            known = await self.key(api_key)
+        identity = known.identity
+        if identity is None:
             raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")
-        check_signature(self.secret_of(api_key), total, signature)
+        check_signature(known.secret, signed.total, signature)
         now = self._clock_ms()
-        timestamp, window = check_window(signed_params(query, body, body_is_form), now)
+        timestamp, window = check_window_of(signed.timestamp, signed.recv_window, now)
         if request.method in STATE_CHANGING_METHODS:
             self.replays.check_and_remember(signature, timestamp, window, now)
-        needed = Permission.TRADE if access is Access.TRADE else Permission.READ
-        if needed not in key.permissions:
-            raise ApiError.of(ResultCode.MISSING_PERMISSION, f"this API key lacks the {needed.value} permission")
-        return Identity(key.user_id, api_key, key.permissions)
+            shared = self.shared_replays
+            if shared is not None and not await shared.first_time(signature, timestamp + window + 1000 - now):
+                raise ApiError.of(ResultCode.REPLAYED_REQUEST, "this signed request was already received (replay)")
+        if trade and not known.can_trade:
+            raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the trade permission")
+        if not trade and Permission.READ not in identity.permissions:
+            raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the read permission")
+        return identity
+
+
+def rate_limited(trade: bool, per: str, limit: Limit, wait: float) -> ApiError:
+    what = "order entry" if trade else "reads"
+    error = ApiError.of(
+        ResultCode.RATE_LIMITED, f"over the {what} rate limit of this {per} ({limit.rate:g}/s): retry later"
+    )
+    error.headers = {"Retry-After": retry_after(wait)}
+    return error
 
 
 def install(app: Any, authenticator: Authenticator) -> None:

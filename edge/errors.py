@@ -58,6 +58,8 @@ STATUS_BY_CODE: dict[ResultCode, int] = {
     ResultCode.ADMIN_ONLY: 403,
     ResultCode.NOT_YOUR_USER: 403,
     ResultCode.RATE_LIMITED: 429,
+    ResultCode.UNKNOWN_LISTEN_KEY: 401,
+    ResultCode.ORIGIN_NOT_ALLOWED: 403,
     ResultCode.ENGINE_ERROR: 500,
     ResultCode.HISTORY_BEHIND: 503,
     ResultCode.ENGINE_UNAVAILABLE: 503,
@@ -87,6 +89,8 @@ class ApiError(Exception):
         self.message = message or code.name.replace("_", " ").lower()
         self.extra = extra
         """More fields for the error body (e.g. the order a duplicate clientOrderId names)."""
+        self.headers: dict[str, str] | None = None
+        """Headers of the answer (e.g. Retry-After on 429)."""
 
     @classmethod
     def of(cls, code: ResultCode, message: str = "", **extra: Any) -> ApiError:

@@ -5,6 +5,9 @@ ran, see `openbell.edge.auth`): a `user_id` in the body or query is optional, an
 not the key's user. On an operator's route (the operator's token) the request names the user it acts on
 (`POST /onramp` credits that user). In dev mode (`--dev`) the request says who it is: `user_id` in the JSON
 body or the query string, else the `X-MBX-APIKEY` header's value. No handler reads `user_id` itself.
+
+A WebSocket connection's user (`resolve_stream_user`) comes from its listen key (`?listenKey=`), or in dev mode
+from `?user_id=`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from openbell.core.types import ResultCode
 from openbell.edge.auth import API_KEY_HEADER, Identity
 from openbell.edge.errors import ApiError
+from openbell.edge.listen_keys import LISTEN_KEY
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 
@@ -60,3 +64,19 @@ def resolve_user(request: Any, body: dict[str, Any] | None = None) -> str:
     if identity.admin:
         return _valid(named)
     raise ApiError.of(ResultCode.MISSING_API_KEY, "an API key is required (X-MBX-APIKEY header)")
+
+
+async def resolve_stream_user(request: Any) -> str | None:
+    """The user whose private streams a WebSocket upgrade may read: the user of its `?listenKey=` (ApiError if
+    that is not a live key), else, in dev mode only, its `?user_id=`; None otherwise (market streams only)."""
+    listen_key = request.args.get("listenKey")
+    if listen_key is not None:
+        store = getattr(request.app.ctx, "listen_keys", None)
+        user = await store.user_of(listen_key) if store is not None and LISTEN_KEY.match(listen_key) else None
+        if user is None:
+            raise ApiError.of(ResultCode.UNKNOWN_LISTEN_KEY, "unknown or expired listen key")
+        return user
+    identity = identity_of(request)
+    if identity is not None and identity.dev and request.args.get("user_id") is not None:
+        return resolve_user(request)
+    return None

@@ -49,6 +49,7 @@ from openbell.edge.auth import Access, Authenticator, install, new_api_key, requ
 from openbell.edge.client import EngineClient, EngineError, EngineTimeout, EngineUnavailable
 from openbell.edge.errors import ApiError
 from openbell.edge.identity import USER_ID, resolve_user
+from openbell.edge.listen_keys import LISTEN_KEY, ListenKeys, MemoryListenKeys
 from openbell.http import render
 from openbell.http.observe import install_metrics
 from openbell.http.parse import (
@@ -74,11 +75,13 @@ from openbell.http.schemas import (
     CANCEL_RESULT,
     CREATE_KEY,
     DEPTH,
+    EMPTY,
     ERROR,
     ERRORS,
     HEALTH,
     INTERVAL,
     KLINE,
+    LISTEN_KEY_RESULT,
     MARKET_INFO,
     ONRAMP,
     ONRAMP_RESULT,
@@ -495,6 +498,65 @@ async def revoke_key(request: Request, api_key: str) -> HTTPResponse:
     return json({"apiKey": api_key, "status": "revoked"})
 
 
+def listen_keys_of(request: Request) -> ListenKeys:
+    store: ListenKeys = request.app.ctx.listen_keys
+    return store
+
+
+def listen_key_param(request: Request) -> str:
+    value = request.args.get("listenKey")
+    if not isinstance(value, str) or not LISTEN_KEY.match(value):
+        raise ApiError.of(ResultCode.UNKNOWN_LISTEN_KEY, "listenKey is required: the key POST /listenKey answered")
+    return value
+
+
+@api.post("/listenKey")
+@requires(Access.READ)
+@openapi.summary("A listen key for the caller's private streams (/ws?listenKey=...), valid 60 minutes")
+@answers(200, LISTEN_KEY_RESULT, "the listen key", 400, 401, 403)
+async def create_listen_key(request: Request) -> HTTPResponse:
+    user_id = resolve_user(request)
+    try:
+        key = await listen_keys_of(request).create(user_id)
+    except EngineError:
+        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available") from None
+    return json({"listenKey": key})
+
+
+@api.put("/listenKey")
+@requires(Access.READ)
+@openapi.summary("Keep a listen key alive for another 60 minutes")
+@openapi.parameter("listenKey", str, "query", required=True)
+@answers(200, EMPTY, "extended", 400, 401, 403)
+async def extend_listen_key(request: Request) -> HTTPResponse:
+    user_id = resolve_user(request)
+    key = listen_key_param(request)
+    try:
+        extended = await listen_keys_of(request).extend(key, user_id)
+    except EngineError:
+        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available") from None
+    if not extended:
+        raise ApiError.of(ResultCode.UNKNOWN_LISTEN_KEY, "unknown or expired listen key")
+    return json({})
+
+
+@api.delete("/listenKey")
+@requires(Access.READ)
+@openapi.summary("End a listen key")
+@openapi.parameter("listenKey", str, "query", required=True)
+@answers(200, EMPTY, "ended", 400, 401, 403)
+async def delete_listen_key(request: Request) -> HTTPResponse:
+    user_id = resolve_user(request)
+    key = listen_key_param(request)
+    try:
+        deleted = await listen_keys_of(request).delete(key, user_id)
+    except EngineError:
+        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available") from None
+    if not deleted:
+        raise ApiError.of(ResultCode.UNKNOWN_LISTEN_KEY, "unknown or expired listen key")
+    return json({})
+
+
 BODY_SECONDS = 10.0
 """How long a request's body may take to arrive once its head has: a client that announces more bytes than
 it sends gets 408 then, not a 60 s wait."""
@@ -512,6 +574,31 @@ class BoundedRequest(Request):
                 ResultCode.REQUEST_TIMEOUT,
                 f"the request body did not arrive within {BODY_SECONDS:g} s (fewer bytes than its Content-Length?)",
             ) from None
+
+
+SIGNED_DESCRIPTION = (
+    "Binance's scheme: this header, plus `timestamp` (ms), optional `recvWindow` and `signature` in the query "
+    "string: lowercase hex HMAC-SHA256 under the key's secret of the raw query string (without `signature`) "
+    "followed by the raw body. See the README for a worked example."
+)
+
+
+def describe_security(app: Sanic) -> None:
+    """Say in the OpenAPI document what each route needs (from its `requires` declaration)."""
+    app.ext.openapi.add_security_scheme(
+        "apiKey", "apiKey", name="X-MBX-APIKEY", location="header", description=SIGNED_DESCRIPTION
+    )
+    app.ext.openapi.add_security_scheme(
+        "operatorToken", "http", scheme="bearer", description="the operator's token (OPENBELL_ADMIN_TOKEN)"
+    )
+    for route in app.router.routes:
+        access = getattr(route.handler, "__openbell_access__", None)
+        if route.path.startswith("api/v1/admin/"):
+            access = Access.ADMIN
+        if access in (Access.READ, Access.TRADE):
+            openapi.secured("apiKey")(route.handler)
+        elif access is Access.ADMIN:
+            openapi.secured("operatorToken")(route.handler)
 
 
 async def _read_every_body(app: Sanic) -> None:
@@ -545,7 +632,7 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
         if code is not None:
             exception = ApiError.of(code, str(exception) or code.name.lower())
     if isinstance(exception, ApiError):
-        return json(exception.body(), status=exception.status)
+        return json(exception.body(), status=exception.status, headers=exception.headers)
     log.exception("unhandled error on %s %s", request.method, request.path, exc_info=exception)
     error = ApiError.of(ResultCode.ENGINE_ERROR, "internal error")
     return json(error.body(), status=error.status)
@@ -558,11 +645,13 @@ def create_app(
     websocket: bool = True,
     public_ws_url: str | None = None,
     auth: Authenticator | None = None,
+    listen_keys: ListenKeys | None = None,
 ) -> Sanic:
     """The app for one process. The caller owns the engine's life cycle (start before serving, stop after).
 
     `public_ws_url`: where the web page finds the WebSocket service (None: `/ws` on the page's origin).
     `auth`: who may call what (default: authentication on, with a random operator token and server secret).
+    `listen_keys`: where listen keys live (default: in this process; the cluster keeps them in Redis).
     """
     # run.py configures logging once, for every logger
     app = Sanic(name, configure_logging=False, request_class=BoundedRequest)
@@ -577,10 +666,16 @@ def create_app(
     app.ctx.engine = engine
     authenticator = auth or Authenticator(engine)
     install(app, authenticator)
+    app.ctx.listen_keys = listen_keys if listen_keys is not None else MemoryListenKeys()
     app.blueprint(api)
     from openbell.http.binance import install_binance
 
     install_binance(app)
+
+    async def security_in_the_docs(app: Sanic) -> None:
+        describe_security(app)
+
+    app.register_listener(security_in_the_docs, "before_server_start")
     app.error_handler.add(Exception, error_response)
     app.register_listener(_read_every_body, "before_server_start")
     install_web(app, public_ws_url=public_ws_url, auth="dev" if authenticator.dev else "keys")

@@ -9,11 +9,10 @@ times in milliseconds since the epoch.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-
-import ujson
 
 from openbell.core.grid import GridError, MarketSpec
 from openbell.core.types import OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
@@ -39,6 +38,32 @@ def bad(message: str, code: ResultCode = ResultCode.INVALID_REQUEST) -> ApiError
     return ApiError.of(code, message)
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise DuplicateKey(name)
+            seen.add(name)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_strict(body: bytes | str) -> Any:
+    """JSON as RFC 8259 has it, refusing what parsers disagree on: a name twice in one object (some parsers keep
+    the first, some the last: `"user_id":"bob","user_id":"eve"` must mean nothing), NaN and Infinity.
+    Raises ValueError (DuplicateKey for a repeated name), RecursionError for absurd nesting."""
+    return json.loads(body, object_pairs_hook=_object_without_duplicates, parse_constant=_no_constant)
+
+
 def json_body(request: Any) -> dict[str, Any]:
     body = request.body
     if not body:
@@ -49,8 +74,10 @@ def json_body(request: Any) -> dict[str, Any]:
             ResultCode.UNSUPPORTED_MEDIA_TYPE, "the body must be JSON, sent as Content-Type: application/json"
         )
     try:
-        data = ujson.loads(body)
-    except (ValueError, TypeError):
+        data = loads_strict(body)
+    except DuplicateKey as duplicate:
+        raise bad(f"the body names {str(duplicate)[:64]!r} twice") from None
+    except (ValueError, TypeError, RecursionError):
         raise bad("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise bad("the body must be a JSON object")

@@ -251,6 +251,11 @@ API_KEY_CREATED = Object(
     {**_API_KEY_FIELDS, "secret": String(description="signs requests; shown only in this answer")},
     required=["user_id", "apiKey", "secret", "permissions"],
 )
+LISTEN_KEY_RESULT = Object(
+    {"listenKey": String(description="open /ws?listenKey=<key> for orders@<user> and balance@<user>")},
+    required=["listenKey"],
+)
+EMPTY = Object({}, description="nothing more to say")
 API_KEY_REVOKED = Object({"apiKey": String(), "status": String(enum=["revoked"])}, required=["apiKey", "status"])
 
 

@@ -237,6 +237,17 @@ def test_the_signing_client_trades_and_the_key_command_prints_a_key(server: Runn
         assert client.post("/order", json=order(price="900.00")).status_code == 200
         assert client.get("/balance").json()["TATA"]["locked"] == "1.00"
 
+    def key_command(*words: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "run.py", "key", *words, "--url", server.base_url]
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    listed = key_command("list", "--user", alice)
+    assert listed.returncode == 0 and [k["apiKey"] for k in json.loads(listed.stdout)] == [key["apiKey"]]
+    assert key["secret"] not in listed.stdout
+    assert key_command("revoke", key["apiKey"]).returncode == 0
+    with Client(server.base_url, api_key=key["apiKey"], secret=key["secret"]) as client:
+        assert client.get("/balance").status_code == 401
+
 
 # ------------------------------------------------------------------------------------------- durability
 def test_keys_survive_kill_9_and_the_data_directory_holds_no_secret(tmp_path: pathlib.Path) -> None:

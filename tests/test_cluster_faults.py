@@ -148,7 +148,8 @@ def test_a_503_during_redis_restarts_under_load_was_never_applied(cluster: Clust
     import threading
 
     cluster.engine()
-    api = cluster.api(reply_timeout=2.0)
+    # four clients of one key as fast as they go: no rate limit here (this test is about Redis restarts)
+    api = cluster.api("--orders-per-key", "0", "--reads-per-key", "0", reply_timeout=2.0)
     assert deposit(api, "restarts", "INR", "1000000", "restarts-funds").status_code == 200
     rng = random.Random(5)
     stop = threading.Event()
@@ -235,7 +236,8 @@ def test_a_command_that_reached_redis_before_the_connection_broke_is_a_504_never
     cluster.engine()
     proxy = TcpProxy(cluster.redis.port).start()
     try:
-        api = cluster.api("--redis", proxy.url, reply_timeout=3.0)
+        # rate limits, seen signatures and listen keys straight to Redis: the order is the next request proxied
+        api = cluster.api("--redis", proxy.url, "--auth-redis", cluster.redis.url, reply_timeout=3.0)
         assert deposit(api, "cut", "INR", "1000", "cut-funds").status_code == 200
         # the user's key made and just looked up: the API worker knows it, so the next Redis request is the order
         get(api, "/balance", user_id="cut")

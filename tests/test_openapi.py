@@ -195,3 +195,16 @@ def test_the_interactive_docs_load_in_a_browser_with_no_request_beyond_openbell(
     assert requested and all(url.startswith(exchange.base_url) for url in requested), requested
     assert any(url.endswith("/web/vendor/swagger-ui/swagger-ui-bundle.js") for url in requested)
     assert any("/api/v1/order" in path for path in shown), shown
+
+
+def test_the_document_says_which_routes_need_a_signed_key_or_the_operators_token(exchange: RunningServer) -> None:
+    document = httpx.get(f"{exchange.base_url}/docs/openapi.json", timeout=10).json()
+    schemes = document["components"]["securitySchemes"]
+    paths = document["paths"]
+
+    assert schemes["apiKey"]["name"] == "X-MBX-APIKEY" and schemes["operatorToken"]["scheme"].lower() == "bearer"
+    assert paths["/api/v1/order"]["post"]["security"] == [{"apiKey": []}]
+    assert paths["/api/v1/balance"]["get"]["security"] == [{"apiKey": []}]
+    assert paths["/api/v1/onramp"]["post"]["security"] == [{"operatorToken": []}]
+    assert paths["/api/v1/admin/keys"]["post"]["security"] == [{"operatorToken": []}]
+    assert "security" not in paths["/api/v1/depth"]["get"]

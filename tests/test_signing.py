@@ -136,3 +136,15 @@ def test_key_secrets_depend_on_the_server_secret_and_the_key() -> None:
     assert first == derive_secret(b"server-one", "key-a")
     assert first != derive_secret(b"server-two", "key-a")
     assert first != derive_secret(b"server-one", "key-b")
+
+
+def test_the_same_request_signed_twice_at_once_gets_two_signatures_and_distinct_ones_keep_the_clock() -> None:
+    import time
+
+    signer = Signer("key", "s3cret")
+    same = {signer.signed_query(b"a=1", b"{}") for _ in range(50)}
+    distinct = [signer.signed_query(b"", b"%d" % n) for n in range(5000)]
+    last_stamp = int(distinct[-1].split(b"timestamp=")[1].split(b"&")[0])
+
+    assert len(same) == 50  # never taken for a replay of each other
+    assert last_stamp <= time.time_ns() // 1_000_000  # no drift ahead of the clock

@@ -169,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-subscriptions", type=int, default=defaults.max_subscriptions_per_connection)
     parser.add_argument("--max-connections", type=int, default=defaults.max_connections)
     parser.add_argument("--max-message-bytes", type=int, default=defaults.max_message_bytes)
+    parser.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=None,
+        help="default: no limit (tests and the benchmark connect from one address)",
+    )
+    parser.add_argument("--idle-seconds", type=float, default=defaults.idle_seconds_before_subscribe)
     parser.add_argument("--ping-interval", type=float, default=defaults.ping_interval)
     parser.add_argument("--ping-timeout", type=float, default=defaults.ping_timeout)
     parser.add_argument(
@@ -185,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         max_subscriptions_per_connection=args.max_subscriptions,
         max_message_bytes=args.max_message_bytes,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address or 10**6,
+        idle_seconds_before_subscribe=args.idle_seconds,
         send_queue_limit=args.send_queue_limit,
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,

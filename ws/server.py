@@ -8,8 +8,15 @@ Protocol (JSON text frames):
 - stream data: `{"stream": name, "data": {...}}` (see `openbell.ws.render`).
 
 `orders@<user>` and `balance@<user>` need the upgrade request to resolve to that user
-(`openbell.edge.identity.resolve_user`, e.g. `/ws?user_id=<user>`). Errors carry the same result codes as
-the REST API's (`openbell.edge.errors`).
+(`openbell.edge.identity.resolve_stream_user`: `/ws?listenKey=<key>`, or `/ws?user_id=<user>` in dev mode);
+anyone else's SUBSCRIBE to them is refused. Errors carry the same result codes as the REST API's
+(`openbell.edge.errors`).
+
+The upgrade itself is checked before the handshake (`check_upgrade`, a request middleware): an `Origin` of
+another site is refused (403: a web page elsewhere cannot open a user's streams with the browser's
+credentials); an address that already holds `max_connections_per_address` connections gets 429; an unknown or
+expired listen key 401. A connection that subscribes to nothing within `idle_seconds_before_subscribe` is
+closed (1008).
 
 Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
 connections per process (one more is closed with 1013 "try again later"), and a bounded backlog per
@@ -22,18 +29,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import urllib.parse
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 import ujson
-from sanic import Request, Sanic
+from sanic import HTTPResponse, Request, Sanic
+from sanic.response import json
 from sanic_ext import openapi
 from websockets.exceptions import ConnectionClosed
 
 from openbell.core.types import ResultCode
-from openbell.edge.client import EngineClient
+from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
-from openbell.edge.identity import resolve_user
+from openbell.edge.identity import resolve_stream_user
 from openbell.ws.connection import Connection
 from openbell.ws.hub import Hub
 from openbell.ws.settings import WsSettings
@@ -43,6 +54,9 @@ log = logging.getLogger(__name__)
 
 TRY_AGAIN_LATER = 1013
 INVALID_DATA = 1007
+POLICY_VIOLATION = 1008
+ALLOWED_ORIGINS_ENV = "OPENBELL_ALLOWED_ORIGINS"
+"""Comma-separated origins (scheme://host[:port]) whose pages may open WebSockets, besides the server's own host."""
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS")
 MAX_ID_LENGTH = 64
 
@@ -109,6 +123,28 @@ def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | N
                 openapi.description(WS_DESCRIPTION)(route.handler)
                 openapi.response(101, description="switching protocols: the stream protocol begins")(route.handler)
 
+    app.ctx.ws_per_address = Counter()
+    allowed = allowed_origins(os.environ.get(ALLOWED_ORIGINS_ENV, ""))
+
+    async def check_upgrade(request: Request) -> HTTPResponse | None:
+        if request.path != "/ws":
+            return None
+        try:
+            check_origin(request.headers.get("origin"), request.host, allowed)
+            if app.ctx.ws_per_address[request.ip] >= settings.max_connections_per_address:
+                raise ApiError.of(
+                    ResultCode.RATE_LIMITED,
+                    f"at most {settings.max_connections_per_address} WebSocket connections per address",
+                )
+            request.ctx.stream_user = await resolve_stream_user(request)
+        except ApiError as error:
+            headers = {"Retry-After": "1"} if error.result is ResultCode.RATE_LIMITED else None
+            return json(error.body(), status=error.status, headers=headers)
+        except EngineError:
+            return json({"code": int(ResultCode.ENGINE_UNAVAILABLE), "message": "listen keys unavailable"}, status=503)
+        return None
+
+    app.register_middleware(check_upgrade, "request")
     app.register_listener(start_hub, "before_server_start")
     app.register_listener(describe_route, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
@@ -118,17 +154,39 @@ def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | N
     install_binance_websocket(app, engine, settings)
 
 
+def allowed_origins(text: str) -> frozenset[str]:
+    return frozenset(origin.strip().rstrip("/").lower() for origin in text.split(",") if origin.strip())
+
+
+def check_origin(origin: str | None, host: str, allowed: frozenset[str]) -> None:
+    """An upgrade without an Origin (not a browser), from a page on this server's host (any port: in the cluster
+    the page comes from the API port), or from an allowed origin passes; any other raises ApiError(403)."""
+    if origin is None:
+        return
+    normalized = origin.strip().rstrip("/").lower()
+    if normalized in allowed:
+        return
+    origin_host = urllib.parse.urlsplit(normalized).hostname
+    own_host = urllib.parse.urlsplit("//" + host).hostname
+    if origin_host is not None and own_host is not None and origin_host == own_host.lower():
+        return
+    raise ApiError.of(ResultCode.ORIGIN_NOT_ALLOWED, "WebSocket connections from this origin are not allowed")
+
+
 async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws: Any) -> None:
     if len(hub.connections) >= settings.max_connections:
         await ws.close(TRY_AGAIN_LATER, "try again later")
         return
-    try:
-        user: str | None = resolve_user(request)
-    except ApiError:
-        user = None
+    user: str | None = getattr(request.ctx, "stream_user", None)
+    per_address: Counter[str] = request.app.ctx.ws_per_address
+    address = request.ip
+    per_address[address] += 1
     connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
     close_on_invalid_text(ws, connection)
+    idle_close = asyncio.get_running_loop().call_later(
+        settings.idle_seconds_before_subscribe, close_if_idle, connection, settings.idle_seconds_before_subscribe
+    )
     try:
         while not connection.closed:
             message = await ws.recv()
@@ -138,8 +196,21 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
     except ConnectionClosed:
         pass
     finally:
+        idle_close.cancel()
+        per_address[address] -= 1
+        if per_address[address] <= 0:
+            del per_address[address]
         hub.remove(connection)
         connection.close()
+
+
+def close_if_idle(connection: Connection, seconds: float) -> None:
+    """Close a connection that never subscribed: an idle connection holds a slot for nothing."""
+    if not connection.streams and not connection.closed:
+        connection.fail(POLICY_VIOLATION, f"no subscription within {seconds:g} s")
+        cancel = getattr(connection.ws, "recv_cancel", None)
+        if cancel is not None:
+            cancel.cancel()
 
 
 def close_on_invalid_text(ws: Any, connection: Connection) -> None:
@@ -218,7 +289,8 @@ def _streams(hub: Hub, connection: Connection, params: Any) -> list[str]:
         owner = stream.user
         if owner is not None and owner != connection.user:
             raise ApiError.of(
-                ResultCode.INVALID_USER, f"forbidden: {stream.name} is private to its user (connect as that user)"
+                ResultCode.INVALID_USER,
+                f"forbidden: {stream.name} is private to its user (connect with that user's listen key)",
             )
         out.append(stream.name)
     return out

@@ -21,6 +21,11 @@ class WsSettings:
     """Largest client message accepted (the websocket's max_size); a larger one closes with 1009."""
     max_connections: int = 2000
     """Open connections per process; one more is closed at once with 1013 "try again later"."""
+    max_connections_per_address: int = 64
+    """Open connections from one client address; one more is refused (HTTP 429 at the upgrade). Trading clients
+    open one connection per stream (ccxt.pro does), so this allows tens."""
+    idle_seconds_before_subscribe: float = 30.0
+    """Seconds a connection may stay without a stream before it is closed (1008): an idle slot is freed."""
     send_queue_limit: int = 1000
     """Messages waiting for a connection that is behind (its socket full and its transport holding
     `write_buffer_high` bytes); one more closes it with 1008 (resync from REST)."""
