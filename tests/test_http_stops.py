@@ -191,8 +191,10 @@ def test_the_owner_of_a_stop_sees_it_accepted_triggered_and_filled_on_its_orders
     trade_at(client, market, carol, dave, "100")
     place(client, market=market, side="sell", price="106", quantity="5", user_id=bob)
 
+    listen_key = client.post("/listenKey", params={"user_id": alice}).json()["listenKey"]  # signed as alice
+
     async def scenario() -> list[dict[str, Any]]:
-        async with websockets.connect(f"{exchange.ws_url}?user_id={alice}") as ws:
+        async with websockets.connect(f"{exchange.ws_url}?listenKey={listen_key}") as ws:
             await ws.send(ujson.dumps({"method": "SUBSCRIBE", "params": [f"orders@{alice}"], "id": 1}))
             assert ujson.loads(await asyncio.wait_for(ws.recv(), WAIT)) == {"result": None, "id": 1}
             await asyncio.to_thread(
