@@ -109,6 +109,12 @@ async def history(request: Request, query: Command) -> Any:
     return reply.data
 
 
+OPEN_STATUSES = (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED)
+HISTORY_CATCH_UP_SECONDS = 1.0
+"""How long `GET order` waits for the history database to show what the engine already did."""
+HISTORY_RETRY_SECONDS = 0.02
+
+
 async def open_orders_of(request: Request, user_id: str, market: str | None) -> tuple[OpenOrderView, ...]:
     reply = await ask(request, engine_of(request).new(GetOpenOrders, user_id=user_id, market=market))
     return reply.expect(OpenOrders).orders
@@ -377,11 +383,29 @@ async def get_order(request: Request) -> HTTPResponse:
     )
     reply = await ask(request, query, allow=(ResultCode.NOT_FOUND,))
     if reply.ok:
-        records = reply.expect(OrderHistory).orders
-        if not records:
-            raise BinanceError(-2013, ORDER_DOES_NOT_EXIST)
-        stops = await open_stops_of(request, user_id, spec.symbol, records)
-        return json(render.order_record(spec, records[0], stops.get(records[0].order_id)))
+        # The history database is written after the engine answers, so it can be a moment behind: an order it
+        # does not know yet, or still shows open while the engine no longer holds it open, is asked for again
+        # (bounded) until the database has caught up, so a client never reads an order older than its own fills.
+        deadline = asyncio.get_running_loop().time() + HISTORY_CATCH_UP_SECONDS
+        while True:
+            records = reply.expect(OrderHistory).orders
+            record = records[0] if records else None
+            if record is not None and record.status not in OPEN_STATUSES:
+                return json(render.order_record(spec, record, None))
+            opened = [o for o in await open_orders_of(request, user_id, spec.symbol) if _matches(o, order_id, client_order_id)]
+            if record is not None and opened:
+                stops = {o.order_id: o for o in opened if o.stop_price is not None}
+                return json(render.order_record(spec, record, stops.get(record.order_id)))
+            if asyncio.get_running_loop().time() >= deadline:
+                if record is not None:
+                    return json(render.order_record(spec, record, None))
+                if opened:
+                    return json(_open_order_json(spec, opened[0], await executed_quote(request, user_id, opened[0])))
+                raise BinanceError(-2013, ORDER_DOES_NOT_EXIST)
+            await asyncio.sleep(HISTORY_RETRY_SECONDS)
+            reply = await ask(request, engine.new(
+                GetOrderHistory, market=spec.symbol, user_id=user_id, order_id=order_id, client_order_id=client_order_id
+            ))  # fmt: skip
     # No history database: only open orders can be found.
     opened = [o for o in await open_orders_of(request, user_id, spec.symbol) if _matches(o, order_id, client_order_id)]
     if not opened:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from conftest import RunningServer
 from playwright.sync_api import Browser, Page, Route
@@ -122,8 +123,10 @@ def test_decimal_totals_and_changes_are_exact(module_page: Page) -> None:
 # --------------------------------------------------------------------------- the keyed sign-in path
 @dataclass
 class PrivateApi:
-    """Answers the private calls of the accounts contract and keeps every request it was sent."""
+    """Answers the private calls of the accounts contract and keeps every request it was sent. The listen key it
+    hands out is a real one of the server's, so the page's user stream opens on the real WebSocket service."""
 
+    listen_key: str
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def handle(self, route: Route) -> None:
@@ -141,7 +144,7 @@ class PrivateApi:
         if parts.path == "/api/v1/config":
             answer: Any = {"wsUrl": "/ws", "auth": "keys"}
         elif parts.path == "/api/v1/listenKey":
-            answer = {"listenKey": "lk-test"} if request.method == "POST" else {}
+            answer = {"listenKey": self.listen_key} if request.method == "POST" else {}
         elif parts.path == "/api/v1/balance":
             answer = {"INR": {"available": "5000.00", "locked": "0.00"}}
         elif parts.path == "/api/v1/order/open":
@@ -159,7 +162,9 @@ PRIVATE_PATHS = ("/api/v1/config", "/api/v1/listenKey", "/api/v1/balance", "/api
 
 @pytest.fixture(scope="module")
 def keyed(browser: Browser, exchange: RunningServer) -> Iterator[tuple[Screen, PrivateApi, list[str]]]:  # noqa: F811
-    private = PrivateApi()
+    made = httpx.post(f"{exchange.api}/listenKey", params={"user_id": USER}, auth=exchange.auth, timeout=10)
+    assert made.status_code == 200, made.text
+    private = PrivateApi(made.json()["listenKey"])
     context = browser.new_context()
     context.route(lambda url: urllib.parse.urlsplit(url).path in PRIVATE_PATHS, private.handle)
     page = context.new_page()
@@ -219,9 +224,9 @@ def test_in_keys_mode_every_private_request_is_signed_as_the_accounts_contract_s
 
 
 def test_in_keys_mode_the_user_streams_open_with_a_listen_key(keyed: tuple[Screen, PrivateApi, list[str]]) -> None:
-    _, _, sockets = keyed
+    _, private, sockets = keyed
 
-    assert urllib.parse.urlsplit(sockets[-1]).query == "listenKey=lk-test"
+    assert urllib.parse.urlsplit(sockets[-1]).query == f"listenKey={private.listen_key}"
 
 
 def test_the_key_and_secret_are_kept_in_session_storage_only(keyed: tuple[Screen, PrivateApi, list[str]]) -> None:
@@ -246,7 +251,7 @@ def test_signing_out_ends_the_listen_key_and_forgets_the_key(keyed: tuple[Screen
         "DELETE /api/v1/listenKey",
     )
     delete = next(r for r in private.requests if r["method"] == "DELETE")
-    assert urllib.parse.parse_qs(delete["query"])["listenKey"] == ["lk-test"]
+    assert urllib.parse.parse_qs(delete["query"])["listenKey"] == [private.listen_key]
     assert screen.page.evaluate("sessionStorage.getItem('openbell.session')") is None
 
 
