@@ -4,23 +4,29 @@ the same seed sends the same requests, and an address that does not answer is re
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import random
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ROOT, RunningServer, free_port, start_server
+import ujson
+import websockets
+from conftest import ADMIN_TOKEN, ROOT, RunningServer, free_port, start_server
 from redis_server import redis_server  # noqa: F401  (fixture)
 from test_cluster import Cluster, cluster  # noqa: F401  (fixture)
 
 from openbell.simulator.accounting import Ledger
 from openbell.simulator.agents import Maker, Quote, RandomWalk, Taker, heavy_tail
 from openbell.simulator.grid import Grid
+from openbell.simulator.session import Access, ListenKeys, Session
+from openbell.simulator.stats import Stats
 
 MARKETS = "TATA_INR:0.01:1:10:25,INFY_INR:0.05:1"
 """Two markets, one with maker and taker fees, so the check covers fees and markets trading side by side."""
@@ -151,6 +157,44 @@ def test_a_bounded_run_against_the_cluster_trades_and_passes_its_check(cluster: 
     assert summary_number(result.stderr, r"(\d+) trades \(") > 0
     made, extensions, ended = listen_keys_line(result.stderr)
     assert made == ended > 0 and extensions >= made, result.stderr
+
+
+def test_a_users_listen_key_opens_its_stream_is_extended_while_the_run_lasts_and_ended_after(
+    tmp_path: pathlib.Path, fresh_exchanges: list[RunningServer]
+) -> None:
+    # Arrange: an exchange with API keys on, and the simulator's access to it, extending keys every 0.2 s.
+    server = exchange_with_fees(tmp_path)
+    fresh_exchanges.append(server)
+    access = Access(admin_token=ADMIN_TOKEN, listen_keys=ListenKeys(refresh=0.2))
+
+    async def scenario() -> tuple[dict[str, object], int]:
+        async with Session(server.base_url, "lk", Stats(), access) as session:
+            await session.discover()
+            user = await access.open_user(session, "sim-lk-TATA_INR-m0")
+            # Act: keep it alive for two rounds, read its stream, then end it.
+            keeper = asyncio.create_task(access.listen_keys.keep_alive(session))
+            deadline = time.monotonic() + 10
+            while access.listen_keys.extended < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            url = f"{session.ws_url}?{user.ws_query()}"
+            async with websockets.connect(url, open_timeout=10) as ws:
+                await ws.send(ujson.dumps({"method": "SUBSCRIBE", "params": [f"orders@{user.user_id}"], "id": 1}))
+                answer = ujson.loads(await asyncio.wait_for(ws.recv(), 10))
+            await access.listen_keys.end(session)
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with websockets.connect(url, open_timeout=10):
+                    pass
+            return answer, refused.value.response.status_code
+
+    answer, status_after_end = asyncio.run(scenario())
+
+    # Assert: the key opened the user's own stream, was extended without a refusal, and no longer opens anything.
+    assert answer == {"result": None, "id": 1}
+    keys = access.listen_keys
+    assert (keys.made, keys.ended, keys.refused) == (1, 1, 0) and keys.extended >= 2
+    assert status_after_end == 401
 
 
 def test_with_api_keys_on_it_needs_the_operators_token_and_says_so_in_one_line(
