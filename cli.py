@@ -75,6 +75,7 @@ def run_simulator(args: argparse.Namespace) -> int:
         record=args.record,
         progress=args.progress,
         wait=args.wait,
+        listen_key_refresh=args.listen_key_refresh,
     )
     try:
         return main(options)

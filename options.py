@@ -324,6 +324,12 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
 
         return parse
 
+    def refresh_seconds(text: str) -> float:
+        value = float(text)
+        if not 0 < value < 3600:
+            raise argparse.ArgumentTypeError(f"{text} is not more than 0 and less than 3600")
+        return value
+
     group = parser.add_argument_group("simulation")
     group.add_argument(
         "--url",
@@ -377,6 +383,14 @@ def add_simulate(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("OPENBELL_ADMIN_TOKEN"),
         help="the operator's token, when the exchange has API keys: the simulator then makes its users' keys "
         "through /admin/keys and signs their requests (default: none; the requests name their user)",
+    )
+    group.add_argument(
+        "--listen-key-refresh",
+        type=refresh_seconds,
+        default=1800.0,
+        metavar="SECONDS",
+        help="with API keys on, seconds between extensions of each user's listen key, which the exchange keeps 60 "
+        "minutes after its last (more than 0, less than 3600; default 1800)",
     )
     group.add_argument(
         "--record",

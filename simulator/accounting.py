@@ -1,10 +1,9 @@
 """Fills and the balance check: what each of the simulator's users must hold at the end.
 
 Each user's fills come from its private stream `orders@<user>` (`fill` messages: one per side the user traded
-on, with the trade id, its order id, price, quantity and whether it made or took). With API keys on, where a
-key holder cannot open that stream yet, from the replies: a taker's fills are in its order's reply, and each
-is also the fill of the maker order it met, which `RestingQuotes` names. The check, in integer minor units per
-asset:
+on, with the trade id, its order id, price, quantity and whether it made or took), whichever way the connection
+was made that user's (a listen key with API keys on, `?user_id=` in dev mode). The check, in integer minor units
+per asset:
 
     held (available + locked) = held at start + deposits
                                 + for each buy fill:  base received - fee on it, - quote paid
@@ -20,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict, deque
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,10 +78,6 @@ class Ledger:
         )
         self.fills[user][(fill.trade_id, fill.order_id)] = fill
 
-    def record(self, user: str, fill: Fill) -> None:
-        """A fill the simulator saw in a reply (or attributed from one) rather than on a stream."""
-        self.fills[user][(fill.trade_id, fill.order_id)] = fill
-
     def uncovered(self) -> list[str]:
         """Orders whose fills on the stream do not (yet) add up to what the API said they executed."""
         streamed: dict[str, int] = defaultdict(int)
@@ -130,46 +125,9 @@ class Ledger:
         return problems
 
 
-@dataclass
-class RestingQuotes:
-    """The simulator's own picture of its makers' orders on one market's book, in price-time order: where the
-    fills of a maker come from when its `orders@<user>` stream is not there to say (API keys on, and no listen
-    keys yet). Each fill in a taker's reply met exactly one resting order, the first at its price (a taker's
-    order fills each resting order at most once): that is the maker's fill, same price, same quantity.
-
-    Exact when each market's requests go one at a time (`--concurrency 1`) and nobody else trades there; the
-    check compares each order's attributed fills with what the API said it executed, so a picture gone wrong
-    shows as a difference, never as a silent pass."""
-
-    levels: dict[tuple[str, int], deque[list[Any]]] = field(default_factory=lambda: defaultdict(deque))
-    """(side, price) -> [[user, order id, remaining lots], ...], oldest first."""
-
-    def rest(self, user: str, side: str, price: int, order_id: str, remaining: int) -> None:
-        if remaining > 0:
-            self.levels[(side, price)].append([user, order_id, remaining])
-
-    def remove(self, side: str, price: int, order_id: str) -> None:
-        level = self.levels.get((side, price))
-        if level:
-            for entry in level:
-                if entry[1] == order_id:
-                    level.remove(entry)
-                    return
-
-    def met(self, taker_side: str, price: int, lots: int) -> tuple[str, str] | None:
-        """The (user, order id) a taker's fill of `lots` at `price` met, or None if not one of the simulator's."""
-        level = self.levels.get(("sell" if taker_side == "buy" else "buy", price))
-        if not level or level[0][2] < lots:
-            return None
-        entry = level[0]
-        entry[2] -= lots
-        if entry[2] == 0:
-            level.popleft()
-        return entry[0], entry[1]
-
-
 class FillStreams:
-    """One WebSocket per user, subscribed to `orders@<user>`, feeding its fills to the ledger."""
+    """One WebSocket per user, made that user's by `User.ws_query` (its listen key, or in dev mode its name) and
+    subscribed to `orders@<user>`, feeding its fills to the ledger."""
 
     def __init__(self, ws_url: str, ledger: Ledger) -> None:
         self._ws_url = ws_url

@@ -11,8 +11,9 @@ named after the run's users, so unique per run); then every market steps until `
 - with some probability one taker sends a burst of market and IOC orders.
 
 At the end each maker cancels what it still has open; the run waits until its users' streams have brought a fill
-for everything the API said was executed (with API keys on, where those streams do not open yet, the fills come
-from the takers' replies instead), then checks every user's balances (`accounting`).
+for everything the API said was executed, then checks every user's balances (`accounting`). With API keys on, each
+user's stream is opened with a listen key of its own, extended while the run lasts and ended after the check
+(`session.ListenKeys`).
 
 Reproducibility. Each market's requests go one at a time, in the order its loop decides them, and every
 decision comes from `random.Random` instances seeded with `--seed` (one for the market, one per trader) and
@@ -40,10 +41,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from openbell.simulator.accounting import Fill, FillStreams, Ledger, RestingQuotes
+from openbell.simulator.accounting import FillStreams, Ledger
 from openbell.simulator.agents import Intent, Maker, Quote, RandomWalk, Taker
 from openbell.simulator.grid import Grid, asset_text, asset_units
-from openbell.simulator.session import Access, Reply, Session, SimulatorError, User
+from openbell.simulator.session import LISTEN_KEY_REFRESH, Access, ListenKeys, Reply, Session, SimulatorError, User
 from openbell.simulator.stats import Stats
 
 LEVELS = 5
@@ -68,6 +69,7 @@ class Options:
     record: str | None = None
     progress: float = 1.0
     wait: float = 0.0
+    listen_key_refresh: float = LISTEN_KEY_REFRESH
 
 
 Agent = TypeVar("Agent", Maker, Taker)
@@ -99,8 +101,6 @@ class Lane:
     rng: random.Random
     concurrency: int = 1
     """Traders acting at once, each with one request in flight; 1 keeps the run reproducible."""
-    resting: RestingQuotes | None = None
-    """Where maker fills are attributed from the takers' replies, when there are no fill streams (API keys)."""
     makers: list[Trader[Maker]] = field(default_factory=list)
     takers: list[Trader[Taker]] = field(default_factory=list)
     steps: int = 0
@@ -164,8 +164,6 @@ class Lane:
                 agent.filled(quote, quote.quantity, self.quote_value)
                 self.ended(quote, quote.quantity)
                 del agent.open[client_order_id]
-                if self.resting is not None and quote.order_id is not None:
-                    self.resting.remove(quote.side, quote.price, quote.order_id)
             else:
                 agent.filled(quote, self.grid.lots(str(row["filled"])), self.quote_value)
         return reply.body
@@ -190,8 +188,6 @@ class Lane:
         agent.filled(quote, executed, self.quote_value)
         self.ended(quote, executed)
         del agent.open[quote.client_order_id]
-        if self.resting is not None and quote.order_id is not None:
-            self.resting.remove(quote.side, quote.price, quote.order_id)
 
     def ended(self, quote: Quote, executed: int) -> None:
         if quote.order_id is not None:
@@ -205,9 +201,6 @@ class Lane:
             quote = Quote(client_order_id, intent.side, int(intent.price or 0), intent.quantity, str(reply.body["orderId"]))
             if reply.body.get("status") in ("NEW", "PARTIALLY_FILLED"):
                 agent.open[client_order_id] = quote
-                if self.resting is not None:
-                    remaining = quote.quantity - self.grid.lots(str(reply.body["executedQty"]))
-                    self.resting.rest(maker.user.user_id, quote.side, quote.price, str(quote.order_id), remaining)
             else:  # rejected (post-only would take) or ended at once
                 self.ended(quote, self.grid.lots(str(reply.body["executedQty"])))
 
@@ -221,24 +214,11 @@ class Lane:
         reply = await self.send_order(taker, intent, taker.next_client_order_id())
         if not reply.ok or not isinstance(reply.body, dict):
             return
-        order_id = str(reply.body["orderId"])
-        self.ledger.executed[order_id] = self.grid.lots(str(reply.body["executedQty"]))
+        self.ledger.executed[str(reply.body["orderId"])] = self.grid.lots(str(reply.body["executedQty"]))
         for fill in reply.body.get("fills", []):
             price, lots = self.grid.ticks(str(fill["price"])), self.grid.lots(str(fill["quantity"]))
             agent.traded(intent.side, price, lots, self.quote_value)
             self.session.stats.trades += 1
-            if self.resting is not None:
-                self.attribute(taker, order_id, intent.side, str(fill["tradeId"]), price, lots)
-
-    def attribute(self, taker: Trader[Taker], order_id: str, side: str, trade_id: str, price: int, lots: int) -> None:
-        """Without fill streams: the taker's fill, and the fill of the maker order it met (if one of ours)."""
-        assert self.resting is not None
-        symbol = self.grid.symbol
-        self.ledger.record(taker.user.user_id, Fill(symbol, trade_id, order_id, side, price, lots, is_maker=False))
-        met = self.resting.met(side, price, lots)
-        if met is not None:
-            maker_side = "sell" if side == "buy" else "buy"
-            self.ledger.record(met[0], Fill(symbol, trade_id, met[1], maker_side, price, lots, is_maker=True))
 
     async def send_order(self, trader: Trader[Any], intent: Intent, client_order_id: str) -> Reply:
         body: dict[str, Any] = {
@@ -338,8 +318,7 @@ async def build_lane(session: Session, ledger: Ledger, streams: FillStreams, gri
     step = max(1, mid // 2000)
     seed = f"{options.seed}:{grid.symbol}"
     walk = RandomWalk(random.Random(f"{seed}:walk"), mid, step)
-    resting = RestingQuotes() if session.access.keys else None
-    lane = Lane(session, ledger, grid, walk, random.Random(seed), concurrency=options.concurrency, resting=resting)
+    lane = Lane(session, ledger, grid, walk, random.Random(seed), concurrency=options.concurrency)
     maker_lots, taker_lots = 40 * 10 * LEVELS, 1000
     roles = [("m", i, maker_lots) for i in range(options.makers)] + [("t", i, taker_lots) for i in range(options.takers)]
     for role, index, lots in roles:
@@ -351,8 +330,7 @@ async def build_lane(session: Session, ledger: Ledger, streams: FillStreams, gri
             + asset_units(row["locked"], ledger.decimals.get(asset, 0))
             for asset, row in held.items()
         }
-        if not session.access.keys:  # a key holder cannot open orders@<user> yet (no listen keys)
-            await streams.open(user)
+        await streams.open(user)
         quote_units = grid.quote_units(2 * mid, lots)
         await fund(session, ledger, user, run_id, {grid.base: grid.base_units(lots), grid.quote: quote_units})
         rng = random.Random(f"{seed}:{role}{index}")
@@ -372,16 +350,12 @@ async def simulate(options: Options, out: Any = sys.stderr) -> int:
     """Run the simulation; 0 if the balance check passed and no request got a 5xx."""
     stats = Stats()
     run_id = os.urandom(4).hex()
-    access = Access(admin_token=options.admin_token, ws_url=options.ws_url)
+    access = Access(admin_token=options.admin_token, ws_url=options.ws_url,
+                    listen_keys=ListenKeys(refresh=options.listen_key_refresh))
     session = Session(options.url.rstrip("/"), run_id, stats, access, rate=options.rate, recording=bool(options.record))
     async with session:
         await connect(session, options.wait)
         await session.discover()
-        if session.access.keys and options.concurrency > 1:
-            raise SimulatorError(
-                "--concurrency above 1 needs the users' fill streams, which API keys do not open yet: use "
-                "--concurrency 1, or an exchange in --dev mode"
-            )
         grids = await read_markets(session, options.markets)
         ledger = Ledger({grid.symbol: grid for grid in grids})
         streams = FillStreams(session.ws_url, ledger)
@@ -402,22 +376,27 @@ async def simulate(options: Options, out: Any = sys.stderr) -> int:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupted)
             reporter = asyncio.create_task(report(stats, options.progress, out))
             timer = asyncio.create_task(stop_after(stop, options.duration))
+            keeper = asyncio.create_task(access.listen_keys.keep_alive(session))
             try:
                 await asyncio.gather(*(lane.run(stop, options.steps) for lane in lanes))
                 problems = await check(session, ledger, streams, lanes)
             finally:
-                timer.cancel()
-                reporter.cancel()
+                for task in (timer, reporter, keeper):
+                    task.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
         finally:
             await streams.close()
+            await access.listen_keys.end(session)
     if options.record:
         write_record(options.record, session.log, [grid.symbol for grid in grids])
     for line in stats.summary():
         print(line, file=out)
     steps = ", ".join(f"{lane.grid.symbol} {lane.steps}" for lane in lanes)
     print(f"steps {steps}", file=out)
+    if access.keys:
+        print(access.listen_keys.summary(), file=out)
     if problems:
         for problem in problems:
             print(f"balance check FAILED: {problem}", file=out)
@@ -449,18 +428,13 @@ async def report(stats: Stats, interval: float, out: Any) -> None:
 
 async def check(session: Session, ledger: Ledger, streams: FillStreams, lanes: list[Lane]) -> list[str]:
     """Wait for the streams to bring every fill, then compare every user's balances with what they must be."""
-    deadline = time.monotonic() + (FILLS_WAIT if not session.access.keys else 0)  # replies need no waiting for
+    deadline = time.monotonic() + FILLS_WAIT
     while ledger.uncovered() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     problems = []
     uncovered = ledger.uncovered()
-    if uncovered and not session.access.keys:
+    if uncovered:
         problems.append(f"{len(uncovered)} orders' fills did not all arrive on the streams within {FILLS_WAIT:.0f} s")
-    elif uncovered:
-        problems.append(
-            f"{len(uncovered)} orders' fills, as the takers' replies gave them, do not add up to what the API said "
-            "they executed (did someone else trade on these markets?)"
-        )
     if streams.lost:
         problems.append(f"the stream of {len(streams.lost)} users closed early ({', '.join(streams.lost[:3])})")
     for lane in lanes:

@@ -1,10 +1,13 @@
 """The simulator's side of the wire: one HTTP client, a rate limiter, the request log, and `Access`, the one
 place that knows how a request says who sends it.
 
-`GET /api/v1/config` says which: in `--dev` mode a request names its user (`user_id`) and the onramp is open; with
-API keys on, `Access` makes each of its users a key through the operator's route (`POST /api/v1/admin/keys`,
-`Authorization: Bearer <--admin-token>`), signs that user's requests with it (`openbell.client`), and sends the
-onramp with the operator's token; nothing outside this module changes.
+`GET /api/v1/config` says which: in `--dev` mode a request names its user (`user_id`), and so does its WebSocket
+connection (`/ws?user_id=`), and the onramp is open; with API keys on, `Access` makes each of its users a key
+through the operator's route (`POST /api/v1/admin/keys`, `Authorization: Bearer <--admin-token>`), signs that
+user's requests with it (`openbell.client`), makes it a listen key (`POST /api/v1/listenKey`) that opens its
+WebSocket connection (`/ws?listenKey=`), and sends the onramp with the operator's token; nothing outside this
+module changes. `ListenKeys` keeps those listen keys alive while the run lasts (`PUT` every `--listen-key-refresh`
+seconds, well inside the 60 minutes a key lasts) and ends them at its end (`DELETE`).
 
 Every request is counted by `Stats` (latency as the client sees it, status, result code) and, when asked,
 written to the request log in a canonical form: the run's own id replaced by `RUN`, and an order id the
@@ -45,6 +48,8 @@ class User:
     user_id: str
     auth: httpx.Auth | None = None
     """Signs its requests when keys are on; None: the request names the user (`user_id`)."""
+    listen_key: str | None = None
+    """When keys are on: what makes a WebSocket connection this user's."""
 
     def identify(self, fields: dict[str, Any]) -> dict[str, Any]:
         """`fields` as this user sends them (body or query)."""
@@ -52,7 +57,9 @@ class User:
 
     def ws_query(self) -> str:
         """The query string of this user's WebSocket connection (what lets it read `orders@<user>`)."""
-        return "" if self.auth is not None else urlencode({"user_id": self.user_id})
+        if self.auth is None:
+            return urlencode({"user_id": self.user_id})
+        return urlencode({"listenKey": self.listen_key}) if self.listen_key else ""
 
 
 class RateLimiter:
@@ -208,6 +215,71 @@ class Session:
         return Reply(response.status_code, decoded, code if isinstance(code, int) else None)
 
 
+LISTEN_KEY_REFRESH = 30 * 60.0
+"""Seconds between two extensions of a listen key (the exchange keeps one 60 minutes after its last)."""
+
+
+@dataclass
+class ListenKeys:
+    """The listen keys of the run's users (API keys on): made as each user is, extended every `refresh` seconds
+    while the run lasts (`keep_alive`), ended when it is over (`end`). Extending and ending go in the lane "listen
+    keys", which the request log does not write (how many extensions a run makes depends on how long it lasts)."""
+
+    refresh: float = LISTEN_KEY_REFRESH
+    users: list[User] = field(default_factory=list)
+    """Users with a live listen key, in the order they got it."""
+    made: int = 0
+    extended: int = 0
+    ended: int = 0
+    refused: int = 0
+    """Extensions or ends that did not answer 2xx."""
+    last_refusal: str = ""
+
+    async def make(self, session: Session, user: User) -> None:
+        """Give `user` (signed) a listen key of its own."""
+        reply = await session.send("setup", "POST", "/listenKey", user=user)
+        key = reply.body.get("listenKey") if reply.ok and isinstance(reply.body, dict) else None
+        if not isinstance(key, str) or not key:
+            raise SimulatorError(f"could not make a listen key for {user.user_id}: HTTP {reply.status} {reply.body}")
+        user.listen_key = key
+        self.users.append(user)
+        self.made += 1
+
+    async def keep_alive(self, session: Session) -> None:
+        """Extend every key each `refresh` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(self.refresh)
+            for user in list(self.users):
+                if await self._send(session, "PUT", user):
+                    self.extended += 1
+
+    async def end(self, session: Session) -> None:
+        """End every key (a key that cannot be ended expires by itself within the hour)."""
+        users, self.users = self.users, []
+        for user in users:
+            try:
+                if await self._send(session, "DELETE", user):
+                    self.ended += 1
+            except SimulatorError:  # the exchange is gone
+                self.refused += 1
+                self.last_refusal = f"{user.user_id}: no answer"
+
+    async def _send(self, session: Session, method: str, user: User) -> bool:
+        reply = await session.send(
+            "listen keys", method, "/listenKey", user=user, params={"listenKey": user.listen_key}, logged_as={}
+        )
+        if not reply.ok:
+            self.refused += 1
+            self.last_refusal = f"{method} for {user.user_id}: HTTP {reply.status} {reply.body}"
+        return reply.ok
+
+    def summary(self) -> str:
+        line = f"listen keys: {self.made} made, {self.extended} extensions, {self.ended} ended"
+        if self.refused:
+            line += f", {self.refused} refused (last: {self.last_refusal})"
+        return line
+
+
 @dataclass
 class Access:
     """How the simulator's requests are authenticated: by naming the user (`--dev`), or, with `keys` on, with API
@@ -219,13 +291,15 @@ class Access:
     keys: bool = False
     """API keys are on (what `/api/v1/config` said)."""
     make_auth: Callable[[str, str], httpx.Auth] = signing_auth
+    listen_keys: ListenKeys = field(default_factory=ListenKeys)
 
     @property
     def operator(self) -> httpx.Auth | None:
         return OperatorAuth(self.admin_token) if self.keys and self.admin_token else None
 
     async def open_user(self, session: Session, user_id: str) -> User:
-        """A user of the run, with its API key when keys are on (made through the operator's route)."""
+        """A user of the run; when keys are on, with its API key (made through the operator's route) and a listen
+        key for its WebSocket connection (made with that API key)."""
         if not self.keys:
             return User(user_id)
         reply = await session.send(
@@ -237,7 +311,9 @@ class Access:
         )
         if not reply.ok or not isinstance(reply.body, dict):
             raise SimulatorError(f"could not create an API key for {user_id}: HTTP {reply.status} {reply.body}")
-        return User(user_id, self.make_auth(str(reply.body["apiKey"]), str(reply.body["secret"])))
+        user = User(user_id, self.make_auth(str(reply.body["apiKey"]), str(reply.body["secret"])))
+        await self.listen_keys.make(session, user)
+        return user
 
 
 def default_ws_url(url: str) -> str:

@@ -1,26 +1,32 @@
 """The market simulator (`python run.py simulate`) against real exchanges on free ports: it trades, gets no
-5xx, its balance check passes, the same seed sends the same requests, and an address that does not answer is
-refused in one line."""
+5xx, its balance check passes (with API keys on, from streams opened with listen keys it keeps alive and ends),
+the same seed sends the same requests, and an address that does not answer is refused in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pathlib
 import random
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ROOT, RunningServer, free_port, start_server
+import ujson
+import websockets
+from conftest import ADMIN_TOKEN, ROOT, RunningServer, free_port, start_server
 from redis_server import redis_server  # noqa: F401  (fixture)
 from test_cluster import Cluster, cluster  # noqa: F401  (fixture)
 
-from openbell.simulator.accounting import Ledger, RestingQuotes
+from openbell.simulator.accounting import Ledger
 from openbell.simulator.agents import Maker, Quote, RandomWalk, Taker, heavy_tail
 from openbell.simulator.grid import Grid
+from openbell.simulator.session import Access, ListenKeys, Session
+from openbell.simulator.stats import Stats
 
 MARKETS = "TATA_INR:0.01:1:10:25,INFY_INR:0.05:1"
 """Two markets, one with maker and taker fees, so the check covers fees and markets trading side by side."""
@@ -58,13 +64,21 @@ def summary_number(output: str, pattern: str) -> int:
     return int(match.group(1))
 
 
+def listen_keys_line(output: str) -> tuple[int, int, int]:
+    """(made, extensions, ended) from the summary's listen key line, which says nothing was refused."""
+    match = re.search(r"listen keys: (\d+) made, (\d+) extensions, (\d+) ended$", output, re.MULTILINE)
+    assert match, f"no listen key line, or something was refused, in:\n{output}"
+    made, extensions, ended = (int(group) for group in match.groups())
+    return made, extensions, ended
+
+
 @pytest.mark.parametrize(
     ("mode", "flags", "options"),
     [
-        ("signed with API keys", (), ()),
+        ("signed with API keys", (), ("--concurrency", "3", "--listen-key-refresh", "1")),
         ("dev mode", ("--dev",), ("--concurrency", "3")),
     ],
-    ids=["keys", "dev-concurrent"],
+    ids=["keys-concurrent", "dev-concurrent"],
 )
 def test_a_bounded_run_trades_with_no_server_error_and_its_users_hold_deposits_plus_fills_less_fees(
     tmp_path: pathlib.Path,
@@ -77,7 +91,8 @@ def test_a_bounded_run_trades_with_no_server_error_and_its_users_hold_deposits_p
     server = exchange_with_fees(tmp_path, *flags)
     fresh_exchanges.append(server)
 
-    # Act: a run of a few seconds (in dev mode, three traders of each market acting at once).
+    # Act: a run of a few seconds, three traders of each market acting at once (with keys, the listen keys
+    # extended each second).
     result = simulate(server.base_url, "--duration", "3", "--seed", "3", *options)
 
     # Assert: it exits 0 (check passed, no 5xx), it traded, and it left nothing on the books.
@@ -94,6 +109,11 @@ def test_a_bounded_run_trades_with_no_server_error_and_its_users_hold_deposits_p
         assert trades, f"no trade on {market}"
         book = httpx.get(f"{server.api}/depth", params={"symbol": market}).json()
         assert book["bids"] == [] and book["asks"] == [], f"{market}: the makers left orders open: {book}"
+    if flags != ("--dev",):  # 2 markets x (4 makers + 8 takers), each user's stream opened with a listen key
+        made, extensions, ended = listen_keys_line(output)
+        assert made == ended == 24 and extensions >= 24, output
+    else:
+        assert "listen keys:" not in output
 
 
 def test_the_same_seed_sends_the_same_requests_to_fresh_exchanges_and_another_seed_does_not(
@@ -125,13 +145,56 @@ def test_a_bounded_run_against_the_cluster_trades_and_passes_its_check(cluster: 
     ws = cluster.ws()
     api = cluster.api("--public-ws-url", f"ws://127.0.0.1:{ws.port}/ws")
 
-    # Act: the simulator, told only the API's address, finds the streams where the web page would.
-    result = simulate(f"http://127.0.0.1:{api.port}", "--duration", "3")
+    # Act: the simulator, told only the API's address, finds the streams where the web page would, and opens
+    # them with listen keys the API made (three traders of a market acting at once).
+    result = simulate(f"http://127.0.0.1:{api.port}", "--duration", "3", "--concurrency", "3",
+                      "--listen-key-refresh", "1")
 
     # Assert
     assert result.returncode == 0, result.stderr
+    assert "signed with API keys" in result.stderr
     assert "balance check passed" in result.stderr
     assert summary_number(result.stderr, r"(\d+) trades \(") > 0
+    made, extensions, ended = listen_keys_line(result.stderr)
+    assert made == ended > 0 and extensions >= made, result.stderr
+
+
+def test_a_users_listen_key_opens_its_stream_is_extended_while_the_run_lasts_and_ended_after(
+    tmp_path: pathlib.Path, fresh_exchanges: list[RunningServer]
+) -> None:
+    # Arrange: an exchange with API keys on, and the simulator's access to it, extending keys every 0.2 s.
+    server = exchange_with_fees(tmp_path)
+    fresh_exchanges.append(server)
+    access = Access(admin_token=ADMIN_TOKEN, listen_keys=ListenKeys(refresh=0.2))
+
+    async def scenario() -> tuple[dict[str, object], int]:
+        async with Session(server.base_url, "lk", Stats(), access) as session:
+            await session.discover()
+            user = await access.open_user(session, "sim-lk-TATA_INR-m0")
+            # Act: keep it alive for two rounds, read its stream, then end it.
+            keeper = asyncio.create_task(access.listen_keys.keep_alive(session))
+            deadline = time.monotonic() + 10
+            while access.listen_keys.extended < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            url = f"{session.ws_url}?{user.ws_query()}"
+            async with websockets.connect(url, open_timeout=10) as ws:
+                await ws.send(ujson.dumps({"method": "SUBSCRIBE", "params": [f"orders@{user.user_id}"], "id": 1}))
+                answer = ujson.loads(await asyncio.wait_for(ws.recv(), 10))
+            await access.listen_keys.end(session)
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with websockets.connect(url, open_timeout=10):
+                    pass
+            return answer, refused.value.response.status_code
+
+    answer, status_after_end = asyncio.run(scenario())
+
+    # Assert: the key opened the user's own stream, was extended without a refusal, and no longer opens anything.
+    assert answer == {"result": None, "id": 1}
+    keys = access.listen_keys
+    assert (keys.made, keys.ended, keys.refused) == (1, 1, 0) and keys.extended >= 2
+    assert status_after_end == 401
 
 
 def test_with_api_keys_on_it_needs_the_operators_token_and_says_so_in_one_line(
@@ -151,6 +214,14 @@ def test_with_api_keys_on_it_needs_the_operators_token_and_says_so_in_one_line(
 
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "has API keys on: pass --admin-token" in result.stderr
+
+
+def test_a_listen_key_refresh_not_inside_the_hour_a_key_lasts_is_refused() -> None:
+    for seconds in ("0", "3600"):
+        result = simulate(f"http://127.0.0.1:{free_port()}", "--listen-key-refresh", seconds)
+
+        assert result.returncode == 2
+        assert f"--listen-key-refresh: {seconds} is not more than 0 and less than 3600" in result.stderr
 
 
 def test_an_address_that_does_not_answer_is_refused_in_one_line() -> None:
@@ -252,21 +323,6 @@ def test_a_taker_never_sells_more_base_than_it_holds_and_bursts_one_way() -> Non
         for intent in burst:
             assert intent.order_type == "market" or intent.time_in_force == "IOC"
             assert intent.side == "buy" or intent.quantity <= 3
-
-
-def test_without_fill_streams_a_takers_fill_is_the_fill_of_the_oldest_resting_quote_at_its_price() -> None:
-    resting = RestingQuotes()
-    resting.rest("m0", "sell", 101, "1", 5)
-    resting.rest("m1", "sell", 101, "2", 3)
-    resting.rest("m1", "buy", 99, "3", 4)
-    resting.remove("buy", 99, "3")  # cancelled
-
-    first = resting.met("buy", 101, 5)  # takes all of m0's quote, the older one
-    second = resting.met("buy", 101, 2)  # then part of m1's
-    third = resting.met("buy", 101, 2)  # more than m1 has left: not a quote the simulator knows of
-    fourth = resting.met("sell", 99, 1)  # the cancelled bid is gone
-
-    assert (first, second, third, fourth) == (("m0", "1"), ("m1", "2"), None, None)
 
 
 def test_an_order_whose_fills_do_not_add_up_to_what_the_api_said_it_executed_is_reported() -> None:
