@@ -52,7 +52,7 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
 
 def install_binance(app: Sanic) -> None:
     """Serve `/api/v3` on `app`."""
-    from openbell.http import binance_trading  # noqa: F401  (its routes join the blueprint)
+    from openbell.http import binance_trading, binance_user_stream  # noqa: F401  (their routes join the blueprint)
 
     app.ctx.binance_symbols = render.BinanceSymbols()
     app.blueprint(v3)
