@@ -298,7 +298,9 @@ def answer(hub: BinanceHub, settings: WsSettings, connection: Connection, wrappe
             raise BinanceRequestError(2, f"Invalid request: unknown method; expected one of {', '.join(METHODS)}")
         if method == "LIST_SUBSCRIPTIONS":
             names = sorted(
-                s[len(WRAPPED) :] if s.startswith(WRAPPED) else s for s in connection.streams if not s.startswith(USER_KEY)
+                s[len(WRAPPED) :] if s.startswith(WRAPPED) else s
+                for s in connection.streams
+                if not s.startswith(USER_KEY)
             )
             return {"result": names, "id": request_id}
         keys = stream_keys(hub, message.get("params"), wrapped)
