@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from sanic import Blueprint, Request, Sanic
 from sanic.response import HTTPResponse, json
@@ -52,7 +53,7 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
 
 def install_binance(app: Sanic) -> None:
     """Serve `/api/v3` on `app`."""
-    from openbell.http import binance_trading  # noqa: F401  (its routes join the blueprint)
+    from openbell.http import binance_trading, binance_user_stream  # noqa: F401  (their routes join the blueprint)
 
     app.ctx.binance_symbols = render.BinanceSymbols()
     app.blueprint(v3)
@@ -88,6 +89,51 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def rate_limits_of(app: Sanic) -> list[dict[str, Any]]:
+    """The limits the app's authenticator enforces, as `exchangeInfo.rateLimits` (rendered once: options are
+    fixed while the server runs)."""
+    described: list[dict[str, Any]] | None = getattr(app.ctx, "binance_rate_limits", None)
+    if described is None:
+        auth = getattr(app.ctx, "auth", None)
+        limits = auth.limits if auth is not None and auth.limiter is not None else None
+        described = app.ctx.binance_rate_limits = render.rate_limits(limits)
+    return described
+
+
+class MinuteWeights:
+    """`X-MBX-USED-WEIGHT-1M`: the requests each client address made to `/api/v3` in the current minute (UTC),
+    every one weighing 1, counted by this process (in the cluster, by the API worker that answers). Informative,
+    as Binance's header is: what refuses a request is the token buckets `exchangeInfo.rateLimits` lists. At most
+    `max_addresses` are counted per minute; past that the count starts again (it never refuses anything)."""
+
+    __slots__ = ("counts", "max_addresses", "minute")
+
+    def __init__(self, max_addresses: int = 100_000) -> None:
+        self.minute = 0
+        self.counts: dict[str, int] = {}
+        self.max_addresses = max_addresses
+
+    def add(self, address: str, now_seconds: float) -> int:
+        """Count one request of `address` at `now_seconds` (epoch); the address's count in its minute."""
+        minute = int(now_seconds) // 60
+        counts = self.counts
+        used = counts.get(address, 0) + 1
+        if minute != self.minute or (used == 1 and len(counts) >= self.max_addresses):
+            self.minute = minute
+            self.counts = counts = {}
+            used = 1
+        counts[address] = used
+        return used
+
+
+WEIGHTS = MinuteWeights()
+
+
+@v3.on_response
+async def used_weight(request: Request, response: HTTPResponse) -> None:
+    response.headers["X-MBX-USED-WEIGHT-1M"] = str(WEIGHTS.add(request.ip, time.time()))
+
+
 # ----------------------------------------------------------------------------------------- general
 @v3.get("/ping")
 @openapi.summary("Binance API: test connectivity")
@@ -110,7 +156,7 @@ async def exchange_info(request: Request) -> HTTPResponse:
         {
             "timezone": "UTC",
             "serverTime": now_ms(),
-            "rateLimits": render.RATE_LIMITS,
+            "rateLimits": rate_limits_of(request.app),
             "exchangeFilters": [],
             "symbols": [render.exchange_symbol(spec) for spec in specs],
         }

@@ -40,6 +40,7 @@ WOULD_TRIGGER = "Order would trigger immediately."
 as OrderImmediatelyFillable (Binance's futures say -2021 "Order would immediately trigger.")."""
 UNKNOWN_ORDER_SENT = "Unknown order sent."
 ORDER_DOES_NOT_EXIST = "Order does not exist."
+LISTEN_KEY_UNKNOWN = "This listenKey does not exist."
 
 
 class BinanceError(Exception):
@@ -115,6 +116,7 @@ _BY_RESULT: dict[str, tuple[int, int, str | None]] = {
     "MARKET_HALTED": (-2010, 400, "Market is closed."),
     "MARKET_CANCEL_ONLY": (-2010, 400, "Market is closed (cancel only)."),
     "STOP_WOULD_TRIGGER": (-2010, 400, WOULD_TRIGGER),
+    "UNKNOWN_LISTEN_KEY": (-1125, 400, LISTEN_KEY_UNKNOWN),
 }
 
 

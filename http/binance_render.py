@@ -16,10 +16,40 @@ from openbell.core.messages import Depth
 from openbell.core.summary import OpenOrderView, OrderRecord, OrderSummary
 from openbell.core.types import MarketStatus, OrderStatus, OrderType, Side, TimeInForce
 from openbell.edge.binance import binance_symbol, binance_type, commission, percent_change
+from openbell.edge.ratelimit import RateLimits
 
 ORDER_TYPES = ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"]
-RATE_LIMITS: list[dict[str, Any]] = []
-"""What `exchangeInfo.rateLimits` describes: none are enforced by this API yet (they come with accounts)."""
+
+
+def rate_limits(limits: RateLimits | None) -> list[dict[str, Any]]:
+    """`exchangeInfo.rateLimits`: the token buckets the authenticator enforces (`openbell.edge.ratelimit`), one
+    row per bucket that is on, in Binance's shape plus `per` ("API_KEY" or "ADDRESS") and `burst` (what the
+    bucket holds). REQUEST_WEIGHT rows are the reads buckets (every request but placing and canceling orders
+    weighs 1), ORDERS rows the order-entry buckets; `limit` is the bucket's rate per second. None: no limits."""
+    if limits is None:
+        return []
+    rows: list[dict[str, Any]] = []
+    for kind, per_key, per_address in (
+        ("REQUEST_WEIGHT", limits.reads_per_key, limits.reads_per_address),
+        ("ORDERS", limits.orders_per_key, limits.orders_per_address),
+    ):
+        for per, limit in (("API_KEY", per_key), ("ADDRESS", per_address)):
+            if limit.rate:
+                rows.append(
+                    {
+                        "rateLimitType": kind,
+                        "interval": "SECOND",
+                        "intervalNum": 1,
+                        "limit": _whole(limit.rate),
+                        "per": per,
+                        "burst": _whole(limit.burst),
+                    }
+                )
+    return rows
+
+
+def _whole(value: float) -> int | float:
+    return int(value) if value == int(value) else value
 
 
 class BinanceSymbols:

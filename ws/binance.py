@@ -14,8 +14,11 @@ diff, with `U`/`u` continuing REST's `lastUpdateId` without gaps), `<s>@kline_<i
 
 The fan-out is `openbell.ws.hub.Hub`'s, with a renderer of these shapes: a connection's subscriptions are
 stream names (raw) or `w:` + name (wrapped), so the two framings of one message are each encoded once.
-User data streams: `ws/binance_user.py` renders `executionReport` and `outboundAccountPosition` for hub keys
-`user:<id>`; connecting to them takes a listen key, which comes with API keys (not yet served).
+User data stream: `/ws/<listenKey>` (a key from `POST /api/v3/userDataStream` or `/api/v1/listenKey`; the
+upgrade is refused with 401 and -1125 for a key that is not live) subscribes the connection to its user's hub
+key `user:<id>`, whose `executionReport` and `outboundAccountPosition` `ws/binance_user.py` renders; that key is
+no stream name, so no SUBSCRIBE reaches it and LIST_SUBSCRIPTIONS does not show it. The listen key is looked
+up once, at the upgrade: a connection outlives its key's expiry or deletion.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 import ujson
-from sanic import Request, Sanic
+from sanic import HTTPResponse, Request, Sanic
+from sanic.response import json
 from websockets.exceptions import ConnectionClosed
 
 from openbell.core.events import (
@@ -48,8 +52,9 @@ from openbell.core.events import (
 from openbell.core.grid import Asset, MarketSpec
 from openbell.core.marketdata import STREAMED_INTERVALS
 from openbell.edge.binance import binance_symbol, percent_change
-from openbell.edge.client import EngineClient
-from openbell.ws.binance_user import UserEvents
+from openbell.edge.client import EngineClient, EngineError
+from openbell.edge.listen_keys import LISTEN_KEY
+from openbell.ws.binance_user import USER_KEY, UserEvents
 from openbell.ws.connection import Connection
 from openbell.ws.hub import Hub, encode
 from openbell.ws.server import close_on_invalid_text
@@ -292,7 +297,11 @@ def answer(hub: BinanceHub, settings: WsSettings, connection: Connection, wrappe
         if method not in METHODS:
             raise BinanceRequestError(2, f"Invalid request: unknown method; expected one of {', '.join(METHODS)}")
         if method == "LIST_SUBSCRIPTIONS":
-            names = sorted(s[len(WRAPPED) :] if s.startswith(WRAPPED) else s for s in connection.streams)
+            names = sorted(
+                s[len(WRAPPED) :] if s.startswith(WRAPPED) else s
+                for s in connection.streams
+                if not s.startswith(USER_KEY)
+            )
             return {"result": names, "id": request_id}
         keys = stream_keys(hub, message.get("params"), wrapped)
         if method == "SUBSCRIBE":
@@ -316,17 +325,24 @@ def stream_keys(hub: BinanceHub, params: Any, wrapped: bool) -> list[str]:
     return [(WRAPPED + name) if wrapped else name for name in params]
 
 
-async def serve(hub: BinanceHub, settings: WsSettings, ws: Any, wrapped: bool, initial: Sequence[str]) -> None:
+async def serve(
+    hub: BinanceHub, settings: WsSettings, ws: Any, wrapped: bool, initial: Sequence[str], user: str | None = None
+) -> None:
+    """One connection: subscribed at once to the streams `initial` names and, with `user` (its listen key's),
+    to that user's data stream; then Binance's requests until it closes."""
     if len(hub.connections) >= settings.max_connections:
         await ws.close(1013, "try again later")
         return
-    connection = Connection(ws, None, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
+    connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
     close_on_invalid_text(ws, connection)
     try:
         names = [name for name in initial if hub.stream_exists(name)][: settings.max_subscriptions_per_connection]
-        if names:
-            hub.subscribe(connection, [(WRAPPED + name) if wrapped else name for name in names])
+        keys = [(WRAPPED + name) if wrapped else name for name in names]
+        if user is not None:
+            keys.append(USER_KEY + user)
+        if keys:
+            hub.subscribe(connection, keys)
         while not connection.closed:
             message = await ws.recv()
             if message is None:
@@ -372,13 +388,32 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
                 remove()
                 setattr(app.ctx, name, None)
 
+    async def check_listen_key(request: Request) -> HTTPResponse | None:
+        """Before the upgrade of `/ws/<listenKey>`: the key's user for the handler, or 401 (-1125)."""
+        if not request.path.startswith("/ws/"):
+            return None
+        keys = [part for part in request.path[4:].split("/") if LISTEN_KEY.match(part)]
+        if not keys:
+            return None
+        store = getattr(request.app.ctx, "listen_keys", None)
+        try:
+            user = await store.user_of(keys[0]) if store is not None and len(keys) == 1 else None
+        except EngineError:
+            return json({"code": -1001, "msg": "Internal error; listen keys are not available."}, status=503)
+        if user is None:  # unknown, expired, or more than one key in the path
+            return json({"code": -1125, "msg": "This listenKey does not exist."}, status=401)
+        request.ctx.stream_user = user
+        return None
+
     async def raw(request: Request, ws: Any, path: str) -> None:
-        await serve(request.app.ctx.binance_hub, settings, ws, False, path.split("/"))
+        user = getattr(request.ctx, "stream_user", None)
+        await serve(request.app.ctx.binance_hub, settings, ws, False, path.split("/"), user)
 
     async def combined(request: Request, ws: Any) -> None:
         streams = request.args.get("streams") or ""
         await serve(request.app.ctx.binance_hub, settings, ws, True, streams.split("/") if streams else [])
 
+    app.register_middleware(check_listen_key, "request")
     app.register_listener(start_hub, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
     app.add_websocket_route(raw, "/ws/<path:path>", name="binance_ws_raw")
