@@ -40,7 +40,7 @@ from openbell.core.types import Permission, ResultCode
 from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
 from openbell.edge.ratelimit import Limit, Limiter, RateLimits, retry_after
-from openbell.edge.signing import ReplayGuard, SignedRequest, check_signature, check_window_of
+from openbell.edge.signing import ReplayGuard, SignedRequest, check_signature, check_window_of, signing_key
 
 API_KEY_HEADER = "x-mbx-apikey"
 ADMIN_PREFIX = "/api/v1/admin/"
@@ -134,10 +134,11 @@ class KnownKey:
 
     __slots__ = ("can_trade", "fresh_until", "identity", "secret", "view")
 
-    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: bytes) -> None:
+    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: hmac.HMAC) -> None:
         self.fresh_until = fresh_until
         self.view = view
         self.secret = secret
+        """The key's secret, keyed for `check_signature`."""
         self.identity = Identity(view.user_id, view.api_key, view.permissions) if view is not None else None
         self.can_trade = view is not None and Permission.TRADE in view.permissions
 
@@ -204,7 +205,7 @@ class Authenticator:
         """What this worker knows of `api_key` now (None: it does not exist, or was revoked)."""
         if len(self._keys) >= MAX_CACHED_KEYS:
             self._keys.clear()
-        self._keys[api_key] = KnownKey(time.monotonic() + KEY_CACHE_SECONDS, key, self.secret_of(api_key).encode())
+        self._keys[api_key] = KnownKey(time.monotonic() + KEY_CACHE_SECONDS, key, signing_key(self.secret_of(api_key)))
 
     async def key(self, api_key: str) -> KnownKey:
         """The key as the engine has it, at most KEY_CACHE_SECONDS old; a known key up to KEY_STALE_SECONDS
