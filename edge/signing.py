@@ -33,7 +33,6 @@ MAX_RECV_WINDOW_MS = 60_000
 FUTURE_ALLOWANCE_MS = 1000
 """How far ahead of the server's clock a timestamp may be."""
 SIGNATURE_HEX_LENGTH = 64
-_HEX = frozenset(b"0123456789abcdef")
 _GIL_KEEPING_CHUNK = 2047
 """OpenSSL's hashing in CPython releases the GIL for an update of 2048 bytes or more (and `hmac.digest`, the
 one-shot, always does). The check runs on the event loop's thread while the engine's actor threads wait for the
@@ -125,9 +124,9 @@ def check_signature(secret: str | bytes | hmac.HMAC, total_params: bytes, signat
     `secret` (or a `signing_key` of it, which the server keeps per key)."""
     key = secret if isinstance(secret, hmac.HMAC) else signing_key(secret)
     expected = _mac(key, total_params).hexdigest().encode()
-    well_formed = len(signature) == SIGNATURE_HEX_LENGTH and _HEX.issuperset(signature)
-    # compare_digest always runs, so a malformed signature costs the same as a wrong one
-    if not hmac.compare_digest(expected, signature if well_formed else b"0" * SIGNATURE_HEX_LENGTH) or not well_formed:
+    # `expected` is 64 lowercase hex digits, so a malformed signature (uppercase, another length, not hex) never
+    # equals it; compare_digest's time depends on the lengths only, and the client knows the one it sent
+    if not hmac.compare_digest(expected, signature):
         raise ApiError.of(ResultCode.INVALID_SIGNATURE, "signature does not match the request")
 
 
