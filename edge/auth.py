@@ -40,7 +40,7 @@ from openbell.core.types import Permission, ResultCode
 from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
 from openbell.edge.ratelimit import Limit, Limiter, RateLimits, retry_after
-from openbell.edge.signing import ReplayGuard, SignedRequest, check_signature, check_window_of, signing_key
+from openbell.edge.signing import Mac, ReplayGuard, SignedRequest, check_signature, check_window_of, signing_key
 
 API_KEY_HEADER = "x-mbx-apikey"
 ADMIN_PREFIX = "/api/v1/admin/"
@@ -134,7 +134,7 @@ class KnownKey:
 
     __slots__ = ("can_read", "can_trade", "fresh_until", "identity", "order_bucket", "read_bucket", "secret", "view")
 
-    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: hmac.HMAC, api_key: str) -> None:
+    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: Mac, api_key: str) -> None:
         self.fresh_until = fresh_until
         self.view = view
         self.secret = secret
