@@ -40,7 +40,7 @@ from openbell.core.types import Permission, ResultCode
 from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
 from openbell.edge.ratelimit import Limit, Limiter, RateLimits, retry_after
-from openbell.edge.signing import ReplayGuard, SignedRequest, check_signature, check_window_of
+from openbell.edge.signing import Mac, ReplayGuard, SignedRequest, check_signature, check_window_of, signing_key
 
 API_KEY_HEADER = "x-mbx-apikey"
 ADMIN_PREFIX = "/api/v1/admin/"
@@ -132,14 +132,19 @@ class SharedReplays(Protocol):
 class KnownKey:
     """What a worker keeps about a key it has asked the engine about."""
 
-    __slots__ = ("can_trade", "fresh_until", "identity", "secret", "view")
+    __slots__ = ("can_read", "can_trade", "fresh_until", "identity", "order_bucket", "read_bucket", "secret", "view")
 
-    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: bytes) -> None:
+    def __init__(self, fresh_until: float, view: ApiKeyView | None, secret: Mac, api_key: str) -> None:
         self.fresh_until = fresh_until
         self.view = view
         self.secret = secret
+        """The key's secret, keyed for `check_signature`."""
         self.identity = Identity(view.user_id, view.api_key, view.permissions) if view is not None else None
         self.can_trade = view is not None and Permission.TRADE in view.permissions
+        self.can_read = view is not None and Permission.READ in view.permissions
+        self.order_bucket = "o:key:" + api_key
+        """The names of its rate-limit buckets (order entry, reads)."""
+        self.read_bucket = "r:key:" + api_key
 
 
 DEV = Identity(None, dev=True)
@@ -204,7 +209,9 @@ class Authenticator:
         """What this worker knows of `api_key` now (None: it does not exist, or was revoked)."""
         if len(self._keys) >= MAX_CACHED_KEYS:
             self._keys.clear()
-        self._keys[api_key] = KnownKey(time.monotonic() + KEY_CACHE_SECONDS, key, self.secret_of(api_key).encode())
+        self._keys[api_key] = KnownKey(
+            time.monotonic() + KEY_CACHE_SECONDS, key, signing_key(self.secret_of(api_key)), api_key
+        )
 
     async def key(self, api_key: str) -> KnownKey:
         """The key as the engine has it, at most KEY_CACHE_SECONDS old; a known key up to KEY_STALE_SECONDS
@@ -274,11 +281,30 @@ class Authenticator:
             return ANONYMOUS
         if access is Access.ADMIN:
             return self._check_admin(request)
-        identity = await self._check_signed(request, trade)
+        api_key, signed, signature = self._signed_part(request)
+        known = self._keys.get(api_key)
+        if known is None or known.fresh_until <= time.monotonic():
+            known = await self.key(api_key)
+        identity = known.identity
+        if identity is None:
+            raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")
+        check_signature(known.secret, signed.total, signature)
+        now = self._clock_ms()
+        timestamp, window = check_window_of(signed.timestamp, signed.recv_window, now)
+        if request.method in STATE_CHANGING_METHODS:
+            self.replays.check_and_remember(signature, timestamp, window, now)
+            shared = self.shared_replays
+            if shared is not None and not await shared.first_time(signature, timestamp + window + 1000 - now):
+                raise ApiError.of(ResultCode.REPLAYED_REQUEST, "this signed request was already received (replay)")
+        if trade:
+            if not known.can_trade:
+                raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the trade permission")
+        elif not known.can_read:
+            raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the read permission")
         if limiter is not None:
             limit = self.limits.orders_per_key if trade else self.limits.reads_per_key
             if limit.rate:
-                bucket = ("o:key:" if trade else "r:key:") + (identity.api_key or "")
+                bucket = known.order_bucket if trade else known.read_bucket
                 wait = limiter.try_admit(bucket, limit)
                 if wait is None:
                     wait = await limiter.admit(((bucket, limit),))
@@ -297,7 +323,10 @@ class Authenticator:
             raise ApiError.of(ResultCode.INVALID_ADMIN_TOKEN, "the operator's token is not valid")
         return OPERATOR
 
-    async def _check_signed(self, request: Any, trade: bool) -> Identity:
+    @staticmethod
+    def _signed_part(request: Any) -> tuple[str, SignedRequest, bytes]:
+        """The request's API key, what its query (and form body) carry, and its one signature; else
+        ApiError (no key, a malformed one, no or two signatures, a parameter given twice)."""
         api_key = request.headers.get(API_KEY_HEADER)
         if not api_key:
             raise ApiError.of(ResultCode.MISSING_API_KEY, "an API key is required (X-MBX-APIKEY header)")
@@ -307,26 +336,7 @@ class Authenticator:
         body: bytes = request.body or b""
         body_is_form = bool(body) and request.content_type.split(";", 1)[0].strip().lower() == FORM_TYPE
         signed = SignedRequest(query, body, body_is_form)
-        signature = signed.signature
-        known = self._keys.get(api_key)
-        if known is None or known.fresh_until <= time.monotonic():
-            known = await self.key(api_key)
-        identity = known.identity
-        if identity is None:
-            raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")
-        check_signature(known.secret, signed.total, signature)
-        now = self._clock_ms()
-        timestamp, window = check_window_of(signed.timestamp, signed.recv_window, now)
-        if request.method in STATE_CHANGING_METHODS:
-            self.replays.check_and_remember(signature, timestamp, window, now)
-            shared = self.shared_replays
-            if shared is not None and not await shared.first_time(signature, timestamp + window + 1000 - now):
-                raise ApiError.of(ResultCode.REPLAYED_REQUEST, "this signed request was already received (replay)")
-        if trade and not known.can_trade:
-            raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the trade permission")
-        if not trade and Permission.READ not in identity.permissions:
-            raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the read permission")
-        return identity
+        return api_key, signed, signed.signature
 
 
 def rate_limited(trade: bool, per: str, limit: Limit, wait: float) -> ApiError:

@@ -28,7 +28,11 @@ def _named_user(request: Any, body: dict[str, Any] | None) -> Any:
     if body is not None:
         value = body.get("user_id")
     if value is None:
-        value = request.args.get("user_id")
+        query = request.raw_url.partition(b"?")[2]
+        # parsed only if it may name a user (literally or percent-encoded): a signed request's query (timestamp,
+        # signature), already read by the check, is not parsed again for nothing
+        if b"user" in query or b"%" in query:
+            value = request.args.get("user_id")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     return value

@@ -3,6 +3,9 @@ examples (SIGNED endpoint examples for POST /api/v3/order), and the window and r
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from openbell.client import Signer
@@ -15,6 +18,7 @@ from openbell.edge.signing import (
     check_window,
     sign,
     signed_params,
+    signing_key,
     split_signature,
 )
 
@@ -66,6 +70,20 @@ def test_a_second_signature_parameter_is_refused() -> None:
 def test_a_wrong_or_malformed_signature_is_refused(signature: bytes) -> None:
     with refused(ResultCode.INVALID_SIGNATURE):
         check_signature(BINANCE_SECRET, MIXED_QUERY + MIXED_BODY, signature)
+
+
+@pytest.mark.parametrize("length", [2046, 2047, 2048, 4094, 16_385])
+def test_a_body_fed_to_the_hmac_in_pieces_signs_as_a_whole(length: int) -> None:
+    # the check feeds a long body in pieces (so that OpenSSL keeps the GIL): the signature is still the HMAC
+    # of the whole, a copy of the keyed secret is used, and the keyed secret itself is left untouched
+    total = (b"quantity=1&price=0.1&" * 1000)[:length]
+    expected = hmac.new(BINANCE_SECRET.encode(), total, hashlib.sha256).hexdigest()
+    key = signing_key(BINANCE_SECRET)
+    assert sign(BINANCE_SECRET, total) == expected
+    check_signature(key, total, expected.encode())
+    check_signature(key, total, expected.encode())
+    with refused(ResultCode.INVALID_SIGNATURE):
+        check_signature(key, total + b"&", expected.encode())
 
 
 def test_the_client_signer_signs_what_the_server_checks() -> None:
