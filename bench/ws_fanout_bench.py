@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.ws_fanout_bench [--clients 100,300,1000] [--rate 100] [--seconds 10]
         [--runs 1] [--client-procs N] [--throttled] [--saturation-seconds 5] [--json PATH]
 
-One server for the whole run, started as a user starts it: `python run.py --in-memory` (engine, REST and
+One server for the whole run, started as a user starts it: `python run.py --in-memory --dev` (engine, REST and
 WebSocket in one process) with two markets, TATA_INR and FAN_INR. Then, in order:
 
 1. Saturation: the REST load generator of `bench.http_load` (64 keep-alive connections, closed loop, the
@@ -432,9 +432,9 @@ def one_server(args: argparse.Namespace, streams: list[str], flush_interval: str
             "--port",
             str(port),
             "--in-memory",
+            "--dev",  # the crossing orders are unsigned and name their users
             "--log-level",
             "warning",
-            "--no-access-log",
             "--max-open-orders",
             "1000000",
             "--markets",
