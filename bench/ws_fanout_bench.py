@@ -420,6 +420,8 @@ def one_server(args: argparse.Namespace, streams: list[str], flush_interval: str
     from bench.http_load import Server, free_port
 
     port = free_port()
+    # every client connects from 127.0.0.1: lift the per-address connection cap (64 by default) for the server
+    os.environ["OPENBELL_WS_MAX_CONNECTIONS_PER_ADDRESS"] = str(10**6)
     if flush_interval:
         os.environ["OPENBELL_WS_FLUSH_INTERVAL"] = flush_interval  # inherited by the server
     else:
