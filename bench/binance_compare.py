@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                        "--data-dir", str(Path(tmp) / "data")]  # fmt: skip
         token = secrets.token_urlsafe(24)
         env = {"OPENBELL_ADMIN_TOKEN": token, "OPENBELL_KEY_SECRET": secrets.token_hex(32)}
-        argv_server += NO_LIMITS if args.signed else ["--dev"]
+        argv_server += NO_LIMITS if args.signed else ["--dev", *NO_LIMITS]
         server = Server("exchange", argv_server, port, Path(tmp), None, env)
         try:
             server.wait_ready()

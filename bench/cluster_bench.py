@@ -29,6 +29,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench.http_load import NO_LIMITS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,6 +124,7 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                         "--log-level",
                         "warning",
                         "--dev",  # the load is unsigned and names its users
+                        *NO_LIMITS,  # one client address: rate limits set never to refuse the load
                         "--no-history",
                         *(["--in-memory"] if args.in_memory else ["--data-dir", str(work / "embedded-data")]),
                     ],
@@ -160,6 +163,7 @@ def run_setup(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]
                         "--workers",
                         str(args.api_workers),
                         "--dev",
+                        *NO_LIMITS,
                     ],
                     work / "api.log",
                 )

@@ -871,6 +871,8 @@ def compare(args: argparse.Namespace) -> int:
     data_dir_option = "--data-dir" in help_text and "--in-memory" not in args.exchange_args.split()
     # this driver sends unsigned requests that name their user: the exchange runs in dev mode where it has one
     dev_option = ["--dev"] if "--dev" in help_text else []
+    # and with the rate limits set never to refuse the load (every connection comes from one address)
+    dev_option += NO_LIMITS if "--orders-per-address" in help_text else []
     for run in range(1, args.runs + 1):
         for name in ("ceiling", "exchange"):
             port = free_port()
@@ -993,7 +995,7 @@ def metrics_cost(args: argparse.Namespace) -> int:
             port = free_port()
             argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
             argv += ["--max-open-orders", "100000", "--data-dir", tempfile.mkdtemp(prefix=f"{name}-{run}-", dir=log_dir)]
-            argv += ["--dev", *args.exchange_args.split(), *(["--no-metrics"] if name == "off" else [])]  # unsigned
+            argv += ["--dev", *NO_LIMITS, *args.exchange_args.split(), *(["--no-metrics"] if name == "off" else [])]
             server = Server(f"metrics-{name}", argv, port, log_dir, server_cpus)
             try:
                 server.wait_ready()

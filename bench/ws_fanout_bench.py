@@ -417,7 +417,7 @@ def machine() -> str:
 
 def one_server(args: argparse.Namespace, streams: list[str], flush_interval: str) -> dict[str, Any]:
     """Start `python run.py`, measure the saturation and every client count against it, stop it."""
-    from bench.http_load import Server, free_port
+    from bench.http_load import NO_LIMITS, Server, free_port
 
     port = free_port()
     # every client connects from 127.0.0.1: lift the per-address connection cap (64 by default) for the server
@@ -435,6 +435,7 @@ def one_server(args: argparse.Namespace, streams: list[str], flush_interval: str
             str(port),
             "--in-memory",
             "--dev",  # the crossing orders are unsigned and name their users
+            *NO_LIMITS,  # the saturation phase comes from one address: rate limits set never to refuse it
             "--log-level",
             "warning",
             "--max-open-orders",
