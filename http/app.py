@@ -516,11 +516,7 @@ def listen_key_param(request: Request) -> str:
 @answers(200, LISTEN_KEY_RESULT, "the listen key", 400, 401, 403)
 async def create_listen_key(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
-    try:
-        key = await listen_keys_of(request).create(user_id)
-    except EngineError:
-        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available") from None
-    return json({"listenKey": key})
+    return json({"listenKey": await listen_keys_of(request).create(user_id)})
 
 
 @api.put("/listenKey")
@@ -531,11 +527,7 @@ async def create_listen_key(request: Request) -> HTTPResponse:
 async def extend_listen_key(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
     key = listen_key_param(request)
-    try:
-        extended = await listen_keys_of(request).extend(key, user_id)
-    except EngineError:
-        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available") from None
-    if not extended:
+    if not await listen_keys_of(request).extend(key, user_id):
         raise ApiError.of(ResultCode.UNKNOWN_LISTEN_KEY, "unknown or expired listen key")
     return json({})
 
@@ -548,11 +540,7 @@ async def extend_listen_key(request: Request) -> HTTPResponse:
 async def delete_listen_key(request: Request) -> HTTPResponse:
     user_id = resolve_user(request)
     key = listen_key_param(request)
-    try:
-        deleted = await listen_keys_of(request).delete(key, user_id)
-    except EngineError:
-        raise ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available") from None
-    if not deleted:
+    if not await listen_keys_of(request).delete(key, user_id):
         raise ApiError.of(ResultCode.UNKNOWN_LISTEN_KEY, "unknown or expired listen key")
     return json({})
 
@@ -626,6 +614,9 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
         from openbell.http.binance import error_response as binance_error_response
 
         return binance_error_response(request, exception)
+    if isinstance(exception, EngineUnavailable):
+        # a store behind the engine client (listen keys in Redis...) that is not reachable: nothing was applied
+        exception = ApiError.of(ResultCode.ENGINE_UNAVAILABLE, str(exception) or "the engine is not available")
     if isinstance(exception, SanicException) and not isinstance(exception, ApiError):
         status = getattr(exception, "status_code", 500) or 500
         code = SANIC_STATUS_CODES.get(status)

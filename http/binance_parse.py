@@ -23,6 +23,7 @@ from sanic.exceptions import SanicException
 
 from openbell.core.grid import GridError
 from openbell.core.types import ResultCode
+from openbell.edge.client import EngineUnavailable
 from openbell.edge.errors import ApiError
 
 MAX_PARAMS = 64
@@ -126,6 +127,8 @@ def binance_error(error: Exception) -> BinanceError:
         return error
     if isinstance(error, ApiError):
         return _from_result(error.result, error.message)
+    if isinstance(error, EngineUnavailable):
+        return _from_result(ResultCode.ENGINE_UNAVAILABLE, str(error))
     if isinstance(error, GridError):
         return _from_result(error.code, error.message)
     if isinstance(error, SanicException):

@@ -13,10 +13,7 @@ from sanic import Request
 from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
-from openbell.core.types import ResultCode
 from openbell.edge.auth import Access, requires
-from openbell.edge.client import EngineError
-from openbell.edge.errors import ApiError
 from openbell.edge.listen_keys import LISTEN_KEY, ListenKeys
 from openbell.http.binance import v3
 from openbell.http.binance_identity import key_user
@@ -36,21 +33,13 @@ def listen_key_of(request: Request) -> str:
     return value
 
 
-def unavailable() -> ApiError:
-    return ApiError.of(ResultCode.ENGINE_UNAVAILABLE, "listen keys are not available")
-
-
 @v3.post("/userDataStream")
 @requires(Access.PUBLIC)
 @openapi.summary("Binance API: a listen key for the key's user data stream (/ws/<listenKey>), valid 60 minutes")
 async def create_user_data_stream(request: Request) -> HTTPResponse:
     params_of(request)  # strict, as every v3 request
     user_id = await key_user(request)
-    try:
-        key = await store_of(request).create(user_id)
-    except EngineError:
-        raise unavailable() from None
-    return json({"listenKey": key})
+    return json({"listenKey": await store_of(request).create(user_id)})
 
 
 @v3.put("/userDataStream")
@@ -59,11 +48,7 @@ async def create_user_data_stream(request: Request) -> HTTPResponse:
 async def extend_user_data_stream(request: Request) -> HTTPResponse:
     user_id = await key_user(request)
     key = listen_key_of(request)
-    try:
-        extended = await store_of(request).extend(key, user_id)
-    except EngineError:
-        raise unavailable() from None
-    if not extended:
+    if not await store_of(request).extend(key, user_id):
         raise BinanceError(-1125, LISTEN_KEY_UNKNOWN)
     return json({})
 
@@ -74,10 +59,6 @@ async def extend_user_data_stream(request: Request) -> HTTPResponse:
 async def delete_user_data_stream(request: Request) -> HTTPResponse:
     user_id = await key_user(request)
     key = listen_key_of(request)
-    try:
-        deleted = await store_of(request).delete(key, user_id)
-    except EngineError:
-        raise unavailable() from None
-    if not deleted:
+    if not await store_of(request).delete(key, user_id):
         raise BinanceError(-1125, LISTEN_KEY_UNKNOWN)
     return json({})
