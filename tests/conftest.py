@@ -199,3 +199,10 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
     yield server
     code = server.stop()
     assert code == 0, f"server exited with {code}:\n{server.log()}"
+
+
+@pytest.fixture(scope="module")
+def client(exchange: RunningServer) -> Iterator[httpx.Client]:
+    """`exchange`'s REST API (`.../api/v1`), signing as the user each request names (operator routes: the token)."""
+    with httpx.Client(base_url=exchange.api, timeout=10, auth=exchange.auth) as http:
+        yield http

@@ -11,13 +11,10 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
-from conftest import RunningServer
 
 ORDER_REPLY_KEYS = {"orderId", "market", "status", "executedQty", "remainingQty", "fills"}
 FILL_KEYS = {"price", "quantity", "tradeId"}
@@ -25,12 +22,6 @@ KLINE_INTERVALS = ("1m", "5m", "15m", "1h", "4h", "1d", "1w")
 
 
 # ----------------------------------------------------------------------------- helpers
-@pytest.fixture(scope="module")
-def client(exchange: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=exchange.api, timeout=10, auth=exchange.auth) as http:
-        yield http
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 

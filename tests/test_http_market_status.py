@@ -9,39 +9,19 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import signal
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 import ujson
 import websockets
 from conftest import RunningServer, start_server
-
-WAIT = 10.0
-
-
-@pytest.fixture(scope="module")
-def client(exchange: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=exchange.api, timeout=WAIT, auth=exchange.auth) as http:
-        yield http
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+from test_http_stops import WAIT, create_market, unique
 
 
 def new_market(client: httpx.Client) -> str:
-    base = "H" + uuid.uuid4().hex[:10].upper()
-    symbol = f"{base}_INR"
-    response = client.post(
-        "/markets",
-        json={"symbol": symbol, "base": base, "quote": "INR", "tickSize": "0.01", "lotSize": "1", "baseDecimals": 2},
-    )
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "TRADING"
-    return symbol
+    created = create_market(client, "H")
+    assert created["status"] == "TRADING"
+    return str(created["symbol"])
 
 
 def funded(client: httpx.Client, asset: str, amount: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,25 +19,25 @@ from conftest import RunningServer
 WAIT = 10.0
 
 
-@pytest.fixture(scope="module")
-def client(exchange: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=exchange.api, timeout=WAIT, auth=exchange.auth) as http:
-        yield http
-
-
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def new_market(client: httpx.Client) -> str:
-    base = "S" + uuid.uuid4().hex[:10].upper()
+def create_market(client: httpx.Client, prefix: str) -> dict[str, Any]:
+    """A market of its own (`<prefix>..._INR`) added through the operator's route; the market as answered."""
+    base = prefix + uuid.uuid4().hex[:10].upper()
     symbol = f"{base}_INR"
     response = client.post(
         "/markets",
         json={"symbol": symbol, "base": base, "quote": "INR", "tickSize": "0.01", "lotSize": "1", "baseDecimals": 2},
     )
     assert response.status_code == 201, response.text
-    return symbol
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def new_market(client: httpx.Client) -> str:
+    return str(create_market(client, "S")["symbol"])
 
 
 def funded(client: httpx.Client, market: str, prefix: str) -> str:
