@@ -31,7 +31,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from typing import Any
 
 import ujson
-from sanic import HTTPResponse, Request, Sanic
+from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.response import json
 from websockets.exceptions import ConnectionClosed
 
@@ -413,8 +413,12 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
         streams = request.args.get("streams") or ""
         await serve(request.app.ctx.binance_hub, settings, ws, True, streams.split("/") if streams else [])
 
-    app.register_middleware(check_listen_key, "request")
+    # The routes in a blueprint of their own, so that the listen-key check runs before their upgrades only,
+    # not on every request of the app.
+    streams = Blueprint("binance_streams")
+    streams.middleware(check_listen_key, "request")
+    streams.add_websocket_route(raw, "/ws/<path:path>", name="binance_ws_raw")
+    streams.add_websocket_route(combined, "/stream", name="binance_ws_combined")
     app.register_listener(start_hub, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
-    app.add_websocket_route(raw, "/ws/<path:path>", name="binance_ws_raw")
-    app.add_websocket_route(combined, "/stream", name="binance_ws_combined")
+    app.blueprint(streams)

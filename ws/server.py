@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import ujson
-from sanic import HTTPResponse, Request, Sanic
+from sanic import Blueprint, HTTPResponse, Request, Sanic
 from sanic.response import json
 from sanic_ext import openapi
 from websockets.exceptions import ConnectionClosed
@@ -144,11 +144,15 @@ def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | N
             return json({"code": int(ResultCode.ENGINE_UNAVAILABLE), "message": "listen keys unavailable"}, status=503)
         return None
 
-    app.register_middleware(check_upgrade, "request")
+    # The route in a blueprint of its own, so that the upgrade check runs before its upgrades only, not on every
+    # request of the app.
+    streams = Blueprint("streams")
+    streams.middleware(check_upgrade, "request")
+    streams.add_websocket_route(websocket, "/ws", name="openbell_ws")
     app.register_listener(start_hub, "before_server_start")
     app.register_listener(describe_route, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
-    app.add_websocket_route(websocket, "/ws", name="openbell_ws")
+    app.blueprint(streams)
     from openbell.ws.binance import install_binance_websocket
 
     install_binance_websocket(app, engine, settings)
