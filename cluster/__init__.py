@@ -8,7 +8,9 @@ JSON; a message that does not decode is logged, counted, skipped and, on the str
   acknowledges an entry once every command in it has its reply out.
 - `reply_channel(api_id)` (pub/sub): one `ReplyBatch` per relay flush per API process that is owed replies.
 - `EVENTS` (pub/sub): one `EventBatch` per relay flush, every event the engine published since the last
-  one, in order (WebSocket processes render what their clients subscribed to).
+  one, in order (WebSocket processes render what their clients subscribed to). The engine's relay publishes
+  events only while some process reads them; a WebSocket process that starts reading says so on `LISTENERS`
+  (pub/sub), and the relay answers with an empty `EventBatch` on `EVENTS` once it publishes events again.
 - `MARKETS` (a hash, symbol -> `MarketSpec`) and `REGISTRY` (pub/sub, `MarketListed` notices): the
   markets the engine runs, for API and WebSocket processes.
 
@@ -42,6 +44,7 @@ COMMANDS = "openbell:commands"
 MARKETS = "openbell:markets"
 REGISTRY = "openbell:registry"
 EVENTS = "openbell:events"
+LISTENERS = "openbell:listeners"
 GROUP = "engine"
 REPLY_PREFIX = "openbell:reply:"
 SETTLEMENTS = "openbell:settlements"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -70,6 +71,7 @@ def run_engine(args: argparse.Namespace) -> int:
         specs,
         batch_size=args.batch or 256,
         trim_interval=args.trim_interval,
+        listeners_interval=_listeners_interval(),
     )
     _run_until_signal(relay.run)
     return 0
@@ -86,9 +88,24 @@ def run_balance(args: argparse.Namespace) -> int:
     shard_map = ShardMap.load(args.redis)
     log.info("%d market shards; markets assigned: %s", shard_map.count, _assigned(shard_map))
     engine = start_engine(args, [], shard_map=shard_map)
-    relay = BalanceRelay(args.redis, engine, specs, batch_size=args.batch or 256, trim_interval=args.trim_interval)
+    relay = BalanceRelay(
+        args.redis,
+        engine,
+        specs,
+        batch_size=args.batch or 256,
+        trim_interval=args.trim_interval,
+        listeners_interval=_listeners_interval(),
+    )
     _run_until_signal(relay.run)
     return 0
+
+
+def _listeners_interval() -> float:
+    """Seconds between the relay's checks of whether any process still reads events (it stops publishing them
+    when none does; a WebSocket process that starts reading says so at once)."""
+    from openbell.cluster.relay import LISTENERS_INTERVAL
+
+    return float(os.environ.get("OPENBELL_EVENT_READERS_CHECK_SECONDS", LISTENERS_INTERVAL))
 
 
 def _assigned(shard_map: Any) -> str:

@@ -5,6 +5,10 @@ the engine published them (called on this process's event loop). The relay publi
 channel (`EVENTS`), one `EventBatch` per flush; this bus reads that channel and hands each batch on. (Why
 one channel for everything, rather than only the channels someone listens to: docs/design.md.)
 
+The engine's relay publishes events only while some process reads them. So after subscribing, the bus says
+so on `LISTENERS` and, if a relay heard it, waits (at most `HELLO_TIMEOUT` s) for the relay's answer on
+`EVENTS` before it counts as connected: from then on, every event is published.
+
 When the Redis connection is lost, each `on_interrupted` listener is called with a reason (so the
 WebSocket server can close its clients' streams: they missed events and must resync); the bus
 reconnects with backoff and subscribes again.
@@ -20,13 +24,16 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from openbell.actors.bus import InProcessEventBus
-from openbell.cluster import EVENTS, EventBatch
+from openbell.cluster import EVENTS, LISTENERS, EventBatch
 from openbell.cluster.reconnect import close_quietly, keep_connected
 from openbell.core.wire import WireError, decode
 
 log = logging.getLogger(__name__)
 
 InterruptionListener = Callable[[str], None]
+
+HELLO_TIMEOUT = 2.0
+"""Seconds a bus waits for the engine's relay to answer its hello before counting as connected anyway."""
 
 
 class RedisEventBus(InProcessEventBus):
@@ -70,6 +77,7 @@ class RedisEventBus(InProcessEventBus):
         pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(EVENTS)
+            await self._hello(pubsub)
             self.connected = True
             connected()
             while True:
@@ -79,6 +87,20 @@ class RedisEventBus(InProcessEventBus):
         finally:
             self.connected = False
             await close_quietly(pubsub)
+
+    async def _hello(self, pubsub: Any) -> None:
+        """Tell the engine's relay that this process reads events; wait for its answer if one heard it."""
+        assert self._client is not None
+        heard = await self._client.publish(LISTENERS, b"reading")
+        if not heard:
+            return  # no relay running: one that starts publishes events until it finds nobody reads them
+        deadline = asyncio.get_running_loop().time() + HELLO_TIMEOUT
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+            if message is not None:
+                self._deliver(message)
+                return
+        log.warning("the engine's relay did not answer within %.1f s; reading events anyway", HELLO_TIMEOUT)
 
     def _lost(self, error: BaseException) -> None:
         for listener in self._interruption_listeners:
@@ -94,4 +116,5 @@ class RedisEventBus(InProcessEventBus):
             self.skipped += 1
             log.warning("event message on %r skipped: %s", message.get("channel"), error)
             return
-        self.publish(batch.events)
+        if batch.events:
+            self.publish(batch.events)

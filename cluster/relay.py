@@ -46,6 +46,7 @@ from openbell.cluster import (
     COMMANDS,
     EVENTS,
     GROUP,
+    LISTENERS,
     MARKETS,
     REGISTRY,
     CommandEntry,
@@ -55,7 +56,7 @@ from openbell.cluster import (
     RoutedCommand,
     RoutedReply,
 )
-from openbell.cluster.reconnect import keep_connected
+from openbell.cluster.reconnect import close_quietly, keep_connected
 from openbell.core.commands import QUERIES, STATE_CHANGING, AddMarket, Command, PlaceOrder, SetMarketStatus
 from openbell.core.events import Event
 from openbell.core.grid import MarketSpec
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 MAX_REPLIES_PER_FLUSH = 4000
 MAX_EVENT_BATCHES_PER_FLUSH = 500
 LISTENERS_INTERVAL = 0.2
-"""Seconds between checks of whether anyone reads the event channel."""
+"""Seconds between checks of whether anyone reads the event channel (default; `OPENBELL_EVENT_READERS_CHECK_SECONDS`)."""
 
 
 @dataclass(slots=True)
@@ -103,8 +104,10 @@ class Relay:
         remembered_requests: int = 100_000,
         trim_interval: float = 5.0,
         trim_after_acks: int = 10_000,
+        listeners_interval: float = LISTENERS_INTERVAL,
     ) -> None:
         self.redis_url = redis_url
+        self.listeners_interval = max(listeners_interval, 0.01)
         self.engine = engine
         self.boot_markets = list(boot_markets)
         self.consumer = consumer
@@ -355,25 +358,48 @@ class Relay:
     async def _watch_listeners(self) -> None:
         """Keep `events_listened` up to date: whether any process (a WebSocket worker) reads the event channel.
 
-        Events nobody reads are not encoded or published at all (PUBSUB NUMSUB every LISTENERS_INTERVAL s). A
-        WebSocket worker subscribes when it starts, before its first client can, so events flow to it by the
-        time anyone subscribes to a stream; clients join depth streams from a REST snapshot in any case.
+        Events nobody reads are not encoded or published at all. Whether anyone does is checked every
+        `listeners_interval` s (PUBSUB NUMSUB), and a WebSocket process that starts reading says so at once on
+        `LISTENERS`: the relay then publishes events again and answers with an empty `EventBatch` on `EVENTS`,
+        which the WebSocket process waits for before it reports healthy. So no event of an order placed after
+        a WebSocket process is up goes unpublished.
         """
         while not self.stopping.is_set():
-            if self._redis is not None:
-                try:
-                    ((_, count),) = await self._redis.pubsub_numsub(EVENTS)
-                    listened = int(count) > 0
-                    if listened != self.events_listened:
-                        log.info("event channel %s: %s", EVENTS, "read by a WebSocket worker" if listened else "unread")
-                    self.events_listened = listened
-                except (redis.RedisError, OSError):
-                    self.events_listened = True  # unknown: keep publishing
             try:
-                async with asyncio.timeout(LISTENERS_INTERVAL):
+                await self._listen_for_listeners()
+            except (redis.RedisError, OSError) as error:
+                if not self.events_listened:
+                    log.info("event channel %s: publishing while Redis cannot say who reads it (%s)", EVENTS, error)
+                self.events_listened = True  # unknown: keep publishing
+            try:
+                async with asyncio.timeout(self.listeners_interval):
                     await self._stop.wait()
             except TimeoutError:
                 pass
+
+    async def _listen_for_listeners(self) -> None:
+        assert self._redis is not None and self._loop is not None
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(LISTENERS)
+            count_due = 0.0
+            while not self.stopping.is_set():
+                if self._loop.time() >= count_due:
+                    ((_, count),) = await self._redis.pubsub_numsub(EVENTS)
+                    self._set_events_listened(int(count) > 0)
+                    count_due = self._loop.time() + self.listeners_interval
+                wait = min(LISTENERS_INTERVAL, self.listeners_interval)
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                if message is not None:
+                    self._set_events_listened(True)
+                    await self._redis.publish(EVENTS, encode(EventBatch(())))
+        finally:
+            await close_quietly(pubsub)
+
+    def _set_events_listened(self, listened: bool) -> None:
+        if listened != self.events_listened:
+            log.info("event channel %s: %s", EVENTS, "read by a WebSocket worker" if listened else "unread")
+        self.events_listened = listened
 
     async def _flush_forever(self) -> None:
         assert self._wake is not None

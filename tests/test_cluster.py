@@ -312,10 +312,17 @@ def test_a_redelivered_request_the_journal_already_holds_is_answered_not_applied
     assert "'already_applied': 1" in engine.log()
 
 
-def test_a_fill_made_through_the_api_reaches_a_websocket_client_of_a_ws_process(cluster: Cluster) -> None:
-    # Arrange: engine, API and WS processes; a client subscribed to the market's trades.
-    cluster.engine()
+def test_a_fill_made_through_the_api_reaches_a_websocket_client_of_a_ws_process(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Arrange: engine, API and WS processes; a client subscribed to the market's trades. The WS process starts
+    # after the relay found nobody reading events (so it stopped publishing them), and the relay's own check
+    # for readers is 60 s away: the relay must have heard the WS process by the time that reports healthy, or
+    # the order placed right after would not be streamed.
+    monkeypatch.setenv("OPENBELL_EVENT_READERS_CHECK_SECONDS", "60")
+    engine = cluster.engine()
     api = cluster.api()
+    wait_for(lambda: "openbell:events: unread" in engine.log(), engine, what="the relay to find the event channel unread")
     ws = cluster.ws()
     assert deposit(api, "maker", "TATA", "5", "m-1").status_code == 200
     assert deposit(api, "taker", "INR", "500", "t-1").status_code == 200
