@@ -193,12 +193,14 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     from openbell.cluster.redisbus import RedisEventBus
     from openbell.cluster.remote import RemoteEngine
     from openbell.edge.auth import Authenticator, install
+    from openbell.http.app import extend
     from openbell.http.observe import install_metrics
     from openbell.ws.server import install_websocket
 
     bus = RedisEventBus(redis_url)
     engine = RemoteEngine(redis_url, bus=bus)
     app = Sanic("openbell_ws", configure_logging=False)  # logging is configured once, in main
+    extend(app)
     app.ctx.engine = engine
     app.ctx.listen_keys = RedisListenKeys(redis_url)
     install(app, Authenticator(engine, dev=dev))

@@ -629,6 +629,21 @@ def error_response(request: Request, exception: Exception) -> HTTPResponse:
     return json(error.body(), status=error.status)
 
 
+def extend(app: Sanic) -> None:
+    """The Sanic Extensions this server uses: the OpenAPI docs, and HEAD and OPTIONS answered for every route.
+
+    Not the others Sanic would load by itself: dependency injection (no handler uses it, and its signal ran
+    on every request) and CORS headers (the API sends none: a web page of another site gets no answer it
+    may read).
+    """
+    from sanic_ext import Extend
+    from sanic_ext.extensions.http.extension import HTTPExtension
+    from sanic_ext.extensions.openapi.extension import OpenAPIExtension
+
+    app.config.CORS = False
+    Extend(app, built_in_extensions=False, extensions=[OpenAPIExtension, HTTPExtension])
+
+
 def create_app(
     engine: EngineClient,
     *,
@@ -653,6 +668,7 @@ def create_app(
     # The interactive docs work offline: Swagger UI is served by openbell itself (web/vendor/swagger-ui/).
     app.config.OAS_PATH_TO_SWAGGER_HTML = str(DOCS_PAGE)
     app.config.OAS_UI_REDOC = False
+    extend(app)
     app.ext.openapi.describe("openbell", version="1.0", description="Exchange REST API: orders, market data, balances.")
     app.ctx.engine = engine
     authenticator = auth or Authenticator(engine)
