@@ -551,9 +551,22 @@ it sends gets 408 then, not a 60 s wait."""
 
 
 class BoundedRequest(Request):
-    """A request whose body must arrive within BODY_SECONDS."""
+    """A request whose body must arrive within BODY_SECONDS, and that knows when its head arrived (`arrived`,
+    `time.perf_counter()`: the latency histogram counts from there)."""
+
+    __slots__ = ("arrived",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrived = time.perf_counter()
 
     async def receive_body(self) -> None:
+        http: Any = self.stream
+        if http is not None and not self.body:
+            expected = http.request_body  # None/False: no body; True: Content-Length; "chunked"
+            if not expected or (expected is True and len(http.recv_buffer) >= http.request_bytes_left):
+                await super().receive_body()  # the whole body is here already: nothing to wait for, no timer
+                return
         try:
             async with asyncio.timeout(BODY_SECONDS):
                 await super().receive_body()

@@ -31,11 +31,8 @@ def install_metrics(app: Sanic, *, latency: bool = True) -> None:
     children: dict[tuple[str, str], Any] = {}
     histogram = metrics.HTTP_LATENCY
 
-    async def started(request: Request) -> None:
-        request.ctx.started = perf_counter()
-
     async def answered(request: Request, response: BaseHTTPResponse) -> None:
-        began = getattr(request.ctx, "started", None)
+        began = getattr(request, "arrived", None)  # set by the app's request class when the head arrived
         if began is None:
             return
         route = request.route
@@ -45,5 +42,4 @@ def install_metrics(app: Sanic, *, latency: bool = True) -> None:
             child = children[key] = histogram.labels(*key)
         child.observe(perf_counter() - began)
 
-    app.register_middleware(started, "request")
     app.register_middleware(answered, "response")
