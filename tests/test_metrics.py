@@ -20,11 +20,14 @@ import httpx
 import pytest
 import websockets
 from conftest import AsNamedUser, RunningServer, start_server
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
 from test_cluster import Cluster, deposit, order, wait_for
 
 from openbell.core.types import ResultCode
+from openbell.http.observe import LatencyTally
+from openbell.metrics import LATENCY_BUCKETS
 
 WAIT = 20.0
 
@@ -153,11 +156,16 @@ def test_one_scrape_of_an_api_process_shows_every_process_of_the_deployment(
         assert order(placing, "bob", "sell", "100", "1").status_code == 200
         base = f"http://127.0.0.1:{scraped.port}"
 
-        samples = eventually(base, lambda s: value(s, "openbell_trades_total", market="TATA_INR") == 1, "the trade")
+        posted = {"method": "POST", "route": "api/v1/order"}
+        count = "openbell_http_request_duration_seconds_count"
+        samples = eventually(  # the other API process writes its latency tally within FLUSH_SECONDS
+            base,
+            lambda s: value(s, "openbell_trades_total", market="TATA_INR") == 1 and value(s, count, **posted) >= 2,
+            "the trade, and the other API process's latencies",
+        )
 
         assert value(samples, "openbell_orders_total", result="accepted") == 2  # counted in the engine process
-        posted = {"method": "POST", "route": "api/v1/order"}
-        assert value(samples, "openbell_http_request_duration_seconds_count", **posted) == 2  # in the other API
+        assert value(samples, count, **posted) == 2  # in the other API process
     finally:
         cluster.close()
     wait_for(lambda: all(not proc.alive() for proc in cluster.procs), what="the processes to stop")
@@ -185,3 +193,41 @@ def test_the_grafana_dashboard_shows_only_metrics_openbell_exports() -> None:
     assert shown <= exported, shown - exported
     assert {"openbell_orders_total", "openbell_http_request_duration_seconds", "openbell_journal_fsync_seconds",
             "openbell_history_lag_seconds", "openbell_ws_connections", "openbell_redis_reconnects_total"} <= shown  # fmt: skip
+
+
+def test_a_latency_tally_adds_to_the_histogram_exactly_what_observing_each_value_would() -> None:
+    # Arrange: the same values, on bucket bounds, between them, below the first and past the last.
+    registry = CollectorRegistry()
+    labels = ["method", "route"]
+    observed = Histogram("observed", "each value observed", labels, buckets=LATENCY_BUCKETS, registry=registry)
+    tallied = Histogram("tallied", "the values tallied", labels, buckets=LATENCY_BUCKETS, registry=registry)
+    values = [0.0, 0.0001, 0.0005, 0.00051, 0.003, 0.003, 0.7, 10.0, 25.0]
+    key = ("POST", "api/v1/order")
+
+    # Act
+    for seconds in values:
+        observed.labels(*key).observe(seconds)
+
+    async def tally_them() -> LatencyTally:
+        tally = LatencyTally(tallied, LATENCY_BUCKETS)
+        for seconds in values:
+            tally.observe(key, seconds)
+        tally.observe(("GET", "api/v1/depth"), 0.002)
+        tally.flush()
+        return tally
+
+    tally = asyncio.run(tally_them())
+
+    # Assert: every bucket, the count and the sum alike; nothing left pending.
+    def samples(name: str) -> dict[tuple[str, str], float]:
+        family = next(f for f in registry.collect() if f.name == name)
+        return {
+            (sample.name.removeprefix(name), sample.labels.get("le", "")): sample.value
+            for sample in family.samples
+            if sample.labels["route"] == "api/v1/order" and not sample.name.endswith("_created")
+        }
+
+    assert samples("tallied") == samples("observed")
+    assert samples("tallied")[("_count", "")] == len(values)
+    assert samples("tallied")[("_bucket", "0.0005")] == 3
+    assert tally.pending == {}
