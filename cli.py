@@ -138,7 +138,7 @@ def run_embedded(args: argparse.Namespace) -> int:
 
     try:
         app = create_app(engine, public_ws_url=args.public_ws_url, auth=auth.authenticator(engine))
-        configure_protocol(app, args.head_timeout)
+        configure_protocol(app, args.head_timeout, proxies=args.proxies, real_ip_header=args.real_ip_header)
         auth.announce(log)
         announce(app, f"openbell listening on http://{args.host}:{args.port} (REST /api/v1, WebSocket /ws, docs /docs)")
         app.run(

@@ -4,7 +4,7 @@ option applies, and one function that turns them into the engine, its journal an
 Modes: the embedded exchange (no mode word), `engine`, `balance`, `markets`, `api`, `ws`, `cluster` (all but
 the first over Redis). Engine options (markets, limits) exist in the embedded, engine, balance and cluster
 modes; durability and history options wherever state is kept (those and `markets`); server options
-(address, workers, access log) in the embedded, api and ws modes; `cluster` passes each child the options
+(address, workers, access log, trusted proxies) in the embedded, api and ws modes; `cluster` passes each child the options
 that are its own (`engine_argv`, `markets_argv`). Environment variables give defaults where noted
 (OPENBELL_HOST, OPENBELL_PORT, OPENBELL_MARKETS, OPENBELL_ASSETS, OPENBELL_DATA_DIR, OPENBELL_DB,
 OPENBELL_REDIS, OPENBELL_LOG_LEVEL).
@@ -293,6 +293,33 @@ def add_server(parser: argparse.ArgumentParser, port: int, *, workers: bool) -> 
         help="seconds a request's head may take from its first byte, however slowly it trickles in (408 "
         "after; default 10)",
     )
+    add_proxies(group)
+
+
+def add_proxies(group: Any) -> None:
+    """Which client address the server believes: the options of every mode that serves HTTP."""
+    env = os.environ.get
+
+    def proxies(text: str) -> int:
+        value = int(text)
+        if not 0 <= value <= 16:
+            raise argparse.ArgumentTypeError(f"{text} is not between 0 and 16")
+        return value
+
+    group.add_argument(
+        "--proxies",
+        type=proxies,
+        default=env("OPENBELL_PROXIES", "0"),  # a string default goes through `type` too
+        help="reverse proxies in front of this server, each appending to X-Forwarded-For: the client's address "
+        "(per-address rate limits, WebSocket connection caps) is the one the outermost of them saw. Default 0: "
+        "the connection's own peer, and X-Forwarded-For is ignored (a client could write anything there)",
+    )
+    group.add_argument(
+        "--real-ip-header",
+        default=env("OPENBELL_REAL_IP_HEADER") or None,
+        help="a header the proxy in front sets to the client's address, such as X-Real-IP; it takes precedence "
+        "over --proxies (default: none)",
+    )
 
 
 def add_cluster(parser: argparse.ArgumentParser) -> None:
@@ -312,6 +339,7 @@ def add_cluster(parser: argparse.ArgumentParser) -> None:
         "engine process; their data directories are DATA_DIR/balance and DATA_DIR/markets-K (default 0: one engine)",
     )
     group.add_argument("--access-log", action="store_true", help="the API workers log every request (default off)")
+    add_proxies(group)
 
 
 def add_simulate(parser: argparse.ArgumentParser) -> None:

@@ -244,7 +244,7 @@ def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> in
         "protocol": BoundedProtocol,
     }
     line = f"{what} listening on {args.host}:{args.port} with {args.workers} worker(s)"
-    factory = partial(_bounded, factory, args.head_timeout)
+    factory = partial(_bounded, factory, args.head_timeout, args.proxies, args.real_ip_header)
     if args.workers <= 1:
         app = factory()
         _announce(app, line)
@@ -258,11 +258,11 @@ def serve(args: argparse.Namespace, factory: Callable[[], Any], what: str) -> in
     return 0
 
 
-def _bounded(factory: Callable[[], Any], head_seconds: float) -> Any:
+def _bounded(factory: Callable[[], Any], head_seconds: float, proxies: int, real_ip_header: str | None) -> Any:
     from openbell.http.protocol import configure
 
     app = factory()
-    configure(app, head_seconds)
+    configure(app, head_seconds, proxies=proxies, real_ip_header=real_ip_header)
     return app
 
 

@@ -91,6 +91,9 @@ def children_of(args: argparse.Namespace) -> list[Child]:
     else:
         engines = [Child("engine", ["engine", *common, *engine_argv(args)])]
     access_log = ["--access-log"] if args.access_log else []
+    api_and_ws += ["--proxies", str(args.proxies)]
+    if args.real_ip_header:
+        api_and_ws += ["--real-ip-header", args.real_ip_header]
     api = ["api", *common, *api_and_ws, "--host", args.host, "--port", str(args.api_port), "--workers", str(args.api_workers)]
     api += ["--reply-timeout", str(args.reply_timeout), *access_log]
     # The web page's WebSocket: by default the WS port on whatever host the browser loaded the page from.

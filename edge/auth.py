@@ -269,7 +269,7 @@ class Authenticator:
         if limiter is not None and access is not Access.ADMIN:
             limit = self.limits.orders_per_address if trade else self.limits.reads_per_address
             if limit.rate:
-                bucket = ("o:ip:" if trade else "r:ip:") + request.ip
+                bucket = ("o:ip:" if trade else "r:ip:") + client_address(request)
                 wait = limiter.try_admit(bucket, limit)
                 if wait is None:
                     wait = await limiter.admit(((bucket, limit),))
@@ -346,6 +346,14 @@ def rate_limited(trade: bool, per: str, limit: Limit, wait: float) -> ApiError:
     )
     error.headers = {"Retry-After": retry_after(wait)}
     return error
+
+
+def client_address(request: Any) -> str:
+    """The client's address, as per-address limits count it: the connection's peer; or, on a server configured
+    to trust the proxies in front of it (`--proxies`, `--real-ip-header`), the address they report."""
+    if getattr(request.app.ctx, "behind_proxies", False):
+        return str(request.client_ip)
+    return str(request.ip)
 
 
 def install(app: Any, authenticator: Authenticator) -> None:

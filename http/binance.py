@@ -24,6 +24,7 @@ from openbell.core.grid import MarketSpec
 from openbell.core.marketdata import INTERVALS, MAX_KLINES
 from openbell.core.messages import Depth, Klines, RecentTrades
 from openbell.core.types import ResultCode
+from openbell.edge.auth import client_address
 from openbell.edge.errors import ApiError
 from openbell.http import binance_render as render
 from openbell.http.app import MEMORY_KLINE_SECONDS, ask, engine_of, log
@@ -131,7 +132,7 @@ WEIGHTS = MinuteWeights()
 
 @v3.on_response
 async def used_weight(request: Request, response: HTTPResponse) -> None:
-    response.headers["X-MBX-USED-WEIGHT-1M"] = str(WEIGHTS.add(request.ip, time.time()))
+    response.headers["X-MBX-USED-WEIGHT-1M"] = str(WEIGHTS.add(client_address(request), time.time()))
 
 
 # ----------------------------------------------------------------------------------------- general

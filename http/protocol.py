@@ -20,10 +20,17 @@ from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 HEAD_SECONDS = 10.0
 
 
-def configure(app: Any, head_seconds: float = HEAD_SECONDS) -> None:
-    """Bound request heads of `app` to `head_seconds`; Sanic checks timeouts every half of its smallest one."""
+def configure(
+    app: Any, head_seconds: float = HEAD_SECONDS, *, proxies: int = 0, real_ip_header: str | None = None
+) -> None:
+    """Bound request heads of `app` to `head_seconds` (Sanic checks timeouts every half of its smallest one), and
+    say which client address to believe: with `proxies` (how many proxies append to X-Forwarded-For in front of
+    the server) or `real_ip_header`, the one they report (`openbell.edge.auth.client_address`)."""
     app.config.OPENBELL_HEAD_SECONDS = head_seconds
     app.config.REQUEST_TIMEOUT = head_seconds
+    app.config.PROXIES_COUNT = proxies
+    app.config.REAL_IP_HEADER = real_ip_header
+    app.ctx.behind_proxies = bool(proxies or real_ip_header)
 
 
 class BoundedProtocol(WebSocketProtocol):

@@ -112,6 +112,59 @@ def test_an_address_over_its_read_limit_gets_429(tmp_path: pathlib.Path) -> None
     assert operator == 200
 
 
+def test_behind_a_trusted_proxy_each_forwarded_client_address_has_its_own_bucket(tmp_path: pathlib.Path) -> None:
+    # Arrange: a server told that one proxy in front of it appends the client's address to X-Forwarded-For.
+    server = start_server(
+        tmp_path, "--in-memory", "--proxies", "1", "--reads-per-address", "2", "--rate-burst-seconds", "2"
+    )
+    try:
+        # Act: one client (as the proxy forwards it, after whatever the client wrote itself) over its limit,
+        # then another.
+        def depth(forwarded_for: str) -> int:
+            headers = {"X-Forwarded-For": forwarded_for}
+            return httpx.get(f"{server.api}/depth?symbol=TATA_INR", headers=headers).status_code
+
+        first = Counter(depth("203.0.113.9, 198.51.100.1") for _ in range(10))
+        second = [depth("198.51.100.2") for _ in range(2)]
+    finally:
+        assert server.stop() == 0, server.log()
+
+    # Assert: the first address ran out; the second was counted on its own, and the address the client
+    # wrote before the proxy's (203.0.113.9) was not believed.
+    assert first[429] >= 5 and first[200] >= 1
+    assert second == [200, 200]
+
+
+def test_without_trusted_proxies_x_forwarded_for_does_not_escape_the_address_limit(tmp_path: pathlib.Path) -> None:
+    server = start_server(tmp_path, "--in-memory", "--reads-per-address", "2", "--rate-burst-seconds", "2")
+    try:
+        statuses = Counter(
+            httpx.get(
+                f"{server.api}/depth?symbol=TATA_INR", headers={"X-Forwarded-For": f"198.51.100.{n}"}
+            ).status_code
+            for n in range(10)
+        )
+    finally:
+        assert server.stop() == 0, server.log()
+    assert statuses[429] >= 5
+
+
+def test_a_real_ip_header_from_the_proxy_names_the_client(tmp_path: pathlib.Path) -> None:
+    server = start_server(
+        tmp_path, "--in-memory", "--real-ip-header", "X-Real-IP", "--reads-per-address", "2", "--rate-burst-seconds", "2"
+    )
+    try:
+        def depth(real_ip: str) -> int:
+            return httpx.get(f"{server.api}/depth?symbol=TATA_INR", headers={"X-Real-IP": real_ip}).status_code
+
+        first = Counter(depth("198.51.100.7") for _ in range(10))
+        second = [depth("198.51.100.8") for _ in range(2)]
+    finally:
+        assert server.stop() == 0, server.log()
+    assert first[429] >= 5
+    assert second == [200, 200]
+
+
 # ------------------------------------------------------------------------------------------- the cluster
 def test_a_key_limit_holds_as_one_limit_across_two_api_workers(cluster: Cluster) -> None:  # noqa: F811
     cluster.engine()

@@ -42,6 +42,7 @@ from sanic_ext import openapi
 from websockets.exceptions import ConnectionClosed
 
 from openbell.core.types import ResultCode
+from openbell.edge.auth import client_address
 from openbell.edge.client import EngineClient, EngineError
 from openbell.edge.errors import ApiError
 from openbell.edge.identity import resolve_stream_user
@@ -131,7 +132,7 @@ def install_websocket(app: Sanic, engine: EngineClient, settings: WsSettings | N
             return None
         try:
             check_origin(request.headers.get("origin"), request.host, allowed)
-            if app.ctx.ws_per_address[request.ip] >= settings.max_connections_per_address:
+            if app.ctx.ws_per_address[client_address(request)] >= settings.max_connections_per_address:
                 raise ApiError.of(
                     ResultCode.RATE_LIMITED,
                     f"at most {settings.max_connections_per_address} WebSocket connections per address",
@@ -183,7 +184,7 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
         return
     user: str | None = getattr(request.ctx, "stream_user", None)
     per_address: Counter[str] = request.app.ctx.ws_per_address
-    address = request.ip
+    address = client_address(request)
     per_address[address] += 1
     connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
