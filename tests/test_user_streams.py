@@ -131,6 +131,52 @@ def test_a_listen_key_is_extended_by_its_user_only_and_ended_by_delete(server: R
     assert refused_upgrade(f"{server.ws_url}?listenKey={key}").response.status_code == 401
 
 
+def test_a_stream_opened_by_a_listen_key_is_told_and_closed_when_the_key_ends(tmp_path: pathlib.Path) -> None:
+    # Arrange: a server that checks the listen keys of open streams every 0.2 s; one user's key, opening a v1
+    # stream (/ws?listenKey=) and a Binance user data stream (/ws/<listenKey>).
+    os.environ["OPENBELL_WS_LISTEN_KEY_CHECK_SECONDS"] = "0.2"
+    try:
+        running = start_server(tmp_path, "--in-memory")
+    finally:
+        del os.environ["OPENBELL_WS_LISTEN_KEY_CHECK_SECONDS"]
+    try:
+        alice = unique("alice")
+        alice_key = create_key(running.api, alice)
+        key = listen_key(running, alice_key)
+        base = running.ws_url.removesuffix("/ws")
+
+        async def scenario() -> list[tuple[dict[str, Any], int | None]]:
+            async with (
+                websockets.connect(f"{running.ws_url}?listenKey={key}", open_timeout=WAIT) as v1,
+                websockets.connect(f"{base}/ws/{key}", open_timeout=WAIT) as v3,
+            ):
+                assert (await subscribe(v1, f"orders@{alice}"))["result"] is None
+                await asyncio.sleep(0.5)  # a few checks pass while the key lives
+                # Act: the key's user ends it.
+                with signed(running, alice_key) as client:
+                    assert client.delete("/listenKey", params={"listenKey": key}).status_code == 200
+                ended = []
+                for ws in (v1, v3):
+                    last: dict[str, Any] = {}
+                    try:
+                        async with asyncio.timeout(WAIT):
+                            while True:
+                                last = json.loads(await ws.recv())
+                    except ConnectionClosed as closed:
+                        ended.append((last, closed.rcvd.code if closed.rcvd else None))
+                return ended
+
+        (v1_last, v1_code), (v3_last, v3_code) = asyncio.run(scenario())
+    finally:
+        assert running.stop() == 0, running.log()
+
+    # Assert: each stream got its last message, saying the key expired, then a policy-violation close.
+    assert v1_last["stream"] == "listenKey"
+    assert v1_last["data"]["e"] == "listenKeyExpired" and v1_last["data"]["listenKey"] == key
+    assert v3_last["e"] == "listenKeyExpired" and v3_last["listenKey"] == key and v3_last["E"] > 0
+    assert v1_code == v3_code == 1008
+
+
 def test_a_listen_key_needs_a_signed_request(server: RunningServer) -> None:
     response = httpx.post(f"{server.api}/listenKey", timeout=10)
     assert response.status_code == 401

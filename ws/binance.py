@@ -57,7 +57,7 @@ from openbell.edge.listen_keys import LISTEN_KEY
 from openbell.ws.binance_user import USER_KEY, UserEvents
 from openbell.ws.connection import Connection
 from openbell.ws.hub import Hub, encode
-from openbell.ws.server import close_on_invalid_text
+from openbell.ws.server import close_on_invalid_text, close_when_listen_key_ends, listen_key_expired
 from openbell.ws.settings import WsSettings
 
 log = logging.getLogger(__name__)
@@ -326,16 +326,31 @@ def stream_keys(hub: BinanceHub, params: Any, wrapped: bool) -> list[str]:
 
 
 async def serve(
-    hub: BinanceHub, settings: WsSettings, ws: Any, wrapped: bool, initial: Sequence[str], user: str | None = None
+    hub: BinanceHub,
+    settings: WsSettings,
+    ws: Any,
+    wrapped: bool,
+    initial: Sequence[str],
+    user: str | None = None,
+    listen_key: tuple[Any, str] | None = None,
 ) -> None:
     """One connection: subscribed at once to the streams `initial` names and, with `user` (its listen key's),
-    to that user's data stream; then Binance's requests until it closes."""
+    to that user's data stream; then Binance's requests until it closes. `listen_key`: (store, key) of the key
+    that opened the user's stream, which ends the connection (`listenKeyExpired`) when the key ends."""
     if len(hub.connections) >= settings.max_connections:
         await ws.close(1013, "try again later")
         return
     connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
     close_on_invalid_text(ws, connection)
+    watch = None
+    if listen_key is not None:
+        store, key = listen_key
+        watch = asyncio.create_task(
+            close_when_listen_key_ends(
+                hub, connection, store, key, settings.listen_key_check_seconds, lambda ms: listen_key_expired(key, ms)
+            )
+        )
     try:
         names = [name for name in initial if hub.stream_exists(name)][: settings.max_subscriptions_per_connection]
         keys = [(WRAPPED + name) if wrapped else name for name in names]
@@ -351,6 +366,8 @@ async def serve(
     except ConnectionClosed:
         pass
     finally:
+        if watch is not None:
+            watch.cancel()
         hub.remove(connection)
         connection.close()
 
@@ -403,11 +420,13 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
         if user is None:  # unknown, expired, or more than one key in the path
             return json({"code": -1125, "msg": "This listenKey does not exist."}, status=401)
         request.ctx.stream_user = user
+        request.ctx.listen_key = (store, keys[0])
         return None
 
     async def raw(request: Request, ws: Any, path: str) -> None:
         user = getattr(request.ctx, "stream_user", None)
-        await serve(request.app.ctx.binance_hub, settings, ws, False, path.split("/"), user)
+        listen_key = getattr(request.ctx, "listen_key", None)
+        await serve(request.app.ctx.binance_hub, settings, ws, False, path.split("/"), user, listen_key)
 
     async def combined(request: Request, ws: Any) -> None:
         streams = request.args.get("streams") or ""

@@ -16,7 +16,8 @@ The upgrade itself is checked before the handshake (`check_upgrade`, a request m
 another site is refused (403: a web page elsewhere cannot open a user's streams with the browser's
 credentials); an address that already holds `max_connections_per_address` connections gets 429; an unknown or
 expired listen key 401. A connection that subscribes to nothing within `idle_seconds_before_subscribe` is
-closed (1008).
+closed (1008), and so is one whose listen key has expired or was deleted since (checked every
+`listen_key_check_seconds`; it gets a `listenKeyExpired` message first).
 
 Limits (`WsSettings`): subscriptions per connection, client message size (closes with 1009),
 connections per process (one more is closed with 1013 "try again later"), and a bounded backlog per
@@ -30,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import ujson
@@ -192,6 +194,19 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
     idle_close = asyncio.get_running_loop().call_later(
         settings.idle_seconds_before_subscribe, close_if_idle, connection, settings.idle_seconds_before_subscribe
     )
+    listen_key = request.args.get("listenKey") if user is not None else None
+    watch = None
+    if listen_key is not None:
+        watch = asyncio.create_task(
+            close_when_listen_key_ends(
+                hub,
+                connection,
+                request.app.ctx.listen_keys,
+                listen_key,
+                settings.listen_key_check_seconds,
+                lambda ms: {"stream": "listenKey", "data": listen_key_expired(listen_key, ms)},
+            )
+        )
     try:
         while not connection.closed:
             message = await ws.recv()
@@ -202,11 +217,48 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
         pass
     finally:
         idle_close.cancel()
+        if watch is not None:
+            watch.cancel()
         per_address[address] -= 1
         if per_address[address] <= 0:
             del per_address[address]
         hub.remove(connection)
         connection.close()
+
+
+async def close_when_listen_key_ends(
+    hub: Hub,
+    connection: Connection,
+    store: Any,
+    listen_key: str,
+    interval: float,
+    message: Callable[[int], dict[str, Any]],
+) -> None:
+    """Every `interval` s, ask `store` whether `listen_key` still lives; once it does not, send `message(now in
+    ms)` (after everything published before it) and close the connection (1008). A store that cannot be reached
+    keeps the stream open until the next check."""
+    while not connection.closed:
+        await asyncio.sleep(interval)
+        if connection.closed:
+            return
+        try:
+            user = await store.user_of(listen_key)
+        except EngineError:
+            continue
+        if user is not None or connection.closed:
+            continue
+        log.info("websocket of user %s closed: its listen key expired or was deleted", connection.user)
+        hub.reply(connection, message(time.time_ns() // 1_000_000))
+        connection.fail(POLICY_VIOLATION, "listen key expired")
+        cancel = getattr(connection.ws, "recv_cancel", None)
+        if cancel is not None:
+            cancel.cancel()
+        return
+
+
+def listen_key_expired(listen_key: str, ms: int) -> dict[str, Any]:
+    """Binance's message for a user data stream whose listen key has ended."""
+    return {"e": "listenKeyExpired", "E": ms, "listenKey": listen_key}
 
 
 def close_if_idle(connection: Connection, seconds: float) -> None:

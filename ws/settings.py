@@ -38,6 +38,10 @@ class WsSettings:
     for the next one, so that one write per connection carries them all (fewer system calls per
     message, up to this much more delay). A batch after a quiet interval goes out at once. 0: every
     loop pass that has frames writes them."""
+    listen_key_check_seconds: float = 60.0
+    """Seconds between checks that a connection's listen key still lives. Once it has expired (not extended
+    within its 60 minutes) or was deleted, the connection gets a `listenKeyExpired` message and is closed (1008):
+    a user's private streams stop with the key that opened them."""
     ping_interval: float | None = 20.0
     """Seconds between the server's pings; None turns them off."""
     ping_timeout: float | None = 20.0
