@@ -25,12 +25,12 @@ from openbell.core.marketdata import INTERVALS, MAX_KLINES
 from openbell.core.messages import Depth, Klines, RecentTrades
 from openbell.core.types import ResultCode
 from openbell.edge.auth import client_address
+from openbell.edge.binance import BinanceError
 from openbell.edge.errors import ApiError
 from openbell.http import binance_render as render
 from openbell.http.app import MEMORY_KLINE_SECONDS, ask, engine_of, log
 from openbell.http.binance_parse import (
     SYMBOL,
-    BinanceError,
     binance_error,
     int_param,
     limit_param,

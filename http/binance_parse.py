@@ -23,6 +23,7 @@ from sanic.exceptions import SanicException
 
 from openbell.core.grid import GridError
 from openbell.core.types import ResultCode
+from openbell.edge.binance import BinanceError, error_of_result
 from openbell.edge.client import EngineUnavailable
 from openbell.edge.errors import ApiError
 
@@ -34,28 +35,6 @@ CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,36}\Z")
 """Binance allows 1-36 of `[.A-Z:/a-z0-9_-]`; openbell's clientOrderId has no "/"."""
 INTEGER = re.compile(r"^[0-9]{1,19}\Z")
 
-INSUFFICIENT_BALANCE = "Account has insufficient balance for requested action."
-WOULD_TAKE = "Order would immediately match and take."
-WOULD_TRIGGER = "Order would trigger immediately."
-"""Binance Spot's words (-2010) for a stop whose stop price the last price has already reached; ccxt reads them
-as OrderImmediatelyFillable (Binance's futures say -2021 "Order would immediately trigger.")."""
-UNKNOWN_ORDER_SENT = "Unknown order sent."
-ORDER_DOES_NOT_EXIST = "Order does not exist."
-LISTEN_KEY_UNKNOWN = "This listenKey does not exist."
-
-
-class BinanceError(Exception):
-    """An answer of the Binance API: `{"code": code, "msg": msg}` with HTTP `status`."""
-
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-        self.status = status
-
-    def body(self) -> dict[str, Any]:
-        return {"code": self.code, "msg": self.msg}
-
 
 def missing(name: str) -> BinanceError:
     return BinanceError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
@@ -65,72 +44,16 @@ def not_required(name: str) -> BinanceError:
     return BinanceError(-1106, f"Parameter '{name}' sent when not required.")
 
 
-# Result codes -> (Binance code, status, Binance's message or None to keep openbell's). Keyed by name so
-# that codes another package adds (the 4xx of keys, signatures and rates) map here by their names.
-_BY_RESULT: dict[str, tuple[int, int, str | None]] = {
-    "INVALID_REQUEST": (-1100, 400, None),
-    "INVALID_PRICE": (-1013, 400, None),
-    "INVALID_QUANTITY": (-1013, 400, None),
-    "INVALID_AMOUNT": (-1111, 400, None),
-    "INVALID_ORDER": (-1013, 400, None),
-    "INVALID_MARKET_SPEC": (-1100, 400, None),
-    "INVALID_USER": (-2014, 401, "API-key format invalid."),
-    "INVALID_ASSET": (-1100, 400, None),
-    "INSUFFICIENT_FUNDS": (-2010, 400, INSUFFICIENT_BALANCE),
-    "POST_ONLY_WOULD_TAKE": (-2010, 400, WOULD_TAKE),
-    "FOK_NOT_FILLED": (-2010, 400, None),
-    "NO_LIQUIDITY": (-2010, 400, None),
-    "SELF_TRADE_PREVENTED": (-2010, 400, None),
-    "DUPLICATE_CLIENT_ORDER_ID": (-2010, 400, "Duplicate order sent."),
-    "TOO_MANY_OPEN_ORDERS": (-2010, 400, "Filter failure: MAX_NUM_ORDERS"),
-    "MARKET_EXISTS": (-1100, 400, None),
-    "DEPOSIT_CONFLICT": (-1100, 400, None),
-    "DUPLICATE_REQUEST": (-2010, 400, "Duplicate order sent."),
-    "UNKNOWN_MARKET": (-1121, 400, "Invalid symbol."),
-    "UNKNOWN_ORDER": (-2013, 400, ORDER_DOES_NOT_EXIST),
-    "UNKNOWN_ASSET": (-1100, 400, None),
-    "NOT_FOUND": (-1020, 404, "This operation is not supported."),
-    "ENGINE_ERROR": (-1000, 500, "An unknown error occurred while processing the request."),
-    "HISTORY_BEHIND": (-1001, 503, "Internal error; unable to process your request. Please try again."),
-    "ENGINE_UNAVAILABLE": (-1001, 503, "Internal error; unable to process your request. Please try again."),
-    "ENGINE_TIMEOUT": (
-        -1007,
-        503,
-        "Timeout waiting for response from backend server. Send status unknown; execution status unknown.",
-    ),
-    "METHOD_NOT_ALLOWED": (-1020, 405, "This operation is not supported."),
-    "BODY_TOO_LARGE": (-1101, 413, "Too many parameters sent for this endpoint."),
-    "REQUEST_TIMEOUT": (-1007, 408, None),
-    "UNSUPPORTED_MEDIA_TYPE": (-1100, 415, None),
-    # who is asking (keys, signatures, rights, rates): Binance's codes and statuses for the same refusals
-    "MISSING_API_KEY": (-2014, 401, "API-key format invalid."),
-    "UNKNOWN_API_KEY": (-2014, 401, "API-key format invalid."),
-    "INVALID_SIGNATURE": (-1022, 400, "Signature for this request is not valid."),
-    "INVALID_ADMIN_TOKEN": (-2015, 401, "Invalid API-key, IP, or permissions for action."),
-    "TIMESTAMP_OUTSIDE_WINDOW": (-1021, 400, "Timestamp for this request is outside of the recvWindow."),
-    "REPLAYED_REQUEST": (-1021, 400, "This request was already received (same signature within its recvWindow)."),
-    "MISSING_PERMISSION": (-2015, 401, "Invalid API-key, IP, or permissions for action."),
-    "ADMIN_ONLY": (-2015, 401, "Invalid API-key, IP, or permissions for action."),
-    "NOT_YOUR_USER": (-2015, 401, "Invalid API-key, IP, or permissions for action."),
-    "RATE_LIMITED": (-1003, 429, "Too many requests; current limit is exceeded. Please try again later."),
-    # market status and stops
-    "MARKET_HALTED": (-2010, 400, "Market is closed."),
-    "MARKET_CANCEL_ONLY": (-2010, 400, "Market is closed (cancel only)."),
-    "STOP_WOULD_TRIGGER": (-2010, 400, WOULD_TRIGGER),
-    "UNKNOWN_LISTEN_KEY": (-1125, 400, LISTEN_KEY_UNKNOWN),
-}
-
-
 def binance_error(error: Exception) -> BinanceError:
     """Any exception a v3 handler (or Sanic, for a v3 path) raised, as the Binance error to answer."""
     if isinstance(error, BinanceError):
         return error
     if isinstance(error, ApiError):
-        return _from_result(error.result, error.message)
+        return error_of_result(error.result, error.message)
     if isinstance(error, EngineUnavailable):
-        return _from_result(ResultCode.ENGINE_UNAVAILABLE, str(error))
+        return error_of_result(ResultCode.ENGINE_UNAVAILABLE, str(error))
     if isinstance(error, GridError):
-        return _from_result(error.code, error.message)
+        return error_of_result(error.code, error.message)
     if isinstance(error, SanicException):
         status = getattr(error, "status_code", 500) or 500
         if status == 404:
@@ -141,18 +64,6 @@ def binance_error(error: Exception) -> BinanceError:
             return BinanceError(-1101, "Too many parameters sent for this endpoint.", 413)
         return BinanceError(-1000, str(error) or "An unknown error occurred while processing the request.", status)
     return BinanceError(-1000, "An unknown error occurred while processing the request.", 500)
-
-
-def _from_result(code: ResultCode, message: str) -> BinanceError:
-    found = _BY_RESULT.get(code.name)
-    if found is None:
-        return BinanceError(-1000, message or code.name.lower(), 400)
-    binance_code, status, text = found
-    if binance_code == -1013 and code in (ResultCode.INVALID_PRICE, ResultCode.INVALID_QUANTITY):
-        # ccxt reads a filter failure from the filter's name in the message
-        name = "PRICE_FILTER" if code is ResultCode.INVALID_PRICE else "LOT_SIZE"
-        text = f"Filter failure: {name} ({message})"
-    return BinanceError(binance_code, text or message or code.name.lower(), status)
 
 
 # ----------------------------------------------------------------------------------------- parameters

@@ -33,6 +33,7 @@ from openbell.core.messages import Balances, OpenOrders, OrderHistory, UserTrade
 from openbell.core.summary import OpenOrderView, OrderRecord, summarize
 from openbell.core.types import OrderStatus, OrderType, ResultCode, SelfTradePrevention, Side, TimeInForce
 from openbell.edge.auth import Access, requires
+from openbell.edge.binance import ORDER_DOES_NOT_EXIST, UNKNOWN_ORDER_SENT, BinanceError
 from openbell.edge.errors import ApiError
 from openbell.http import binance_render as render
 from openbell.http.app import ask, engine_of
@@ -40,9 +41,6 @@ from openbell.http.binance import MAX_TIME_MS, market_of, now_ms, v3
 from openbell.http.binance_identity import acting_user
 from openbell.http.binance_parse import (
     CLIENT_ORDER_ID,
-    ORDER_DOES_NOT_EXIST,
-    UNKNOWN_ORDER_SENT,
-    BinanceError,
     int_param,
     limit_param,
     missing,

@@ -14,10 +14,11 @@ from sanic.response import HTTPResponse, json
 from sanic_ext import openapi
 
 from openbell.edge.auth import Access, requires
+from openbell.edge.binance import LISTEN_KEY_UNKNOWN, BinanceError
 from openbell.edge.listen_keys import LISTEN_KEY, ListenKeys
 from openbell.http.binance import v3
 from openbell.http.binance_identity import key_user
-from openbell.http.binance_parse import LISTEN_KEY_UNKNOWN, BinanceError, params_of, text_param
+from openbell.http.binance_parse import params_of, text_param
 
 
 def store_of(request: Request) -> ListenKeys:
