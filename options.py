@@ -449,7 +449,18 @@ def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:
         help="development mode: NO authentication (any client acts as any user_id, credits any account, adds "
         "markets); refused unless the address is loopback",
     )
+    key_secret_help = (
+        "file holding the server secret every API key's secret is derived from, kept outside the data "
+        "directory, made mode 0600 if missing (default: OPENBELL_KEY_SECRET, else "
+        "~/.config/openbell/key-secret; with --in-memory, a secret made for this run)"
+    )
     if mode == "ws":
+        group.add_argument(
+            "--key-secret-file",
+            default=None,
+            help=key_secret_help + "; the WebSocket API (/ws-api/v3) checks signatures with it, so it must be "
+            "the API processes' secret",
+        )
         return
     if mode == "api":
         group.add_argument(
@@ -464,13 +475,7 @@ def add_auth(parser: argparse.ArgumentParser, mode: str | None) -> None:
         help="file holding the operator's token (Authorization: Bearer), made mode 0600 if missing (default: "
         "OPENBELL_ADMIN_TOKEN, else DATA_DIR/admin-token, else a token made for this run and printed once)",
     )
-    group.add_argument(
-        "--key-secret-file",
-        default=None,
-        help="file holding the server secret every API key's secret is derived from, kept outside the data "
-        "directory, made mode 0600 if missing (default: OPENBELL_KEY_SECRET, else "
-        "~/.config/openbell/key-secret; with --in-memory, a secret made for this run)",
-    )
+    group.add_argument("--key-secret-file", default=None, help=key_secret_help)
     limits = parser.add_argument_group(
         "rate limits",
         "token buckets per API key and per client address, one for order entry (place, cancel) and one for "

@@ -45,12 +45,18 @@ def run(mode: str, args: argparse.Namespace) -> int:
         )
         return serve(args, factory, "REST API (/api/v1) and web page (/)")
     if mode == "ws":
-        from openbell.edge.credentials import is_loopback
+        from openbell.edge.credentials import CredentialError, is_loopback, key_secret
         from openbell.options import OptionError
 
         if args.dev and not is_loopback(args.host):
             raise OptionError(f"--dev turns authentication off and is refused on {args.host}: bind 127.0.0.1")
-        return serve(args, partial(build_ws_app, args.redis, args.dev), "WebSocket streams (ws://.../ws)")
+        secret = None
+        if not args.dev:
+            try:
+                secret, _ = key_secret(args.key_secret_file, False)
+            except CredentialError as error:
+                raise OptionError(str(error)) from None
+        return serve(args, partial(build_ws_app, args.redis, args.dev, secret), "WebSocket streams (ws://.../ws)")
     from openbell.cluster.supervisor import run_cluster
 
     return run_cluster(args)
@@ -183,9 +189,10 @@ def build_api_app(
     return app
 
 
-def build_ws_app(redis_url: str, dev: bool = False) -> Any:
+def build_ws_app(redis_url: str, dev: bool = False, server_secret: bytes | None = None) -> Any:
     """One WebSocket worker's app: the streams on a Redis-fed bus, and /health. `dev`: private streams by
-    `?user_id=` (no authentication)."""
+    `?user_id=` (no authentication). `server_secret`: the API processes' (API keys' secrets derive from it), for
+    the signatures of the WebSocket API."""
     from sanic import Sanic
     from sanic.response import json
 
@@ -203,7 +210,7 @@ def build_ws_app(redis_url: str, dev: bool = False) -> Any:
     extend(app)
     app.ctx.engine = engine
     app.ctx.listen_keys = RedisListenKeys(redis_url)
-    install(app, Authenticator(engine, dev=dev))
+    install(app, Authenticator(engine, dev=dev, server_secret=server_secret))
 
     @app.get("/health")
     async def health(request: Any) -> Any:

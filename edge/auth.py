@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -311,6 +311,43 @@ class Authenticator:
                 if wait:
                     raise rate_limited(trade, "API key", limit, wait)
         return identity
+
+    async def check_params(self, params: Mapping[str, Any]) -> Identity:
+        """The identity of a request signed by the rule of Binance's WebSocket API (the same HMAC as REST, over
+        another text): `params` hold `apiKey`, `timestamp` (optional `recvWindow`) and `signature`, and the
+        signature is of every other parameter, sorted by name, as `name=value` joined by `&`. The key needs the
+        read permission. Raises ApiError as `check` does (unknown key, bad signature, stale timestamp)."""
+        api_key = params.get("apiKey")
+        if not isinstance(api_key, str) or not api_key:
+            raise ApiError.of(ResultCode.MISSING_API_KEY, "the parameter apiKey is required")
+        if len(api_key) > 128 or not api_key.isascii():
+            raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")
+        if len(params) > 16:
+            raise ApiError.of(ResultCode.INVALID_REQUEST, "too many parameters")
+        signature = params.get("signature")
+        if not isinstance(signature, str) or not signature:
+            raise ApiError.of(ResultCode.INVALID_SIGNATURE, "the parameter signature is required")
+        texts = {}
+        for name, value in params.items():
+            if name == "signature":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 256:
+                raise ApiError.of(ResultCode.INVALID_REQUEST, f"parameter {str(name)[:32]!r} is not a string or integer")
+            texts[name] = str(value)
+        known = await self.key(api_key)
+        if known.identity is None:
+            raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")
+        payload = "&".join(f"{name}={texts[name]}" for name in sorted(texts))
+        check_signature(known.secret, payload.encode(), signature.encode())
+        window = texts.get("recvWindow")
+        check_window_of(
+            texts["timestamp"].encode() if "timestamp" in texts else None,
+            window.encode() if window is not None else None,
+            self._clock_ms(),
+        )
+        if not known.can_read:
+            raise ApiError.of(ResultCode.MISSING_PERMISSION, "this API key lacks the read permission")
+        return known.identity
 
     def _check_admin(self, request: Any) -> Identity:
         header = request.headers.get("authorization")

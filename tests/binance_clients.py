@@ -35,7 +35,8 @@ def options(base_url: str, ws_url: str | None, api_key: str, secret: str) -> dic
     """ccxt.binance's configuration for an openbell server (README's snippet)."""
     api: dict[str, Any] = {"public": f"{base_url}/api/v3", "private": f"{base_url}/api/v3"}
     if ws_url is not None:
-        api["ws"] = {"spot": ws_url}
+        # market streams at /ws/<n>; a spot account's streams through Binance's WebSocket API, at /ws-api/v3
+        api["ws"] = {"spot": ws_url, "ws-api": {"spot": ws_url.removesuffix("/ws") + "/ws-api/v3"}}
     return {
         "apiKey": api_key,
         "secret": secret,

@@ -133,6 +133,112 @@ def test_watch_trades_ohlcv_and_ticker_follow_trades_between_two_users(
     assert ticker["symbol"] == venue.symbol and ticker["last"] == 60 and ticker["baseVolume"] >= 1
 
 
+def test_watch_orders_my_trades_and_balance_follow_a_users_own_order_through_the_websocket_api(
+    exchange: RunningServer, keys: BinanceKeys
+) -> None:
+    # Arrange: a seller watching its own orders and balance (ccxt.pro subscribes through /ws-api/v3 with
+    # userDataStream.subscribe.signature, signed with the seller's real key), and a buyer.
+    venue = ProVenue(exchange, keys)
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any], str]:
+        seller, buyer = venue.client("ws-api-seller"), venue.client("ws-api-buyer")
+        try:
+            await seller.load_markets()
+            await buyer.load_markets()
+            orders_watch = asyncio.ensure_future(seller.watch_orders(venue.symbol))
+            balance_watch = asyncio.ensure_future(seller.watch_balance())
+            await asyncio.sleep(0.5)  # both subscribed (one connection, one subscription)
+            # Act: the seller's ask, then the buyer takes all of it.
+            ask = await seller.create_order(venue.symbol, "limit", "sell", 2, 70)
+            seen = await asyncio.wait_for(orders_watch, 10)
+            trades_watch = asyncio.ensure_future(seller.watch_my_trades(venue.symbol))
+            await asyncio.sleep(0.1)
+            await buyer.create_order(venue.symbol, "limit", "buy", 2, 70)
+            for _ in range(ROUNDS):
+                if any(o["id"] == ask["id"] and o["status"] == "closed" for o in seen):
+                    break
+                seen = await asyncio.wait_for(seller.watch_orders(venue.symbol), 10)
+            balance = await asyncio.wait_for(balance_watch, 10)
+            for _ in range(ROUNDS):  # the first update may be the ask's hold; then the fill's
+                if balance.get(venue.base, {}).get("total") == 998:
+                    break
+                balance = await asyncio.wait_for(seller.watch_balance(), 10)
+            trades = await asyncio.wait_for(trades_watch, 10)
+            return seen, trades, balance, ask["id"]
+        finally:
+            for client in (seller, buyer):
+                await client.close()
+
+    orders, trades, balance, ask_id = run(scenario())
+
+    # Assert: the ask, as the stream reported it, filled and closed at its price; a balance of the seller's.
+    own = [o for o in orders if o["id"] == ask_id]
+    assert own and own[-1]["status"] == "closed"
+    assert (own[-1]["side"], own[-1]["price"], own[-1]["filled"], own[-1]["remaining"]) == ("sell", 70, 2, 0)
+    assert [(t["order"], t["side"], t["price"], t["amount"], t["takerOrMaker"]) for t in trades] == [
+        (ask_id, "sell", 70, 2, "maker")
+    ]
+    assert (balance[venue.base]["free"], balance[venue.base]["used"], balance[venue.base]["total"]) == (998, 0, 998)
+
+
+def test_the_websocket_api_refuses_a_bad_signature_and_unknown_methods_in_binances_words(
+    exchange: RunningServer, keys: BinanceKeys
+) -> None:
+    api_key, secret = keys.key_for("ws-api-refused")
+    url = exchange.ws_url.removesuffix("/ws") + "/ws-api/v3"
+
+    async def scenario() -> list[dict[str, Any]]:
+        import hashlib
+        import hmac
+        import time
+
+        timestamp = int(time.time() * 1000)
+        payload = f"apiKey={api_key}&timestamp={timestamp}"
+        good = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        requests = [
+            {"id": 1, "method": "userDataStream.subscribe.signature",
+             "params": {"apiKey": api_key, "timestamp": timestamp, "signature": "0" * 64}},
+            {"id": 2, "method": "userDataStream.subscribe.signature",
+             "params": {"apiKey": "no-such-key", "timestamp": timestamp, "signature": good}},
+            {"id": 3, "method": "order.place", "params": {}},
+            {"id": 4, "method": "userDataStream.unsubscribe"},
+            {"id": 5, "method": "userDataStream.subscribe.signature",
+             "params": {"apiKey": api_key, "timestamp": timestamp - 3_600_000,
+                        "signature": hmac.new(secret.encode(), f"apiKey={api_key}&timestamp={timestamp - 3_600_000}".encode(), hashlib.sha256).hexdigest()}},
+            {"id": 6, "method": "userDataStream.subscribe.signature",
+             "params": {"apiKey": api_key, "timestamp": timestamp, "signature": good}},
+            {"id": 7, "method": "session.subscriptions"},
+            {"id": 8, "method": "userDataStream.unsubscribe"},
+            {"id": 9, "method": "session.subscriptions"},
+        ]  # fmt: skip
+        answers = []
+        async with websockets.connect(url, open_timeout=10) as ws:
+            for request in requests:
+                await ws.send(json.dumps(request))
+                answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            await ws.send("not json")
+            answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        return answers
+
+    answers = run(scenario())
+
+    codes = [(a["id"], a["status"], a.get("error", {}).get("code")) for a in answers]
+    assert codes == [
+        (1, 400, -1022),  # bad signature
+        (2, 401, -2014),  # unknown key
+        (3, 400, -1020),  # not a method served here
+        (4, 400, -2035),  # nothing to unsubscribe
+        (5, 400, -1021),  # an hour-old timestamp
+        (6, 200, None),
+        (7, 200, None),
+        (8, 200, None),
+        (9, 200, None),
+        (None, 400, -1100),  # not JSON
+    ]
+    assert answers[5]["result"] == {"subscriptionId": 0}
+    assert answers[6]["result"] == [{"subscriptionId": 0}] and answers[8]["result"] == []
+
+
 def test_combined_streams_wrap_each_message_and_bad_requests_change_nothing(
     exchange: RunningServer, keys: BinanceKeys
 ) -> None:

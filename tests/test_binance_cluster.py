@@ -60,6 +60,34 @@ def test_ccxt_clients_of_two_api_processes_trade_and_ccxt_pro_watches_through_a_
     assert seller.fetch_balance()["TATA"]["free"] == 7
 
 
+def test_ccxt_pro_watches_its_own_orders_through_the_websocket_api_of_a_ws_process(cluster: Cluster) -> None:  # noqa: F811
+    # Arrange: the key is checked by the WebSocket process (through Redis, by the engine's key store).
+    cluster.engine()
+    api = cluster.api()
+    ws = cluster.ws()
+    assert deposit(api, "pro-seller", "TATA", "10", "ps-1").status_code == 200
+    base, ws_url = f"http://127.0.0.1:{api.port}", f"ws://127.0.0.1:{ws.port}/ws"
+
+    async def watch() -> tuple[list, str]:
+        seller = pro_client(BinanceKeys(base), ws_url, "pro-seller")
+        try:
+            await seller.load_markets()
+            orders = asyncio.ensure_future(seller.watch_orders(SYMBOL))
+            await asyncio.sleep(0.5)
+            # Act
+            ask = await seller.create_order(SYMBOL, "limit", "sell", 4, 120)
+            return await asyncio.wait_for(orders, 20), ask["id"]
+        finally:
+            await seller.close()
+
+    orders, ask_id = run(watch())
+
+    # Assert: the new ask, as the WebSocket process streamed it.
+    assert [(o["id"], o["status"], o["side"], o["price"], o["amount"]) for o in orders] == [
+        (ask_id, "open", "sell", 120, 4)
+    ]
+
+
 def test_orders_and_their_history_through_v3_when_markets_match_on_two_shards(sharded: Sharded) -> None:  # noqa: F811
     sharded.markets(0, "--no-fsync")
     sharded.markets(1, "--no-fsync")

@@ -43,10 +43,11 @@ def test_the_ccxt_snippet_runs_after_the_quick_start(fresh_server: RunningServer
 
     lines = printed.getvalue().splitlines()
     # User 2 offers 2 more at 100.50 behind its 6 at 100.00; user 1 buys 1 (IOC), then 2 for 250 INR of budget.
-    assert len(lines) == 6, lines
+    assert len(lines) == 7, lines
     assert "'price': 0.01" in lines[0] and "'amount': 1.0" in lines[0]
     assert lines[1:3] == ["closed", "2.0"]
     assert lines[3] == "[[100.0, 3.0], [100.5, 2.0]] {'free': 7.0, 'used': 0.0, 'total': 7.0}"
     assert lines[4] == "canceled 3"
     nonce, bids = lines[5].split(" ", 1)
     assert int(nonce) > 0 and bids == "[]"
+    assert lines[6] == "[('buy', 90.0, 'open')]"  # user 1's bid, from its own stream

@@ -3,8 +3,8 @@ unmodified ccxt REST client calls it, and `/ws/<listenKey>` carrying that user's
 `outboundAccountPosition`, embedded and in the cluster.
 
 ccxt.pro 4.5.90 does not take this path for spot (its `watch_orders`, `watch_balance` and `watch_my_trades`
-subscribe through Binance's WebSocket API, `userDataStream.subscribe.signature` on `urls.api.ws.ws-api`), so the
-streams are read here with a plain WebSocket client, as Binance documents them."""
+subscribe through Binance's WebSocket API, `/ws-api/v3`: tests/test_binance_ccxt_pro.py), so the streams are read
+here with a plain WebSocket client, as Binance documents them."""
 
 from __future__ import annotations
 

@@ -18,7 +18,13 @@ User data stream: `/ws/<listenKey>` (a key from `POST /api/v3/userDataStream` or
 upgrade is refused with 401 and -1125 for a key that is not live) subscribes the connection to its user's hub
 key `user:<id>`, whose `executionReport` and `outboundAccountPosition` `ws/binance_user.py` renders; that key is
 no stream name, so no SUBSCRIBE reaches it and LIST_SUBSCRIPTIONS does not show it. The listen key is looked
-up once, at the upgrade: a connection outlives its key's expiry or deletion.
+up at the upgrade and then every `listen_key_check_seconds`: once it has expired or was deleted, the connection
+gets `listenKeyExpired` and is closed (1008).
+
+Binance's WebSocket API: `/ws-api/v3` (`openbell.ws.binance_api`), where ccxt.pro subscribes to a spot account's
+user data stream with a signed `userDataStream.subscribe.signature`; its hub (`WsApiHub`) frames the same
+user-stream messages as `{"subscriptionId": 0, "event": ...}`. Both hubs get each batch of events in one
+hand-over.
 """
 
 from __future__ import annotations
@@ -270,6 +276,17 @@ class BinanceHub(Hub):
         return prefix in self.symbols
 
 
+SUBSCRIPTION_ID = 0
+"""The subscription id of the one user data stream a WebSocket API connection holds (`openbell.ws.binance_api`)."""
+
+
+class WsApiHub(BinanceHub):
+    """User data streams as Binance's WebSocket API frames them: `{"subscriptionId": 0, "event": ...}`."""
+
+    def frame(self, stream: str, data: dict[str, Any]) -> bytes:
+        return encode({"subscriptionId": SUBSCRIPTION_ID, "event": data})
+
+
 class BinanceRequestError(Exception):
     def __init__(self, code: int, msg: str) -> None:
         super().__init__(msg)
@@ -377,17 +394,26 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
 
     async def start_hub(app: Sanic) -> None:
         hub = BinanceHub(engine, settings.flush_interval)
+        api_hub = WsApiHub(engine, settings.flush_interval)
         loop = asyncio.get_running_loop()
+
+        def publish(events: Sequence[object]) -> None:
+            hub.publish(events)
+            api_hub.publish(events)
 
         def on_events(events: Sequence[object]) -> None:
             try:
-                loop.call_soon_threadsafe(hub.publish, events)
+                loop.call_soon_threadsafe(publish, events)  # one hand-over per batch for both hubs
             except RuntimeError:
                 pass  # the loop has closed: the server is stopping
 
+        def close_all(reason: str) -> None:
+            hub.close_all(reason)
+            api_hub.close_all(reason)
+
         def interrupted(reason: str) -> None:
             try:
-                loop.call_soon_threadsafe(hub.close_all, f"event feed interrupted ({reason}): resync from REST")
+                loop.call_soon_threadsafe(close_all, f"event feed interrupted ({reason}): resync from REST")
             except RuntimeError:
                 pass
 
@@ -395,6 +421,7 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
         if bus is None:
             raise RuntimeError("this engine client streams no events: no WebSocket server on it")
         app.ctx.binance_hub = hub
+        app.ctx.binance_api_hub = api_hub
         app.ctx.binance_unsubscribe = bus.subscribe(on_events)
         app.ctx.binance_uninterrupt = bus.on_interrupted(interrupted)
 
@@ -432,12 +459,18 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
         streams = request.args.get("streams") or ""
         await serve(request.app.ctx.binance_hub, settings, ws, True, streams.split("/") if streams else [])
 
+    async def websocket_api(request: Request, ws: Any) -> None:
+        from openbell.ws.binance_api import serve_api
+
+        await serve_api(request.app.ctx.binance_api_hub, getattr(request.app.ctx, "auth", None), settings, ws)
+
     # The routes in a blueprint of their own, so that the listen-key check runs before their upgrades only,
     # not on every request of the app.
     streams = Blueprint("binance_streams")
     streams.middleware(check_listen_key, "request")
     streams.add_websocket_route(raw, "/ws/<path:path>", name="binance_ws_raw")
     streams.add_websocket_route(combined, "/stream", name="binance_ws_combined")
+    streams.add_websocket_route(websocket_api, "/ws-api/v3", name="binance_ws_api")
     app.register_listener(start_hub, "before_server_start")
     app.register_listener(stop_hub, "after_server_stop")
     app.blueprint(streams)
