@@ -462,6 +462,44 @@ def test_an_order_that_trades_shows_its_fill_and_the_new_balances(screen: Screen
     )
 
 
+def test_a_stop_limit_order_from_the_form_waits_in_open_orders_with_its_stop_price(screen: Screen, venue: Venue) -> None:
+    # Arrange: a user with TATA to sell; the market has traded near 100 (the test before).
+    venue.deposit("web-stopper", "TATA", "5")
+    sign_in(screen, "web-stopper")
+    screen.until(lambda: balance_row(screen, "TATA") == ("5.00", "0.00"), LIVE_WITHIN, "the stopper's TATA")
+    form = screen.page.locator("[data-testid=order-form]")
+    stop_price = form.locator("input[name=stopPrice]")
+    assert not stop_price.is_visible()  # a plain limit order has no stop price
+
+    # Act: a stop-limit sell: once the last price falls to 50.00, sell 2 at 49.00.
+    form.locator("input[name=side][value=sell]").check()
+    form.locator("select[name=type]").select_option("stop_loss_limit")
+    stop_price.fill("50.00")
+    form.locator("input[name=price]").fill("49.00")
+    form.locator("input[name=quantity]").fill("2")
+    form.locator("button[type=submit]").click()
+    message = screen.until(lambda: form.locator(".message").inner_text(), 5, "an answer next to the form")
+
+    # Assert: placed and waiting, on the page and in REST, with nothing held on the book yet but its funds.
+    assert "Sell 2 TATA at 49.00 once the price reaches 50.00: NEW" in message, message
+    rows = screen.page.locator("[data-testid=open-orders] tr[data-order-id]")
+    screen.until(lambda: rows.count() == 1, LIVE_WITHIN, "the stop order listed")
+    row = rows.first
+    assert (row.get_attribute("data-stop-price"), row.get_attribute("data-price")) == ("50.00", "49.00")
+    assert "stop_loss_limit (stop 50.00)" in row.inner_text()
+    rest = venue.get("/order/open", user_id="web-stopper")
+    assert [(o["type"], o["stopPrice"], o["price"], o["quantity"]) for o in rest] == [
+        ("stop_loss_limit", "50.00", "49.00", "2")
+    ]
+
+    # Clean up for the tests after: cancel it from the page, back to a limit order and to alice.
+    screen.page.get_by_role("button", name=f"Cancel order {row.get_attribute('data-order-id')}:").click()
+    screen.until(lambda: rows.count() == 0, LIVE_WITHIN, "the stop order canceled")
+    form.locator("select[name=type]").select_option("limit")
+    assert not stop_price.is_visible()
+    sign_in(screen, "web-alice")
+
+
 # --------------------------------------------------------------------------- dropped messages and connections
 class WebSocketTap:
     """Stands between the page and the stream service (Playwright's WebSocket routing): forwards every

@@ -103,6 +103,7 @@ export class AccountView {
         market: row.market,
         side: row.side,
         type: row.type,
+        stopPrice: row.stopPrice,
         price: row.price,
         quantity: row.quantity,
         filled: row.filled,
@@ -159,6 +160,7 @@ export class AccountView {
       market: data.s,
       side: data.S,
       type: data.o,
+      stopPrice: data.P,
       price: data.p,
       quantity: data.q,
       filled: data.z,
@@ -233,9 +235,10 @@ export class AccountView {
       setAttr(row, 'data-quantity', order.quantity ?? '');
       setAttr(row, 'data-filled', order.filled ?? '');
       setAttr(row, 'data-status', order.status ?? '');
+      setAttr(row, 'data-stop-price', order.stopPrice ?? '');
       setText(row.children[0], order.market ?? '');
       setText(row.children[1], order.side ?? '');
-      setText(row.children[2], order.type ?? '');
+      setText(row.children[2], order.stopPrice ? `${order.type} (stop ${order.stopPrice})` : order.type ?? '');
       setText(row.children[3], order.price ?? 'market');
       setText(row.children[4], order.quantity ?? '');
       setText(row.children[5], order.filled ?? '');

@@ -1,8 +1,12 @@
-// Order entry: limit or market, buy or sell, time in force (GTC, IOC, FOK) and post-only for limits. The
-// form sends what was typed as text (the server checks the tick and lot grid and says what is wrong);
-// the answer, or the API's error message, is said in words next to the form.
+// Order entry: limit or market, buy or sell, time in force (GTC, IOC, FOK) and post-only for limits, and
+// stop and take-profit orders (a stop price; a limit price for the _limit kinds) that wait until the last
+// trade price reaches their stop price. The form sends what was typed as text (the server checks the tick
+// and lot grid and says what is wrong); the answer, or the API's error message, is said in words next to
+// the form.
 
 const DECIMAL = /^\d+(\.\d+)?$/;
+const WITH_PRICE = new Set(['limit', 'stop_loss_limit', 'take_profit_limit']);
+const STOPS = new Set(['stop_loss', 'stop_loss_limit', 'take_profit', 'take_profit_limit']);
 
 export class OrderForm {
   /** @param handlers {onSubmit(order): Promise<result>} */
@@ -42,7 +46,7 @@ export class OrderForm {
 
   /** Set the limit price (a click on a book level). */
   pickPrice(price) {
-    this.fields.type.value = 'limit';
+    if (!WITH_PRICE.has(this.fields.type.value)) this.fields.type.value = 'limit';
     this.fields.price.value = price;
     this.update();
   }
@@ -50,12 +54,17 @@ export class OrderForm {
   /** Show only the fields that apply to the chosen order type, and name the button after the order. */
   update() {
     const fields = this.fields;
-    const limit = fields.type.value === 'limit';
+    const type = fields.type.value;
+    const priced = WITH_PRICE.has(type);
+    const stop = STOPS.has(type);
     const side = fields.side.value || 'buy';
-    fields.price.disabled = !limit;
-    fields.price.required = limit;
-    fields.timeInForce.disabled = !limit;
-    fields.postOnly.disabled = !limit || fields.timeInForce.value !== 'GTC';
+    fields.price.disabled = !priced;
+    fields.price.required = priced;
+    fields.stopPrice.disabled = !stop;
+    fields.stopPrice.required = stop;
+    fields.stopPrice.closest('label').hidden = !stop;
+    fields.timeInForce.disabled = !priced;
+    fields.postOnly.disabled = type !== 'limit' || fields.timeInForce.value !== 'GTC';
     if (fields.postOnly.disabled) fields.postOnly.checked = false;
     this.form.dataset.side = side;
     this.submit.disabled = !this.enabled || this.busy || this.market === null;
@@ -76,12 +85,17 @@ export class OrderForm {
     const quantity = fields.quantity.value.trim();
     if (!DECIMAL.test(quantity)) return 'Quantity must be a number such as 1.5';
     order.quantity = quantity;
-    if (order.type === 'limit') {
+    if (STOPS.has(order.type)) {
+      const stopPrice = fields.stopPrice.value.trim();
+      if (!DECIMAL.test(stopPrice)) return 'Stop price must be a number such as 99.50';
+      order.stopPrice = stopPrice;
+    }
+    if (WITH_PRICE.has(order.type)) {
       const price = fields.price.value.trim();
       if (!DECIMAL.test(price)) return 'Price must be a number such as 100.25';
       order.price = price;
       order.timeInForce = fields.timeInForce.value;
-      if (fields.postOnly.checked) order.postOnly = true;
+      if (order.type === 'limit' && fields.postOnly.checked) order.postOnly = true;
     }
     return order;
   }
@@ -108,10 +122,12 @@ export class OrderForm {
   }
 }
 
-/** "Buy 2.00 TATA at 100.00: FILLED, 2.00 filled (order 12)". */
+/** "Buy 2.00 TATA at 100.00: FILLED, 2.00 filled (order 12)"; "Sell 1 TATA at 95.00 once the price
+ * reaches 96.00: NEW (order 13)". */
 export function describe(order, result, market) {
   const side = order.side === 'buy' ? 'Buy' : 'Sell';
-  const where = order.type === 'limit' ? ` at ${order.price}` : ' at market';
+  let where = WITH_PRICE.has(order.type) ? ` at ${order.price}` : ' at market';
+  if (STOPS.has(order.type)) where += ` once the price reaches ${order.stopPrice}`;
   const executed = result.executedQty ?? result.executedQuantity;
   const filled = executed && /[1-9]/.test(executed) ? `, ${executed} filled` : '';
   return `${side} ${order.quantity} ${market.base}${where}: ${result.status}${filled} (order ${result.orderId})`;
