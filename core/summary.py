@@ -108,3 +108,6 @@ class OrderRecord(Record, frozen=True):
     """Quote of its fills, minor units (price x lots x quote units per tick-lot, summed)."""
     updated: int
     """Time of its latest state change (its entry time if none), ms."""
+    stop_price: int | None = None
+    """A stop or take-profit order's stop price (ticks); None for other orders, and for stops stored before the
+    history database kept it (schema 4)."""

@@ -89,6 +89,7 @@ def answer(writer: History, query: HistoryQuery, quote_units_per_tick_lot: int) 
                 filled,
                 notional * quote_units_per_tick_lot,
                 updated,
+                stop_price,
             )
             for (
                 order_id,
@@ -104,6 +105,7 @@ def answer(writer: History, query: HistoryQuery, quote_units_per_tick_lot: int) 
                 filled,
                 notional,
                 updated,
+                stop_price,
             ) in rows
         )
         return Reply(query.seq, ResultCode.OK, data=OrderHistory(orders))

@@ -3,7 +3,8 @@
 Tables (all amounts are the engine's integers: ticks, lots, minor units; times are ms since the epoch).
 Rows are the engine's events as they are, column for column:
 - `trades`: every `TradeExecuted`, primary key (market, trade_id);
-- `orders`: every accepted order as its `OrderAccepted` said it (side, type, price, quantity...);
+- `orders`: every accepted order as its `OrderAccepted` said it (side, type, price, quantity..., and a stop or
+  take-profit order's stop price);
 - `order_events`: every change of an order's state (status, filled, remaining, reason), in order;
   an order's current state is its newest row;
 - `balance_changes`: every `BalanceChanged` (user, asset, available, locked, ts, change_id); change_id
@@ -47,10 +48,11 @@ from openbell.core.events import (
     TradeExecuted,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """1: amounts in NUMERIC/BIGINT columns (failed for values of 2**63 and more). 2: amounts stored exactly.
 3: `deposits` and `markets` added (a version 2 database gets them at start; deposits and markets from before
-that are not in it)."""
+that are not in it). 4: `orders.stop_price` (a version 2 or 3 database gets the column at start; stops stored
+before have none)."""
 
 
 class HistorySchemaError(RuntimeError):
@@ -68,7 +70,7 @@ def _schema(amount: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS orders (
         market TEXT NOT NULL, order_id BIGINT PRIMARY KEY, user_id TEXT NOT NULL, side TEXT NOT NULL,
         order_type TEXT NOT NULL, time_in_force TEXT NOT NULL, price BIGINT, quantity BIGINT,
-        quote_quantity {amount}, client_order_id TEXT, ts BIGINT NOT NULL)""",
+        quote_quantity {amount}, client_order_id TEXT, ts BIGINT NOT NULL, stop_price BIGINT)""",
         "CREATE INDEX IF NOT EXISTS orders_user ON orders (user_id, ts)",
         """CREATE TABLE IF NOT EXISTS order_events (
         order_id BIGINT NOT NULL, market TEXT NOT NULL, user_id TEXT NOT NULL, status TEXT NOT NULL,
@@ -79,6 +81,9 @@ def _schema(amount: str) -> list[str]:
         ts BIGINT NOT NULL, change_id BIGINT PRIMARY KEY)""",
         *_added_in_3(amount),
     ]
+
+
+_ADDED_IN_4 = ["ALTER TABLE orders ADD COLUMN stop_price BIGINT"]
 
 
 def _added_in_3(amount: str) -> list[str]:
@@ -107,7 +112,7 @@ _TERMINAL = frozenset({"FILLED", "CANCELED", "EXPIRED", "REJECTED"})
 
 _INSERTS = {
     "trades": "INSERT OR IGNORE INTO trades VALUES (?,?,?,?,?,?,?,?,?,?)",
-    "orders": "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    "orders": "INSERT OR IGNORE INTO orders VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
     "order_events": "INSERT OR IGNORE INTO order_events VALUES (?,?,?,?,?,?,?,?)",
     "balance_changes": "INSERT OR IGNORE INTO balance_changes VALUES (?,?,?,?,?,?)",
     "deposits": "INSERT OR IGNORE INTO deposits VALUES (?,?,?,?,?)",
@@ -166,8 +171,9 @@ class HistoryStore:
             for statement in _schema("NUMERIC" if self.postgres else "TEXT"):
                 cur.execute(statement)
             cur.execute(self._sql("INSERT INTO history_meta VALUES (?, ?)"), ("schema_version", str(SCHEMA_VERSION)))
-        elif row[0] == "2":
-            for statement in _added_in_3("NUMERIC" if self.postgres else "TEXT"):
+        elif row[0] in ("2", "3"):
+            statements = _ADDED_IN_4 if row[0] == "3" else [*_added_in_3("NUMERIC" if self.postgres else "TEXT"), *_ADDED_IN_4]
+            for statement in statements:
                 cur.execute(statement)
             cur.execute(self._sql("UPDATE history_meta SET value = ? WHERE name = ?"), (str(SCHEMA_VERSION), "schema_version"))
         elif row[0] != str(SCHEMA_VERSION):
@@ -253,6 +259,7 @@ class HistoryStore:
                         None if e.quote_quantity is None else amount(e.quote_quantity),
                         e.client_order_id,
                         e.ts,
+                        e.stop_price,
                     )
                 )
             elif kind in _STATE_EVENTS:
@@ -438,9 +445,11 @@ class HistoryStore:
         limit: int,
     ) -> list[tuple[Any, ...]]:
         """One user's orders, oldest first, each as (order_id, side, order_type, time_in_force, price, quantity,
-        quote_quantity, client_order_id, ts, status, filled, executed price x lots, updated): by id, by
-        clientOrderId (the newest that used it), or a range (see `GetOrderHistory`)."""
-        columns = "order_id, side, order_type, time_in_force, price, quantity, quote_quantity, client_order_id, ts"
+        quote_quantity, client_order_id, ts, status, filled, executed price x lots, updated, stop_price): by id,
+        by clientOrderId (the newest that used it), or a range (see `GetOrderHistory`)."""
+        columns = (
+            "order_id, side, order_type, time_in_force, price, quantity, quote_quantity, client_order_id, ts, stop_price"
+        )
         where = "market = ? AND user_id = ?"
         if order_id is not None:
             orders = self._read(
@@ -487,7 +496,8 @@ class HistoryStore:
             oid = int(row[0])
             status, filled, updated = states.get(oid, ("NEW", 0, int(row[8])))
             quote_quantity = None if row[6] is None else read_amount(row[6])
-            out.append((*row[:6], quote_quantity, *row[7:], status, filled, notional[oid], updated))
+            stop_price = None if row[9] is None else int(row[9])
+            out.append((*row[:6], quote_quantity, *row[7:9], status, filled, notional[oid], updated, stop_price))
         return out
 
     def klines(

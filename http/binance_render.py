@@ -352,9 +352,9 @@ def open_order(spec: MarketSpec, order: OpenOrderView, executed_quote: int | Non
 
 
 def order_record(spec: MarketSpec, order: OrderRecord, opened: OpenOrderView | None = None) -> dict[str, Any]:
-    """An order from the history database as `GET order`/`GET allOrders` show it. The history database does not
-    keep a stop's stop price: a stop or take-profit order still open says it (and whether it waits) from the
-    engine's view of it, `opened`; an ended one leaves `stopPrice` out."""
+    """An order from the history database as `GET order`/`GET allOrders` show it. A stop or take-profit order
+    still open says whether it waits from the engine's view of it, `opened`; its `stopPrice` comes from there or
+    from the history database (which keeps it since schema 4: a stop stored before leaves `stopPrice` out)."""
     fp, fq = spec.format_price, spec.format_quantity
     waiting = opened is not None and opened.stop_price is not None and not opened.triggered
     # A market order by quote asked for no quantity (a sell's recorded quantity is only what it could sell).
@@ -383,8 +383,9 @@ def order_record(spec: MarketSpec, order: OrderRecord, opened: OpenOrderView | N
         "selfTradePreventionMode": "EXPIRE_MAKER",
     }
     if order.order_type.is_stop:
-        if opened is not None and opened.stop_price is not None:
-            out["stopPrice"] = fp(opened.stop_price)
+        stop_price = opened.stop_price if opened is not None and opened.stop_price is not None else order.stop_price
+        if stop_price is not None:
+            out["stopPrice"] = fp(stop_price)
         else:
             del out["stopPrice"]
     return out

@@ -88,3 +88,79 @@ def test_executed_quote_is_exact_past_64_bits(history_url: str) -> None:  # noqa
         store.close()
 
     assert taker[11] == 3 * price * lots and taker[9] == "FILLED"
+
+
+def test_a_stops_stop_price_is_kept_after_it_ends(history_url: str) -> None:  # noqa: F811
+    # Arrange: a stop-limit sell that waits, then is canceled (ended: the engine no longer knows it).
+    venue = Venue()
+    venue.fund("holder", tata_amount="5")
+    events = venue.stop("holder", SELL, OrderType.STOP_LOSS_LIMIT, "95", 2, "94")  # order 1
+    events += venue.cancel("holder", 1)
+    store = HistoryStore(history_url)
+    try:
+        # Act
+        store.write(events)
+        [row] = store.user_orders(MARKET, "holder", 1, None, 0, 0, 10**14, 10)
+    finally:
+        store.close()
+
+    # Assert: its type, limit price, state, and the stop price last.
+    assert (row[0], row[2], row[4], row[9], row[-1]) == (1, "stop_loss_limit", ticks("94"), "CANCELED", ticks("95"))
+
+
+def test_a_schema_3_database_gains_the_stop_price_column_and_keeps_its_orders(history_url: str) -> None:  # noqa: F811
+    # Arrange: a database as openbell wrote it at schema 3 (no orders.stop_price), holding one order.
+    store = HistoryStore(history_url)
+    try:
+        store.write(_one_limit_order())
+    finally:
+        store.close()
+    _execute(history_url, "ALTER TABLE orders DROP COLUMN stop_price")
+    _execute(history_url, "UPDATE history_meta SET value = '3' WHERE name = 'schema_version'")
+
+    # Act: this version opens it, and stores a stop.
+    store = HistoryStore(history_url)
+    try:
+        venue = Venue()
+        venue.fund("holder", tata_amount="5")
+        venue.next_seq()  # order ids after the first database's
+        store.write(venue.stop("holder", SELL, OrderType.STOP_LOSS_LIMIT, "95", 2, "94"))
+        before = store.user_orders(MARKET, "alice", None, None, 0, 0, 10**14, 10)
+        stop = store.user_orders(MARKET, "holder", None, None, 0, 0, 10**14, 10)
+    finally:
+        store.close()
+
+    # Assert: the old order reads back with no stop price, the new stop with its own; the version is 4.
+    assert [(r[0], r[-1]) for r in before] == [(1, None)]
+    assert [(r[2], r[-1]) for r in stop] == [("stop_loss_limit", ticks("95"))]
+    assert _version(history_url) == "4"
+
+
+def _one_limit_order() -> list[object]:
+    venue = Venue()
+    venue.fund("alice", inr_amount="1000")
+    return venue.limit("alice", BUY, "90", 1)  # order 1
+
+
+def _execute(url: str, statement: str) -> None:
+    if url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=5, autocommit=True) as server:
+            server.execute(statement)
+    else:
+        import sqlite3
+
+        file = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            file.execute(statement)
+            file.commit()
+        finally:
+            file.close()
+
+
+def _version(url: str) -> str:
+    from test_history import read
+
+    [(value,)] = read(url, "SELECT value FROM history_meta WHERE name = ?", ("schema_version",))
+    return str(value)

@@ -164,10 +164,10 @@ def trades_of(events: Sequence[object]) -> list[tuple[Any, ...]]:
 
 
 def orders_of(events: Sequence[object]) -> list[tuple[Any, ...]]:
-    """Accepted orders as the history stores them: every field of `OrderAccepted` but the stop price."""
+    """Accepted orders as the history stores them: every field of `OrderAccepted`, the stop price last."""
     return sorted(
         (
-            tuple(str(v) if isinstance(v, str) else v for v in msgspec.structs.astuple(e)[:11])
+            tuple(str(v) if isinstance(v, str) else v for v in msgspec.structs.astuple(e))
             for e in events
             if isinstance(e, OrderAccepted)
         ),

@@ -85,7 +85,7 @@ PINNED: dict[str, tuple[str, ...]] = {
                       "client_order_id", "stop_price", "triggered"),
     "OriginalOrder": ("market", "summary"),
     "OrderRecord": ("order_id", "market", "side", "order_type", "time_in_force", "price", "quantity", "quote_quantity",
-                    "client_order_id", "ts", "status", "filled", "executed_quote", "updated"),
+                    "client_order_id", "ts", "status", "filled", "executed_quote", "updated", "stop_price"),
     # core.messages
     "CommandBatch": ("commands",),
     "MatchBatch": ("market", "commands", "batch_no"),
