@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -44,38 +45,46 @@ class ListenKeys(Protocol):
 
 
 class MemoryListenKeys:
-    """Listen keys of one process (the embedded server). `clock`: seconds, monotonic."""
+    """Listen keys of one process (the embedded server). `clock`: seconds, monotonic.
+
+    Every operation costs O(1) amortized whatever the number of keys: the keys of each user are indexed (at most
+    MAX_PER_USER), and expiries wait in a queue in the order they were set (a key's lifetime is always
+    LISTEN_KEY_SECONDS from its last create or extend, so that order is their order in time)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 1_000_000) -> None:
         self._clock = clock
         self.max_keys = max_keys
         self._keys: dict[str, tuple[str, float]] = {}
-        """listen key -> (user, expires at)."""
+        """listen key -> (user, expires at); in the order they were made."""
+        self._by_user: dict[str, dict[str, None]] = {}
+        """user -> that user's keys, oldest first."""
+        self._expiries: deque[tuple[float, str]] = deque()
+        """(expires at, listen key) as set, oldest first; an entry whose key was extended or ended since is stale."""
 
     def __len__(self) -> int:
         return len(self._keys)
 
     async def create(self, user_id: str) -> str:
         self._forget_expired()
-        owned = [key for key, (user, _) in self._keys.items() if user == user_id]
-        for key in owned[: max(0, len(owned) - MAX_PER_USER + 1)]:
-            del self._keys[key]
-        if len(self._keys) >= self.max_keys:
-            del self._keys[next(iter(self._keys))]
+        owned = self._by_user.get(user_id)
+        while owned and len(owned) >= MAX_PER_USER:
+            self._drop(next(iter(owned)))
+        while len(self._keys) >= self.max_keys:
+            self._drop(next(iter(self._keys)))
         key = new_listen_key()
-        self._keys[key] = (user_id, self._clock() + LISTEN_KEY_SECONDS)
+        self._set(key, user_id)
         return key
 
     async def extend(self, listen_key: str, user_id: str) -> bool:
         if await self.user_of(listen_key) != user_id:
             return False
-        self._keys[listen_key] = (user_id, self._clock() + LISTEN_KEY_SECONDS)
+        self._set(listen_key, user_id)
         return True
 
     async def delete(self, listen_key: str, user_id: str) -> bool:
         if await self.user_of(listen_key) != user_id:
             return False
-        del self._keys[listen_key]
+        self._drop(listen_key)
         return True
 
     async def user_of(self, listen_key: str) -> str | None:
@@ -83,11 +92,30 @@ class MemoryListenKeys:
         if found is None:
             return None
         if found[1] <= self._clock():
-            del self._keys[listen_key]
+            self._drop(listen_key)
             return None
         return found[0]
 
+    def _set(self, key: str, user_id: str) -> None:
+        expires = self._clock() + LISTEN_KEY_SECONDS
+        self._keys[key] = (user_id, expires)
+        self._by_user.setdefault(user_id, {})[key] = None
+        self._expiries.append((expires, key))
+
+    def _drop(self, key: str) -> None:
+        user_id, _ = self._keys.pop(key)
+        owned = self._by_user[user_id]
+        del owned[key]
+        if not owned:
+            del self._by_user[user_id]
+
     def _forget_expired(self) -> None:
         now = self._clock()
-        for key in [key for key, (_, expires) in self._keys.items() if expires <= now][:1000]:
-            del self._keys[key]
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            expires, key = expiries.popleft()
+            found = self._keys.get(key)
+            if found is not None and found[1] == expires:  # not extended since: expired
+                self._drop(key)
+        if len(expiries) > 4 * len(self._keys) + 1024:  # mostly stale entries (extends): rebuild
+            self._expiries = deque(sorted((expires, key) for key, (_, expires) in self._keys.items()))
