@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("openbell")
@@ -45,17 +46,14 @@ def run(mode: str, args: argparse.Namespace) -> int:
         )
         return serve(args, factory, "REST API (/api/v1) and web page (/)")
     if mode == "ws":
-        from openbell.edge.credentials import CredentialError, is_loopback, key_secret
+        from openbell.edge.credentials import is_loopback
         from openbell.options import OptionError
 
         if args.dev and not is_loopback(args.host):
             raise OptionError(f"--dev turns authentication off and is refused on {args.host}: bind 127.0.0.1")
         secret = None
         if not args.dev:
-            try:
-                secret, _ = key_secret(args.key_secret_file, False)
-            except CredentialError as error:
-                raise OptionError(str(error)) from None
+            secret = _existing_key_secret(args.key_secret_file)
         return serve(args, partial(build_ws_app, args.redis, args.dev, secret), "WebSocket streams (ws://.../ws)")
     from openbell.cluster.supervisor import run_cluster
 
@@ -104,6 +102,25 @@ def run_balance(args: argparse.Namespace) -> int:
     )
     _run_until_signal(relay.run)
     return 0
+
+
+def _existing_key_secret(secret_file: str | None) -> bytes:
+    """The API processes' server secret, for a WebSocket process: from OPENBELL_KEY_SECRET or an existing file.
+    Never made here: a secret of its own would refuse every signature of the WebSocket API (-1022)."""
+    from openbell.edge.credentials import KEY_SECRET_ENV, CredentialError, default_key_secret_file, key_secret
+    from openbell.options import OptionError
+
+    path = Path(secret_file) if secret_file else default_key_secret_file()
+    if not os.environ.get(KEY_SECRET_ENV, "").strip() and not path.exists():
+        raise OptionError(
+            f"no server secret: set {KEY_SECRET_ENV} or --key-secret-file to the API processes' secret ({path} "
+            "does not exist); the WebSocket API checks signatures with it"
+        )
+    try:
+        secret, _ = key_secret(secret_file, False)
+    except CredentialError as error:
+        raise OptionError(str(error)) from None
+    return secret
 
 
 def _listeners_interval() -> float:

@@ -331,9 +331,13 @@ class Authenticator:
         for name, value in params.items():
             if name == "signature":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 256:
+            text = str(value)
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or len(text) > 256:
                 raise ApiError.of(ResultCode.INVALID_REQUEST, f"parameter {str(name)[:32]!r} is not a string or integer")
-            texts[name] = str(value)
+            if not name or any(c in part for part in (name, text) for c in "&="):
+                # the signed text joins name=value pairs with &: these would make two requests sign alike
+                raise ApiError.of(ResultCode.INVALID_REQUEST, f"parameter {str(name)[:32]!r} holds '&' or '='")
+            texts[name] = text
         known = await self.key(api_key)
         if known.identity is None:
             raise ApiError.of(ResultCode.UNKNOWN_API_KEY, "unknown or revoked API key")

@@ -83,7 +83,6 @@ def _schema(amount: str) -> list[str]:
     ]
 
 
-_ADDED_IN_4 = ["ALTER TABLE orders ADD COLUMN stop_price BIGINT"]
 
 
 def _added_in_3(amount: str) -> list[str]:
@@ -172,9 +171,10 @@ class HistoryStore:
                 cur.execute(statement)
             cur.execute(self._sql("INSERT INTO history_meta VALUES (?, ?)"), ("schema_version", str(SCHEMA_VERSION)))
         elif row[0] in ("2", "3"):
-            statements = _ADDED_IN_4 if row[0] == "3" else [*_added_in_3("NUMERIC" if self.postgres else "TEXT"), *_ADDED_IN_4]
-            for statement in statements:
-                cur.execute(statement)
+            if row[0] == "2":
+                for statement in _added_in_3("NUMERIC" if self.postgres else "TEXT"):
+                    cur.execute(statement)
+            self._add_stop_price(cur)
             cur.execute(self._sql("UPDATE history_meta SET value = ? WHERE name = ?"), (str(SCHEMA_VERSION), "schema_version"))
         elif row[0] != str(SCHEMA_VERSION):
             raise HistorySchemaError(
@@ -184,6 +184,16 @@ class HistoryStore:
         for statement in _INDEXES:
             cur.execute(statement)
         self._conn.commit()
+
+    def _add_stop_price(self, cur: Any) -> None:
+        """Schema 4's column, on a database of version 2 or 3. Processes sharing one PostgreSQL database may
+        upgrade it at the same moment: the statement is one that a second run leaves as it is."""
+        if self.postgres:
+            cur.execute("ALTER TABLE orders ADD COLUMN IF NOT EXISTS stop_price BIGINT")
+            return
+        cur.execute("SELECT 1 FROM pragma_table_info('orders') WHERE name = 'stop_price'")
+        if cur.fetchone() is None:
+            cur.execute("ALTER TABLE orders ADD COLUMN stop_price BIGINT")
 
     def _has_table(self, cur: Any, table: str) -> bool:
         if self.postgres:

@@ -3,6 +3,7 @@ latest state and executed quote, and one user's trades, from the store, on SQLit
 
 from __future__ import annotations
 
+import pytest
 from core_helpers import BUY, SELL, Venue, ticks
 from test_history import history_url  # noqa: F401  (fixture)
 
@@ -108,15 +109,22 @@ def test_a_stops_stop_price_is_kept_after_it_ends(history_url: str) -> None:  # 
     assert (row[0], row[2], row[4], row[9], row[-1]) == (1, "stop_loss_limit", ticks("94"), "CANCELED", ticks("95"))
 
 
-def test_a_schema_3_database_gains_the_stop_price_column_and_keeps_its_orders(history_url: str) -> None:  # noqa: F811
-    # Arrange: a database as openbell wrote it at schema 3 (no orders.stop_price), holding one order.
+@pytest.mark.parametrize("old", ["3", "3 upgraded meanwhile", "2"])
+def test_an_older_database_gains_the_stop_price_column_and_keeps_its_orders(history_url: str, old: str) -> None:  # noqa: F811
+    # Arrange: a database as openbell wrote it at schema 3 (no orders.stop_price) or 2 (nor deposits and
+    # markets), holding one order; or one that another process sharing it has just upgraded (the column is
+    # there, and this process read version 3 before that).
     store = HistoryStore(history_url)
     try:
         store.write(_one_limit_order())
     finally:
         store.close()
-    _execute(history_url, "ALTER TABLE orders DROP COLUMN stop_price")
-    _execute(history_url, "UPDATE history_meta SET value = '3' WHERE name = 'schema_version'")
+    if old != "3 upgraded meanwhile":
+        _execute(history_url, "ALTER TABLE orders DROP COLUMN stop_price")
+    if old == "2":
+        _execute(history_url, "DROP TABLE deposits")
+        _execute(history_url, "DROP TABLE markets")
+    _execute(history_url, f"UPDATE history_meta SET value = '{old[0]}' WHERE name = 'schema_version'")
 
     # Act: this version opens it, and stores a stop.
     store = HistoryStore(history_url)
