@@ -10,7 +10,8 @@ JSON; a message that does not decode is logged, counted, skipped and, on the str
 - `EVENTS` (pub/sub): one `EventBatch` per relay flush, every event the engine published since the last
   one, in order (WebSocket processes render what their clients subscribed to). The engine's relay publishes
   events only while some process reads them; a WebSocket process that starts reading says so on `LISTENERS`
-  (pub/sub), and the relay answers with an empty `EventBatch` on `EVENTS` once it publishes events again.
+  (pub/sub, a nonce), and each relay that heard it answers with that nonce on `LISTENERS_HEARD` once it
+  publishes events again.
 - `MARKETS` (a hash, symbol -> `MarketSpec`) and `REGISTRY` (pub/sub, `MarketListed` notices): the
   markets the engine runs, for API and WebSocket processes.
 
@@ -45,6 +46,7 @@ MARKETS = "openbell:markets"
 REGISTRY = "openbell:registry"
 EVENTS = "openbell:events"
 LISTENERS = "openbell:listeners"
+LISTENERS_HEARD = "openbell:listeners:heard"
 GROUP = "engine"
 REPLY_PREFIX = "openbell:reply:"
 SETTLEMENTS = "openbell:settlements"

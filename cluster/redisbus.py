@@ -6,8 +6,9 @@ channel (`EVENTS`), one `EventBatch` per flush; this bus reads that channel and 
 one channel for everything, rather than only the channels someone listens to: docs/design.md.)
 
 The engine's relay publishes events only while some process reads them. So after subscribing, the bus says
-so on `LISTENERS` and, if a relay heard it, waits (at most `HELLO_TIMEOUT` s) for the relay's answer on
-`EVENTS` before it counts as connected: from then on, every event is published.
+so on `LISTENERS` with a nonce and waits (at most `HELLO_TIMEOUT` s) until every relay that heard it has answered
+that nonce on `LISTENERS_HEARD` before it counts as connected: from then on, every event is published. (Market
+shards publish always and do not listen; the balance process's relay, like the engine's, answers.)
 
 When the Redis connection is lost, each `on_interrupted` listener is called with a reason (so the
 WebSocket server can close its clients' streams: they missed events and must resync); the bus
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from openbell.actors.bus import InProcessEventBus
-from openbell.cluster import EVENTS, LISTENERS, EventBatch
+from openbell.cluster import EVENTS, LISTENERS, LISTENERS_HEARD, EventBatch
 from openbell.cluster.reconnect import close_quietly, keep_connected
 from openbell.core.wire import WireError, decode
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 InterruptionListener = Callable[[str], None]
 
 HELLO_TIMEOUT = 2.0
+HEARD = LISTENERS_HEARD.encode()
 """Seconds a bus waits for the engine's relay to answer its hello before counting as connected anyway."""
 
 
@@ -89,18 +92,26 @@ class RedisEventBus(InProcessEventBus):
             await close_quietly(pubsub)
 
     async def _hello(self, pubsub: Any) -> None:
-        """Tell the engine's relay that this process reads events; wait for its answer if one heard it."""
+        """Tell the relays that this process reads events; wait until each that heard it has answered."""
         assert self._client is not None
-        heard = await self._client.publish(LISTENERS, b"reading")
-        if not heard:
-            return  # no relay running: one that starts publishes events until it finds nobody reads them
-        deadline = asyncio.get_running_loop().time() + HELLO_TIMEOUT
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-            if message is not None:
-                self._deliver(message)
-                return
-        log.warning("the engine's relay did not answer within %.1f s; reading events anyway", HELLO_TIMEOUT)
+        nonce = secrets.token_hex(8).encode()
+        await pubsub.subscribe(LISTENERS_HEARD)
+        try:
+            waiting = await self._client.publish(LISTENERS, nonce)
+            # none: no relay running; one that starts publishes events until it finds nobody reads them
+            deadline = asyncio.get_running_loop().time() + HELLO_TIMEOUT
+            while waiting > 0 and (left := deadline - asyncio.get_running_loop().time()) > 0:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+                if message is None:
+                    continue
+                if message.get("channel") == HEARD:
+                    waiting -= message.get("data") == nonce
+                else:
+                    self._deliver(message)
+            if waiting > 0:
+                log.warning("%d relay(s) did not answer within %.1f s; reading events anyway", waiting, HELLO_TIMEOUT)
+        finally:
+            await pubsub.unsubscribe(LISTENERS_HEARD)
 
     def _lost(self, error: BaseException) -> None:
         for listener in self._interruption_listeners:
@@ -110,6 +121,8 @@ class RedisEventBus(InProcessEventBus):
                 log.exception("interruption listener %r failed", listener)
 
     def _deliver(self, message: dict[str, Any]) -> None:
+        if message.get("channel") == HEARD:
+            return  # another process's hello being answered (after this one unsubscribed)
         try:
             batch = decode(message["data"], EventBatch)
         except WireError as error:

@@ -47,6 +47,7 @@ from openbell.cluster import (
     EVENTS,
     GROUP,
     LISTENERS,
+    LISTENERS_HEARD,
     MARKETS,
     REGISTRY,
     CommandEntry,
@@ -360,8 +361,8 @@ class Relay:
 
         Events nobody reads are not encoded or published at all. Whether anyone does is checked every
         `listeners_interval` s (PUBSUB NUMSUB), and a WebSocket process that starts reading says so at once on
-        `LISTENERS`: the relay then publishes events again and answers with an empty `EventBatch` on `EVENTS`,
-        which the WebSocket process waits for before it reports healthy. So no event of an order placed after
+        `LISTENERS` (with a nonce): the relay then publishes events again and answers with that nonce on
+        `LISTENERS_HEARD`, which the WebSocket process waits for before it reports healthy. So no event of an order placed after
         a WebSocket process is up goes unpublished.
         """
         while not self.stopping.is_set():
@@ -392,7 +393,7 @@ class Relay:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                 if message is not None:
                     self._set_events_listened(True)
-                    await self._redis.publish(EVENTS, encode(EventBatch(())))
+                    await self._redis.publish(LISTENERS_HEARD, message["data"])
         finally:
             await close_quietly(pubsub)
 
