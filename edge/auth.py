@@ -312,6 +312,19 @@ class Authenticator:
                     raise rate_limited(trade, "API key", limit, wait)
         return identity
 
+    async def admit_read(self, address: str) -> None:
+        """Charge one read to the client address's bucket, as a REST read is charged (for requests that come
+        another way: the WebSocket API). ApiError (429) over the limit."""
+        limiter, limit = self.limiter, self.limits.reads_per_address
+        if limiter is None or not limit.rate:
+            return
+        bucket = "r:ip:" + address
+        wait = limiter.try_admit(bucket, limit)
+        if wait is None:
+            wait = await limiter.admit(((bucket, limit),))
+        if wait:
+            raise rate_limited(False, "address", limit, wait)
+
     async def check_params(self, params: Mapping[str, Any]) -> Identity:
         """The identity of a request signed by the rule of Binance's WebSocket API (the same HMAC as REST, over
         another text): `params` hold `apiKey`, `timestamp` (optional `recvWindow`) and `signature`, and the

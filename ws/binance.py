@@ -462,7 +462,7 @@ def install_binance_websocket(app: Sanic, engine: EngineClient, settings: WsSett
     async def websocket_api(request: Request, ws: Any) -> None:
         from openbell.ws.binance_api import serve_api
 
-        await serve_api(request.app.ctx.binance_api_hub, getattr(request.app.ctx, "auth", None), settings, ws)
+        await serve_api(request.app.ctx.binance_api_hub, getattr(request.app.ctx, "auth", None), settings, ws, request)
 
     # The routes in a blueprint of their own, so that the listen-key check runs before their upgrades only,
     # not on every request of the app.

@@ -14,19 +14,28 @@ any other is -1020 "This operation is not supported." A connection holds one use
 allows one per account per connection; openbell one per connection): subscribing again, for another account,
 is refused (-1100) until `userDataStream.unsubscribe`. In dev mode (`--dev`) `apiKey` names the user and the
 signature is not checked, as on REST.
+
+Limits: the connection counts against its address's WebSocket connections (closed at once, 1008, past
+`max_connections_per_address`) and is closed if it holds no subscription after `idle_seconds_before_subscribe`;
+each subscribe request takes a token of the address's read bucket before its key is looked up (-1003 past it),
+and a connection may send MAX_SUBSCRIBE_ATTEMPTS of them. The subscription's API key is looked up again every
+`listen_key_check_seconds`: revoked, or without the read permission, it ends the stream (`eventStreamTerminated`,
+then 1008).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import ujson
 from websockets.exceptions import ConnectionClosed
 
 from openbell.core.types import ResultCode
-from openbell.edge.auth import Authenticator
+from openbell.edge.auth import Authenticator, client_address
 from openbell.edge.binance import BinanceError, error_of_result
 from openbell.edge.client import EngineError
 from openbell.edge.errors import ApiError
@@ -34,7 +43,7 @@ from openbell.edge.identity import USER_ID
 from openbell.ws.binance import MAX_ID, SUBSCRIPTION_ID, WsApiHub
 from openbell.ws.binance_user import USER_KEY
 from openbell.ws.connection import Connection
-from openbell.ws.server import close_on_invalid_text
+from openbell.ws.server import POLICY_VIOLATION, close_if_idle, close_on_invalid_text
 from openbell.ws.settings import WsSettings
 
 log = logging.getLogger(__name__)
@@ -42,28 +51,73 @@ log = logging.getLogger(__name__)
 UNSUPPORTED = BinanceError(-1020, "This operation is not supported.", 400)
 
 
-async def serve_api(hub: WsApiHub, auth: Authenticator | None, settings: WsSettings, ws: Any) -> None:
-    """One WebSocket API connection: requests answered in order until it closes."""
+MAX_SUBSCRIBE_ATTEMPTS = 10
+"""Subscribe requests one connection may send; one more closes it (1008): each costs a key lookup."""
+
+
+class Session:
+    """What one WebSocket API connection holds: its connection, its client's address, and the API key of its
+    user data subscription (watched while it lasts)."""
+
+    def __init__(self, connection: Connection, address: str) -> None:
+        self.connection = connection
+        self.address = address
+        self.api_key: str | None = None
+        self.watch: asyncio.Task[None] | None = None
+        self.subscribe_attempts = 0
+
+    def stop_watching(self) -> None:
+        if self.watch is not None:
+            self.watch.cancel()
+            self.watch = None
+
+
+async def serve_api(
+    hub: WsApiHub, auth: Authenticator | None, settings: WsSettings, ws: Any, request: Any
+) -> None:
+    """One WebSocket API connection: requests answered in order until it closes. It counts against its client
+    address's WebSocket connections, and one that holds no subscription after `idle_seconds_before_subscribe`
+    is closed, as on `/ws`."""
     if len(hub.connections) >= settings.max_connections:
         await ws.close(1013, "try again later")
         return
+    address = client_address(request)
+    per_address: Counter[str] | None = getattr(request.app.ctx, "ws_per_address", None)
+    if per_address is None:  # shared with /ws when that is installed (an empty Counter is false: test None)
+        per_address = request.app.ctx.ws_per_address = Counter()
+    if per_address[address] >= settings.max_connections_per_address:
+        await ws.close(POLICY_VIOLATION, f"at most {settings.max_connections_per_address} connections per address")
+        return
+    per_address[address] += 1
     connection = Connection(ws, None, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
+    session = Session(connection, address)
     hub.add(connection)
     close_on_invalid_text(ws, connection)
+    seconds = settings.idle_seconds_before_subscribe
+    idle_close = asyncio.get_running_loop().call_later(seconds, close_if_idle, connection, seconds)
     try:
         while not connection.closed:
             message = await ws.recv()
             if message is None:
                 break
-            hub.reply(connection, await answer(hub, auth, connection, message))
+            hub.reply(connection, await answer(hub, auth, session, settings, message))
+            if session.subscribe_attempts > MAX_SUBSCRIBE_ATTEMPTS:
+                connection.fail(POLICY_VIOLATION, "too many subscribe requests")
     except ConnectionClosed:
         pass
     finally:
+        idle_close.cancel()
+        session.stop_watching()
+        per_address[address] -= 1
+        if per_address[address] <= 0:
+            del per_address[address]
         hub.remove(connection)
         connection.close()
 
 
-async def answer(hub: WsApiHub, auth: Authenticator | None, connection: Connection, text: Any) -> dict[str, Any]:
+async def answer(
+    hub: WsApiHub, auth: Authenticator | None, session: Session, settings: WsSettings, text: Any
+) -> dict[str, Any]:
     """The answer to one request."""
     request_id: Any = None
     try:
@@ -83,7 +137,7 @@ async def answer(hub: WsApiHub, auth: Authenticator | None, connection: Connecti
         params = message.get("params", {})
         if not isinstance(params, dict):
             raise BinanceError(-1100, "Illegal value for 'params': an object.")
-        result = await _call(hub, auth, connection, message.get("method"), params)
+        result = await _call(hub, auth, session, settings, message.get("method"), params)
         return {"id": request_id, "status": 200, "result": result}
     except BinanceError as error:
         return _error(request_id, error)
@@ -94,8 +148,9 @@ async def answer(hub: WsApiHub, auth: Authenticator | None, connection: Connecti
 
 
 async def _call(
-    hub: WsApiHub, auth: Authenticator | None, connection: Connection, method: Any, params: dict[str, Any]
+    hub: WsApiHub, auth: Authenticator | None, session: Session, settings: WsSettings, method: Any, params: dict
 ) -> Any:
+    connection = session.connection
     if method == "ping":
         return {}
     if method == "time":
@@ -107,21 +162,55 @@ async def _call(
             raise BinanceError(-2035, "User Data Stream subscription not active.")
         hub.unsubscribe(connection, list(connection.streams))
         connection.user = None
+        session.stop_watching()
         return {}
     if method == "userDataStream.subscribe.signature":
+        session.subscribe_attempts += 1
+        if auth is None:
+            raise error_of_result(ResultCode.ENGINE_UNAVAILABLE, "no authenticator")
+        await auth.admit_read(session.address)  # before any key lookup
         user = await _signed_user(auth, params)
         key = USER_KEY + user
         if connection.streams and key not in connection.streams:
             raise BinanceError(-1100, "This connection already streams another account: unsubscribe first.")
         hub.subscribe(connection, [key])
         connection.user = user
+        if not auth.dev:
+            session.stop_watching()
+            session.api_key = str(params["apiKey"])
+            session.watch = asyncio.create_task(
+                _end_when_key_ends(hub, auth, session, session.api_key, settings.listen_key_check_seconds)
+            )
         return {"subscriptionId": SUBSCRIPTION_ID}
     raise UNSUPPORTED
 
 
-async def _signed_user(auth: Authenticator | None, params: dict[str, Any]) -> str:
-    if auth is None:
-        raise error_of_result(ResultCode.ENGINE_UNAVAILABLE, "no authenticator")
+async def _end_when_key_ends(
+    hub: WsApiHub, auth: Authenticator, session: Session, api_key: str, interval: float
+) -> None:
+    """Every `interval` s, look the subscription's API key up again; once it is revoked or lost the read
+    permission, send `eventStreamTerminated` and close the connection (1008): a user's stream stops with the
+    key that opened it. A key store that cannot be reached keeps the stream until the next look."""
+    connection = session.connection
+    while not connection.closed:
+        await asyncio.sleep(interval)
+        try:
+            known = await auth.key(api_key)
+        except (ApiError, EngineError):
+            continue
+        if connection.closed or (known.identity is not None and known.can_read):
+            continue
+        log.info("WebSocket API stream of user %s closed: its API key was revoked", connection.user)
+        event = {"e": "eventStreamTerminated", "E": time.time_ns() // 1_000_000}
+        hub.reply(connection, {"subscriptionId": SUBSCRIPTION_ID, "event": event})
+        connection.fail(POLICY_VIOLATION, "API key revoked")
+        cancel = getattr(connection.ws, "recv_cancel", None)
+        if cancel is not None:
+            cancel.cancel()
+        return
+
+
+async def _signed_user(auth: Authenticator, params: dict[str, Any]) -> str:
     if auth.dev:
         api_key = params.get("apiKey")
         if not isinstance(api_key, str) or not USER_ID.match(api_key):
