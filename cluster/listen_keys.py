@@ -20,9 +20,18 @@ from openbell.edge.listen_keys import LISTEN_KEY_SECONDS, MAX_PER_USER, new_list
 
 PREFIX = "openbell:listen:"
 USER_PREFIX = "openbell:listen-user:"
+# Scores are expiry times in ms, kept strictly increasing in the order keys were made or extended (a key made
+# in the same millisecond as the last scores one more), so the lowest score is the key extended longest ago.
+_NEXT_SCORE = """
+local function next_score(set, expires)
+  local top = redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= expires then return tonumber(top[2]) + 1 end
+  return expires
+end
+"""
 # KEYS: the listen key's string, the user's set. ARGV: user, seconds, now (ms), key, max per user.
-_CREATE = """
-local expires = tonumber(ARGV[3]) + tonumber(ARGV[2]) * 1000
+_CREATE = _NEXT_SCORE + """
+local expires = next_score(KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[2]) * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
 local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5]) + 1
 if extra > 0 then
@@ -36,10 +45,10 @@ redis.call('ZADD', KEYS[2], expires, ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """
-_IF_OWNER_EXPIRE = """
+_IF_OWNER_EXPIRE = _NEXT_SCORE + """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[2]) * 1000, ARGV[4])
+redis.call('ZADD', KEYS[2], next_score(KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[2]) * 1000), ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 1
 """

@@ -5,7 +5,7 @@ extended.
 connection that user's. `ListenKeys` is the store the REST API and the WebSocket server share: `MemoryListenKeys`
 in one process, `openbell.cluster.listen_keys.RedisListenKeys` across processes (a Redis key per listen key,
 expiring by itself). A key is a random 64-character hex string; a user holds at most `MAX_PER_USER` at once
-(making one more forgets the oldest).
+(making one more ends the one made or extended longest ago).
 """
 
 from __future__ import annotations
@@ -99,7 +99,9 @@ class MemoryListenKeys:
     def _set(self, key: str, user_id: str) -> None:
         expires = self._clock() + LISTEN_KEY_SECONDS
         self._keys[key] = (user_id, expires)
-        self._by_user.setdefault(user_id, {})[key] = None
+        owned = self._by_user.setdefault(user_id, {})
+        owned.pop(key, None)  # to the end: a user's keys in the order they were made or last extended
+        owned[key] = None
         self._expiries.append((expires, key))
 
     def _drop(self, key: str) -> None:

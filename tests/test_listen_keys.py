@@ -56,6 +56,22 @@ def test_a_user_holds_at_most_max_per_user_keys_and_the_oldest_goes_first(make_s
     assert other == "bob"  # another user's keys are not counted
 
 
+def test_making_one_more_key_ends_the_one_extended_longest_ago(make_store: Callable[[], Any]) -> None:
+    async def scenario() -> list[str | None]:
+        store = make_store()
+        try:
+            made = [await store.create("dave") for _ in range(MAX_PER_USER)]  # within a millisecond or two
+            assert await store.extend(made[0], "dave")  # the first is now the one extended last
+            await store.create("dave")
+            return [await store.user_of(key) for key in made]
+        finally:
+            await closed(store)
+
+    owners = asyncio.run(scenario())
+
+    assert owners == ["dave", None] + ["dave"] * (MAX_PER_USER - 2)
+
+
 def test_only_its_user_extends_or_ends_a_key(make_store: Callable[[], Any]) -> None:
     async def scenario() -> list[Any]:
         store = make_store()
