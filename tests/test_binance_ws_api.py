@@ -85,56 +85,53 @@ def test_a_subscription_ends_with_event_stream_terminated_when_its_api_key_is_re
     assert code == 1008
 
 
-def test_connections_per_address_are_capped_on_the_websocket_api_too(tmp_path: pathlib.Path) -> None:
+def test_connections_per_address_are_capped_and_a_connection_gets_ten_subscribe_requests(tmp_path: pathlib.Path) -> None:
     server = server_with(tmp_path, {"OPENBELL_WS_MAX_CONNECTIONS_PER_ADDRESS": "2"})
     try:
 
-        async def scenario() -> tuple[list[dict[str, Any]], int | None, dict[str, Any]]:
+        async def scenario() -> tuple[list[dict[str, Any]], int | None, dict[str, Any], list[Any], int | None]:
             held = [await websockets.connect(url_of(server), open_timeout=WAIT) for _ in range(2)]
             try:
                 async with websockets.connect(url_of(server), open_timeout=WAIT) as third:
-                    seen, code = await until_closed(third)
+                    refused, refused_code = await until_closed(third)
                 await held[0].send(json.dumps({"id": 7, "method": "ping"}))
                 pong = json.loads(await asyncio.wait_for(held[0].recv(), WAIT))
-                return seen, code, pong
+                # Act: eleven subscribe requests (unknown keys) on one connection.
+                for n in range(11):
+                    await held[1].send(json.dumps(subscribe_request(n, f"no-such-key-{n}", "x")))
+                answered, code = await until_closed(held[1])
+                return refused, refused_code, pong, [m["error"]["code"] for m in answered], code
             finally:
                 for ws in held:
                     await ws.close()
 
-        seen, code, pong = asyncio.run(scenario())
+        refused, refused_code, pong, answered, code = asyncio.run(scenario())
     finally:
         assert server.stop() == 0, server.log()
 
-    assert (seen, code) == ([], 1008)
-    assert pong == {"id": 7, "status": 200, "result": {}}  # the two within the cap are served
+    # Assert: the third connection of the address was closed at once, the two within the cap are served; each
+    # subscribe request was looked up and answered, and the eleventh closed the connection.
+    assert (refused, refused_code) == ([], 1008)
+    assert pong == {"id": 7, "status": 200, "result": {}}
+    assert (answered, code) == ([-2014] * 11, 1008)
 
 
-def test_subscribe_requests_are_charged_to_the_address_and_a_connection_gets_a_few(tmp_path: pathlib.Path) -> None:
-    # Arrange: an address may read 2 times a second (a bucket of 2).
-    server = server_with(tmp_path, {}, "--reads-per-address", "2", "--rate-burst-seconds", "1")
+def test_subscribe_requests_are_charged_to_the_address_read_bucket_before_any_lookup(tmp_path: pathlib.Path) -> None:
+    # Arrange: an address may read once a second, with a bucket of 2.
+    server = server_with(tmp_path, {}, "--reads-per-address", "1", "--rate-burst-seconds", "2")
     try:
 
-        async def scenario() -> tuple[list[Any], list[dict[str, Any]], int | None]:
+        async def scenario() -> list[Any]:
             async with websockets.connect(url_of(server), open_timeout=WAIT) as ws:
-                await asyncio.sleep(1.2)  # the bucket full again after the upgrade (a read) and the health checks
+                await asyncio.sleep(2.2)  # the bucket full again after the upgrade (a read) and the health checks
                 # Act: unknown keys, as fast as the client can send them.
                 for n in range(4):
                     await ws.send(json.dumps(subscribe_request(n, f"no-such-key-{n}", "x")))
-                limited = [json.loads(await asyncio.wait_for(ws.recv(), WAIT))["error"]["code"] for _ in range(4)]
-            await asyncio.sleep(1.5)  # the bucket refills
-            async with websockets.connect(url_of(server), open_timeout=WAIT) as ws:
-                for n in range(11):  # one more than a connection may send
-                    await ws.send(json.dumps(subscribe_request(n, f"no-such-key-{n}", "x")))
-                    await asyncio.sleep(0.55)  # within the address's rate
-                seen, code = await until_closed(ws)
-            return limited, seen, code
+                return [json.loads(await asyncio.wait_for(ws.recv(), WAIT))["error"]["code"] for _ in range(4)]
 
-        limited, seen, code = asyncio.run(scenario())
+        codes = asyncio.run(scenario())
     finally:
         assert server.stop() == 0, server.log()
 
-    # Assert: the first two were looked up (unknown key), the rest refused for the rate; on the second
-    # connection every attempt was looked up and the eleventh closed it.
-    assert limited == [-2014, -2014, -1003, -1003]
-    assert [m["error"]["code"] for m in seen] == [-2014] * 11
-    assert code == 1008
+    # Assert: the first two were looked up (unknown key), the rest refused for the rate.
+    assert codes == [-2014, -2014, -1003, -1003]
