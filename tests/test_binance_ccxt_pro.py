@@ -145,26 +145,28 @@ def test_watch_orders_my_trades_and_balance_follow_a_users_own_order_through_the
         try:
             await seller.load_markets()
             await buyer.load_markets()
+            # Each watch is started before what it waits for: ccxt.pro hands a watch only what arrives after it.
             orders_watch = asyncio.ensure_future(seller.watch_orders(venue.symbol))
             balance_watch = asyncio.ensure_future(seller.watch_balance())
-            await asyncio.sleep(0.5)  # both subscribed (one connection, one subscription)
+            trades_watch = asyncio.ensure_future(seller.watch_my_trades(venue.symbol))
+            await asyncio.sleep(0.5)  # subscribed (one connection, one subscription)
             # Act: the seller's ask, then the buyer takes all of it.
             ask = await seller.create_order(venue.symbol, "limit", "sell", 2, 70)
-            seen = await asyncio.wait_for(orders_watch, 10)
-            trades_watch = asyncio.ensure_future(seller.watch_my_trades(venue.symbol))
-            await asyncio.sleep(0.1)
+            await asyncio.wait_for(orders_watch, 10)  # its NEW report
+            await asyncio.wait_for(balance_watch, 10)  # its hold
             await buyer.create_order(venue.symbol, "limit", "buy", 2, 70)
-            for _ in range(ROUNDS):
-                if any(o["id"] == ask["id"] and o["status"] == "closed" for o in seen):
+            trades = await asyncio.wait_for(trades_watch, 10)  # the fill
+            # The reports that follow update ccxt.pro's caches: wait (bounded) for the order's end and the balance.
+            deadline = asyncio.get_running_loop().time() + 10
+            while asyncio.get_running_loop().time() < deadline:
+                orders = [dict(o) for o in (seller.orders or [])]
+                spot = seller.balance.get("spot") or {}
+                if any(o["id"] == ask["id"] and o["status"] == "closed" for o in orders) and (
+                    spot.get(venue.base, {}).get("total") == 998
+                ):
                     break
-                seen = await asyncio.wait_for(seller.watch_orders(venue.symbol), 10)
-            balance = await asyncio.wait_for(balance_watch, 10)
-            for _ in range(ROUNDS):  # the first update may be the ask's hold; then the fill's
-                if balance.get(venue.base, {}).get("total") == 998:
-                    break
-                balance = await asyncio.wait_for(seller.watch_balance(), 10)
-            trades = await asyncio.wait_for(trades_watch, 10)
-            return seen, trades, balance, ask["id"]
+                await asyncio.sleep(0.05)
+            return orders, trades, dict(spot), ask["id"]
         finally:
             for client in (seller, buyer):
                 await client.close()
