@@ -51,7 +51,7 @@ from openbell.core.events import (
     OrderRejected,
 )
 from openbell.core.grid import MarketSpec
-from openbell.core.ledger import Ledger
+from openbell.core.ledger import Hold, Ledger
 from openbell.core.messages import (
     AlreadyApplied,
     ApiKeys,
@@ -388,38 +388,11 @@ class BalanceCore:
     def _view_of(self, order_id: int) -> OpenOrders | None:
         """The open order `order_id` as a one-order `OpenOrders`, or None if the ledger holds nothing for it."""
         h = self.ledger.holds.get(order_id)
-        if h is None:
-            return None
-        view = OpenOrderView(
-            h.order_id,
-            h.market,
-            h.side,
-            h.order_type,
-            h.price,
-            h.quantity,
-            h.filled,
-            h.ts,
-            h.client_order_id,
-            h.stop_price,
-            h.triggered,
-        )
-        return OpenOrders((view,))
+        return OpenOrders((_view(h),)) if h is not None else None
 
     def _open_orders(self, query: GetOpenOrders) -> tuple[OpenOrderView, ...]:
         return tuple(
-            OpenOrderView(
-                h.order_id,
-                h.market,
-                h.side,
-                h.order_type,
-                h.price,
-                h.quantity,
-                h.filled,
-                h.ts,
-                h.client_order_id,
-                h.stop_price,
-                h.triggered,
-            )
+            _view(h)
             for h in self.ledger.open_orders(query.user_id)
             if (query.market is None or h.market == query.market) and h.order_id not in self.pending
         )
@@ -493,3 +466,20 @@ _DEPOSIT_MESSAGES = {
     ResultCode.DEPOSIT_CONFLICT: "txnId was already used for a different deposit",
     ResultCode.INVALID_AMOUNT: "amount must be positive",
 }
+
+
+def _view(h: Hold) -> OpenOrderView:
+    """An open order as the ledger's hold for it knows it."""
+    return OpenOrderView(
+        h.order_id,
+        h.market,
+        h.side,
+        h.order_type,
+        h.price,
+        h.quantity,
+        h.filled,
+        h.ts,
+        h.client_order_id,
+        h.stop_price,
+        h.triggered,
+    )
