@@ -63,7 +63,7 @@ from openbell.edge.listen_keys import LISTEN_KEY
 from openbell.ws.binance_user import USER_KEY, UserEvents
 from openbell.ws.connection import Connection
 from openbell.ws.hub import Hub, encode
-from openbell.ws.server import close_on_invalid_text, close_when_listen_key_ends, listen_key_expired
+from openbell.ws.server import close_on_invalid_text, listen_key_expired, watch_listen_key
 from openbell.ws.settings import WsSettings
 
 log = logging.getLogger(__name__)
@@ -294,6 +294,13 @@ class BinanceRequestError(Exception):
         self.msg = msg
 
 
+def is_request_id(value: Any) -> bool:
+    """Whether `value` is a request id Binance takes: an integer from 0 below 2**63, or 1 to 64 characters."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and 0 <= value < MAX_ID) or (isinstance(value, str) and 0 < len(value) <= 64)
+
+
 def answer(hub: BinanceHub, settings: WsSettings, connection: Connection, wrapped: bool, text: Any) -> dict:
     """The reply to one client message."""
     request_id: Any = None
@@ -305,9 +312,7 @@ def answer(hub: BinanceHub, settings: WsSettings, connection: Connection, wrappe
         if not isinstance(message, dict):
             raise BinanceRequestError(2, "Invalid request: request must be a JSON object")
         raw_id = message.get("id")
-        if isinstance(raw_id, bool) or not (
-            (isinstance(raw_id, int) and 0 <= raw_id < MAX_ID) or (isinstance(raw_id, str) and 0 < len(raw_id) <= 64)
-        ):
+        if not is_request_id(raw_id):
             raise BinanceRequestError(1, "Invalid value type: expected u64 or a string of at most 64 characters")
         request_id = raw_id
         method = message.get("method")
@@ -363,11 +368,8 @@ async def serve(
     watch = None
     if listen_key is not None:
         store, key = listen_key
-        watch = asyncio.create_task(
-            close_when_listen_key_ends(
-                hub, connection, store, key, settings.listen_key_check_seconds, lambda ms: listen_key_expired(key, ms)
-            )
-        )
+        interval = settings.listen_key_check_seconds
+        watch = watch_listen_key(hub, connection, store, key, interval, lambda ms: listen_key_expired(key, ms))
     try:
         names = [name for name in initial if hub.stream_exists(name)][: settings.max_subscriptions_per_connection]
         keys = [(WRAPPED + name) if wrapped else name for name in names]

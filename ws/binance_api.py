@@ -40,10 +40,16 @@ from openbell.edge.binance import BinanceError, error_of_result
 from openbell.edge.client import EngineError
 from openbell.edge.errors import ApiError
 from openbell.edge.identity import USER_ID
-from openbell.ws.binance import MAX_ID, SUBSCRIPTION_ID, WsApiHub
+from openbell.ws.binance import SUBSCRIPTION_ID, WsApiHub, is_request_id
 from openbell.ws.binance_user import USER_KEY
 from openbell.ws.connection import Connection
-from openbell.ws.server import POLICY_VIOLATION, close_if_idle, close_on_invalid_text
+from openbell.ws.server import (
+    POLICY_VIOLATION,
+    address_slot,
+    close_if_idle,
+    close_on_invalid_text,
+    close_when_ended,
+)
 from openbell.ws.settings import WsSettings
 
 log = logging.getLogger(__name__)
@@ -56,13 +62,12 @@ MAX_SUBSCRIBE_ATTEMPTS = 10
 
 
 class Session:
-    """What one WebSocket API connection holds: its connection, its client's address, and the API key of its
-    user data subscription (watched while it lasts)."""
+    """What one WebSocket API connection holds: its connection, its client's address, and the watch over the API
+    key of its user data subscription (while it lasts)."""
 
     def __init__(self, connection: Connection, address: str) -> None:
         self.connection = connection
         self.address = address
-        self.api_key: str | None = None
         self.watch: asyncio.Task[None] | None = None
         self.subscribe_attempts = 0
 
@@ -82,13 +87,10 @@ async def serve_api(
         await ws.close(1013, "try again later")
         return
     address = client_address(request)
-    per_address: Counter[str] | None = getattr(request.app.ctx, "ws_per_address", None)
-    if per_address is None:  # shared with /ws when that is installed (an empty Counter is false: test None)
-        per_address = request.app.ctx.ws_per_address = Counter()
+    per_address: Counter[str] = request.app.ctx.ws_per_address  # /ws's count (install_websocket installs both)
     if per_address[address] >= settings.max_connections_per_address:
         await ws.close(POLICY_VIOLATION, f"at most {settings.max_connections_per_address} connections per address")
         return
-    per_address[address] += 1
     connection = Connection(ws, None, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     session = Session(connection, address)
     hub.add(connection)
@@ -96,21 +98,19 @@ async def serve_api(
     seconds = settings.idle_seconds_before_subscribe
     idle_close = asyncio.get_running_loop().call_later(seconds, close_if_idle, connection, seconds)
     try:
-        while not connection.closed:
-            message = await ws.recv()
-            if message is None:
-                break
-            hub.reply(connection, await answer(hub, auth, session, settings, message))
-            if session.subscribe_attempts > MAX_SUBSCRIBE_ATTEMPTS:
-                connection.fail(POLICY_VIOLATION, "too many subscribe requests")
+        with address_slot(per_address, address):
+            while not connection.closed:
+                message = await ws.recv()
+                if message is None:
+                    break
+                hub.reply(connection, await answer(hub, auth, session, settings, message))
+                if session.subscribe_attempts > MAX_SUBSCRIBE_ATTEMPTS:
+                    connection.fail(POLICY_VIOLATION, "too many subscribe requests")
     except ConnectionClosed:
         pass
     finally:
         idle_close.cancel()
         session.stop_watching()
-        per_address[address] -= 1
-        if per_address[address] <= 0:
-            del per_address[address]
         hub.remove(connection)
         connection.close()
 
@@ -128,10 +128,7 @@ async def answer(
         if not isinstance(message, dict):
             raise BinanceError(-1100, "The request must be a JSON object.")
         raw_id = message.get("id")
-        if raw_id is not None and (
-            isinstance(raw_id, bool)
-            or not ((isinstance(raw_id, int) and 0 <= raw_id < MAX_ID) or (isinstance(raw_id, str) and len(raw_id) <= 64))
-        ):
+        if raw_id is not None and not is_request_id(raw_id):
             raise BinanceError(-1100, "Illegal value for 'id': an integer, a string of at most 64 characters or null.")
         request_id = raw_id
         params = message.get("params", {})
@@ -177,37 +174,27 @@ async def _call(
         connection.user = user
         if not auth.dev:
             session.stop_watching()
-            session.api_key = str(params["apiKey"])
-            session.watch = asyncio.create_task(
-                _end_when_key_ends(hub, auth, session, session.api_key, settings.listen_key_check_seconds)
-            )
+            session.watch = asyncio.create_task(_end_when_key_ends(hub, auth, session, str(params["apiKey"]), settings))
         return {"subscriptionId": SUBSCRIPTION_ID}
     raise UNSUPPORTED
 
 
 async def _end_when_key_ends(
-    hub: WsApiHub, auth: Authenticator, session: Session, api_key: str, interval: float
+    hub: WsApiHub, auth: Authenticator, session: Session, api_key: str, settings: WsSettings
 ) -> None:
-    """Every `interval` s, look the subscription's API key up again; once it is revoked or lost the read
-    permission, send `eventStreamTerminated` and close the connection (1008): a user's stream stops with the
-    key that opened it. A key store that cannot be reached keeps the stream until the next look."""
-    connection = session.connection
-    while not connection.closed:
-        await asyncio.sleep(interval)
-        try:
-            known = await auth.key(api_key)
-        except (ApiError, EngineError):
-            continue
-        if connection.closed or (known.identity is not None and known.can_read):
-            continue
-        log.info("WebSocket API stream of user %s closed: its API key was revoked", connection.user)
-        event = {"e": "eventStreamTerminated", "E": time.time_ns() // 1_000_000}
-        hub.reply(connection, {"subscriptionId": SUBSCRIPTION_ID, "event": event})
-        connection.fail(POLICY_VIOLATION, "API key revoked")
-        cancel = getattr(connection.ws, "recv_cancel", None)
-        if cancel is not None:
-            cancel.cancel()
-        return
+    """A user's stream stops with the key that opened it: revoked, or without the read permission, the key ends
+    the subscription with `eventStreamTerminated`, then 1008 (looked up every `listen_key_check_seconds`)."""
+
+    async def key_lives() -> bool:
+        known = await auth.key(api_key)
+        return known.identity is not None and known.can_read
+
+    def terminated(ms: int) -> dict[str, Any]:
+        return {"subscriptionId": SUBSCRIPTION_ID, "event": {"e": "eventStreamTerminated", "E": ms}}
+
+    await close_when_ended(
+        hub, session.connection, settings.listen_key_check_seconds, key_lives, terminated, "API key revoked"
+    )
 
 
 async def _signed_user(auth: Authenticator, params: dict[str, Any]) -> str:

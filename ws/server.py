@@ -34,7 +34,8 @@ import os
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import ujson
@@ -185,9 +186,6 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
         await ws.close(TRY_AGAIN_LATER, "try again later")
         return
     user: str | None = getattr(request.ctx, "stream_user", None)
-    per_address: Counter[str] = request.app.ctx.ws_per_address
-    address = client_address(request)
-    per_address[address] += 1
     connection = Connection(ws, user, settings.send_queue_limit, settings.write_buffer_high, hub.on_overflow)
     hub.add(connection)
     close_on_invalid_text(ws, connection)
@@ -197,63 +195,79 @@ async def serve_connection(hub: Hub, settings: WsSettings, request: Request, ws:
     listen_key = request.args.get("listenKey") if user is not None else None
     watch = None
     if listen_key is not None:
-        watch = asyncio.create_task(
-            close_when_listen_key_ends(
-                hub,
-                connection,
-                request.app.ctx.listen_keys,
-                listen_key,
-                settings.listen_key_check_seconds,
-                lambda ms: {"stream": "listenKey", "data": listen_key_expired(listen_key, ms)},
-            )
+        watch = watch_listen_key(
+            hub,
+            connection,
+            request.app.ctx.listen_keys,
+            listen_key,
+            settings.listen_key_check_seconds,
+            lambda ms: {"stream": "listenKey", "data": listen_key_expired(listen_key, ms)},
         )
     try:
-        while not connection.closed:
-            message = await ws.recv()
-            if message is None:
-                break
-            hub.reply(connection, answer(hub, settings, connection, message))
+        with address_slot(request.app.ctx.ws_per_address, client_address(request)):
+            while not connection.closed:
+                message = await ws.recv()
+                if message is None:
+                    break
+                hub.reply(connection, answer(hub, settings, connection, message))
     except ConnectionClosed:
         pass
     finally:
         idle_close.cancel()
         if watch is not None:
             watch.cancel()
-        per_address[address] -= 1
-        if per_address[address] <= 0:
-            del per_address[address]
         hub.remove(connection)
         connection.close()
 
 
-async def close_when_listen_key_ends(
+@contextmanager
+def address_slot(per_address: Counter[str], address: str) -> Iterator[None]:
+    """Count one open connection of `address` while the block runs (what the per-address cap reads)."""
+    per_address[address] += 1
+    try:
+        yield
+    finally:
+        per_address[address] -= 1
+        if per_address[address] <= 0:
+            del per_address[address]
+
+
+async def close_when_ended(
     hub: Hub,
     connection: Connection,
-    store: Any,
-    listen_key: str,
     interval: float,
+    lives: Callable[[], Awaitable[bool]],
     message: Callable[[int], dict[str, Any]],
+    reason: str,
 ) -> None:
-    """Every `interval` s, ask `store` whether `listen_key` still lives; once it does not, send `message(now in
-    ms)` (after everything published before it) and close the connection (1008). A store that cannot be reached
-    keeps the stream open until the next check."""
+    """Every `interval` s, ask `lives()` whether what opened the connection's private stream (a listen key, an
+    API key) still lives; once it does not, send `message(now in ms)` (after everything published before it) and
+    close the connection (1008, `reason`). A store that cannot be reached keeps the stream until the next check."""
     while not connection.closed:
         await asyncio.sleep(interval)
         if connection.closed:
             return
         try:
-            user = await store.user_of(listen_key)
-        except EngineError:
+            alive = await lives()
+        except (EngineError, ApiError):
             continue
-        if user is not None or connection.closed:
+        if alive or connection.closed:
             continue
-        log.info("websocket of user %s closed: its listen key expired or was deleted", connection.user)
+        log.info("websocket of user %s closed: %s", connection.user, reason)
         hub.reply(connection, message(time.time_ns() // 1_000_000))
-        connection.fail(POLICY_VIOLATION, "listen key expired")
-        cancel = getattr(connection.ws, "recv_cancel", None)
-        if cancel is not None:
-            cancel.cancel()
+        end(connection, reason)
         return
+
+
+def watch_listen_key(
+    hub: Hub, connection: Connection, store: Any, listen_key: str, interval: float, message: Callable[[int], Any]
+) -> asyncio.Task[None]:
+    """The task that ends `connection` with `message(ms)` once `listen_key` (which opened it) has ended."""
+
+    async def key_lives() -> bool:
+        return await store.user_of(listen_key) is not None
+
+    return asyncio.create_task(close_when_ended(hub, connection, interval, key_lives, message, "listen key expired"))
 
 
 def listen_key_expired(listen_key: str, ms: int) -> dict[str, Any]:
@@ -261,13 +275,18 @@ def listen_key_expired(listen_key: str, ms: int) -> dict[str, Any]:
     return {"e": "listenKeyExpired", "E": ms, "listenKey": listen_key}
 
 
+def end(connection: Connection, reason: str) -> None:
+    """Close a connection for policy (1008) from outside its handler, and end the handler's wait for a message."""
+    connection.fail(POLICY_VIOLATION, reason)
+    cancel = getattr(connection.ws, "recv_cancel", None)
+    if cancel is not None:
+        cancel.cancel()
+
+
 def close_if_idle(connection: Connection, seconds: float) -> None:
     """Close a connection that never subscribed: an idle connection holds a slot for nothing."""
     if not connection.streams and not connection.closed:
-        connection.fail(POLICY_VIOLATION, f"no subscription within {seconds:g} s")
-        cancel = getattr(connection.ws, "recv_cancel", None)
-        if cancel is not None:
-            cancel.cancel()
+        end(connection, f"no subscription within {seconds:g} s")
 
 
 def close_on_invalid_text(ws: Any, connection: Connection) -> None:
