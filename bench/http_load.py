@@ -974,36 +974,54 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def metrics_cost(args: argparse.Namespace) -> int:
-    """The exchange with metrics (the default) and with `--no-metrics`, alternately in each run (on, off; then
-    off, on; ...), at saturation: medians of orders/s and of requests per server CPU-second, and the cost."""
+def alternate(
+    args: argparse.Namespace, what: str, variants: dict[str, tuple[list[str], dict[str, str] | None, argparse.Namespace]],
+    *, flip: bool = False,
+) -> dict[str, list[Result]]:
+    """Each of `variants` (name -> extra run.py arguments, environment, measuring arguments) on a fresh server,
+    one after the other, --runs times (in reverse order every other run with `flip`), all at saturation against
+    the same seeded stream: the A/B loop of the comparisons below."""
     server_cpus, client_cpus = cpu_plan(args.no_pin)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     workload = build_workload(args.orders, args.seed, args.users, args.market)
     print(
-        f"metrics on vs off: {args.runs} run(s) of each, {args.connections} connections, {args.warmup:g} s warmup + "
-        f"{args.duration:g} s; {os.cpu_count()} cores, servers on {server_cpus or 'any'}; load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+        f"{what}: {args.runs} run(s) of each; stream {len(workload.items)} items ({args.users} users), client raw on "
+        f"{install_loop()}, {args.connections} connections, {args.warmup:g} s warmup + {args.duration:g} s; servers "
+        f"on cores {server_cpus or 'any'}, client on {sorted(client_cpus) if client_cpus else 'any'}; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores",
         flush=True,
     )
-    log_dir = Path(tempfile.mkdtemp(prefix="metrics_cost_"))
-    results: dict[str, list[Result]] = {"on": [], "off": []}
+    log_dir = Path(tempfile.mkdtemp(prefix="http_load_ab_"))
+    results: dict[str, list[Result]] = {name: [] for name in variants}
     for run in range(1, args.runs + 1):
-        order = ("on", "off") if run % 2 else ("off", "on")
-        for name in order:
+        names = list(variants)
+        if flip and run % 2 == 0:
+            names.reverse()
+        for name in names:
+            extra, env, run_args = variants[name]
             port = free_port()
             argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-            argv += ["--max-open-orders", "100000", "--data-dir", tempfile.mkdtemp(prefix=f"{name}-{run}-", dir=log_dir)]
-            argv += ["--dev", *NO_LIMITS, *args.exchange_args.split(), *(["--no-metrics"] if name == "off" else [])]
-            server = Server(f"metrics-{name}", argv, port, log_dir, server_cpus)
+            argv += ["--max-open-orders", "100000", *NO_LIMITS, *extra, *args.exchange_args.split()]
+            if "--in-memory" not in argv:
+                argv += ["--data-dir", tempfile.mkdtemp(prefix=f"{name}-{run}-", dir=log_dir)]  # a fresh one each
+            server = Server(f"{name}{run}", argv, port, log_dir, server_cpus, env)
             try:
                 server.wait_ready()
-                _, result, *_ = measure(args, server.url, workload, do_prefund=True, server_pid=server.process.pid)
+                funded, result = measure(run_args, server.url, workload, do_prefund=True, server_pid=server.process.pid)
             finally:
                 server.stop()
-            print(f"run {run} metrics {name}:\n{show(result)}", flush=True)
+            print(f"run {run} {name}: prefund {funded}\n{show(result)}", flush=True)
             results[name].append(result)
+    return results
+
+
+def metrics_cost(args: argparse.Namespace) -> int:
+    """The exchange with metrics (the default) and with `--no-metrics`, alternately in each run (on, off; then
+    off, on; ...), at saturation: medians of orders/s and of requests per server CPU-second, and the cost."""
+    results = alternate(
+        args, "metrics on vs off", {"on": (["--dev"], None, args), "off": (["--dev", "--no-metrics"], None, args)}, flip=True
+    )
     on, off = results["on"], results["off"]
     print(f"\nmedians over {args.runs} runs:")
     for name, found in (("on", on), ("off", off)):
@@ -1017,6 +1035,7 @@ def metrics_cost(args: argparse.Namespace) -> int:
     if on_cpu and off_cpu:
         ratio = median_of(on_cpu, "requests_per_server_cpu_second") / median_of(off_cpu, "requests_per_server_cpu_second")
         print(f"  cost of metrics: {1 - ratio:+.1%} of requests per server CPU-second")
+    return 0
 
 
 NO_LIMITS = [
@@ -1037,37 +1056,15 @@ def compare_auth(args: argparse.Namespace) -> int:
     signed with its user's key, rate limits checked), alternately, --runs times; medians and the cost."""
     import secrets
 
-    server_cpus, client_cpus = cpu_plan(args.no_pin)
-    if client_cpus:
-        os.sched_setaffinity(0, client_cpus)
-    workload = build_workload(args.orders, args.seed, args.users, args.market)
-    print(
-        f"stream: {len(workload.items)} items ({args.users} users); client raw on {install_loop()}, "
-        f"{args.connections} connections, {args.warmup:g} s warmup + {args.duration:g} s; servers on cores "
-        f"{server_cpus or 'any'}, client on {sorted(client_cpus) if client_cpus else 'any'}; load average "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores",
-        flush=True,
-    )
-    log_dir = Path(tempfile.mkdtemp(prefix="http_load_auth_"))
-    results: dict[str, list[Result]] = {"dev": [], "signed": []}
     token = secrets.token_urlsafe(24)
     env = {"OPENBELL_ADMIN_TOKEN": token, "OPENBELL_KEY_SECRET": secrets.token_hex(32)}
-    for run in range(1, args.runs + 1):
-        for name in ("dev", "signed"):
-            port = free_port()
-            argv = [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-            argv += ["--max-open-orders", "100000", "--in-memory", *NO_LIMITS, *args.exchange_args.split()]
-            if name == "dev":
-                argv.append("--dev")
-            server = Server(f"{name}{run}", argv, port, log_dir, server_cpus, env)
-            try:
-                server.wait_ready()
-                run_args = argparse.Namespace(**{**vars(args), "sign": name == "signed", "admin_token": token})
-                funded, result = measure(run_args, server.url, workload, do_prefund=True, server_pid=server.process.pid)
-            finally:
-                server.stop()
-            print(f"run {run} {name}: prefund {funded}\n{show(result)}", flush=True)
-            results[name].append(result)
+    signed_args = argparse.Namespace(**{**vars(args), "sign": True, "admin_token": token})
+    dev_args = argparse.Namespace(**{**vars(args), "sign": False, "admin_token": token})
+    results = alternate(
+        args,
+        "dev vs signed",
+        {"dev": (["--in-memory", "--dev"], env, dev_args), "signed": (["--in-memory"], env, signed_args)},
+    )
     dev = median_of(results["dev"], "orders_per_second")
     signed = median_of(results["signed"], "orders_per_second")
     cost = 1 - signed / dev if dev else 0.0
